@@ -1,0 +1,188 @@
+"""Renderer checkpoints: safetensors weights plus a JSON sidecar with everything needed to use them.
+
+A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and `NAME.json`:
+    {"format": "spokester-renderer", "version": 1, "checkpoint_id": "<hex>",
+     "preset": "tiny" | null,            # the preset whose config equals the saved one, as a label
+     "config": {...RendererConfig...},   # the full config: loading never relies on code defaults
+     "stats": {...ConditionStats...} | null,
+     "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
+Both files carry the same random `checkpoint_id`, so a weights file never silently pairs with the JSON of
+another save. Each file is written to a temporary file and moved into place (os.replace), so a crash
+never leaves a half-written file under the checkpoint's name. Every failure to load is a CheckpointError
+whose message is one line naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from neural_render.conditioning import ConditionStats
+from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, preset_name
+
+__all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+"""The project's shipped default renderer (weights; its JSON sits beside it)."""
+FORMAT = "spokester-renderer"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A renderer checkpoint cannot be used; the message is one line naming the file."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {' '.join(str(problem).split())}")
+
+
+@dataclass(frozen=True)
+class LoadedRenderer:
+    """A loaded checkpoint: the network (in eval mode) and what travelled with it."""
+
+    model: Renderer
+    stats: ConditionStats | None
+    preset: str | None
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, json) paths of a checkpoint named by either file or by their common stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, flush them to disk, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_renderer(
+    path: str | os.PathLike,
+    model: Renderer,
+    stats: ConditionStats | None = None,
+    provenance: dict | None = None,
+) -> Path:
+    """Save a renderer (and its condition statistics and provenance); returns the weights path."""
+    weights, meta = checkpoint_paths(path)
+    checkpoint_id = uuid.uuid4().hex
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "checkpoint_id": checkpoint_id,
+        "preset": preset_name(model.config),
+        "config": model.config.to_dict(),
+        "stats": stats.to_dict() if stats is not None else None,
+        "provenance": provenance or {},
+    }
+    text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
+    _atomic_write(
+        weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id})
+    )
+    _atomic_write(meta, text.encode())
+    return weights
+
+
+def _read_json(meta: Path) -> dict:
+    if not meta.is_file():
+        raise CheckpointError(meta, "no such file (the JSON that goes with the weights)")
+    try:
+        info = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(meta, f"corrupt JSON ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(meta, f'not a renderer checkpoint JSON (no "format": "{FORMAT}")')
+    return info
+
+
+def _config(meta: Path, info: dict) -> RendererConfig:
+    if info.get("config") is not None:
+        try:
+            return RendererConfig.from_dict(info["config"])
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(meta, f"bad config: {error}") from None
+    preset = info.get("preset")
+    if preset not in RENDERER_PRESETS:
+        raise CheckpointError(
+            meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})"
+        )
+    return RENDERER_PRESETS[preset]()
+
+
+def _read_weights(weights: Path) -> tuple[dict, dict]:
+    try:
+        with safe_open(str(weights), framework="pt") as file:
+            return {name: file.get_tensor(name) for name in file.keys()}, file.metadata() or {}
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(weights, f"corrupt safetensors file ({error})") from None
+
+
+def load_renderer(
+    path: str | os.PathLike | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> LoadedRenderer:
+    """Load a renderer checkpoint (None = the project's shipped default) onto `device` in `dtype`."""
+    if path is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise CheckpointError(
+                DEFAULT_CHECKPOINT,
+                "no default renderer is shipped yet; pass the path of a checkpoint written by save_renderer",
+            )
+        path = DEFAULT_CHECKPOINT
+    weights, meta = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(weights, "no such file")
+    info = _read_json(meta)
+    config = _config(meta, info)
+    tensors, metadata = _read_weights(weights)
+    if metadata.get("checkpoint_id") != info.get("checkpoint_id"):
+        raise CheckpointError(weights, f"these weights and {meta.name} come from different saves")
+
+    model = Renderer(config)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            weights, f"tensors missing {missing[:3]} and unexpected {unexpected[:3]} for its config"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                weights,
+                f"tensor {name!r} has shape {tuple(tensor.shape)} but the config in {meta.name} needs "
+                f"{tuple(expected[name].shape)}",
+            )
+    model.load_state_dict(tensors)
+    try:
+        stats = ConditionStats.from_dict(info["stats"]) if info.get("stats") is not None else None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(meta, f"bad statistics: {error}") from None
+    return LoadedRenderer(
+        model=model.to(device=device, dtype=dtype).eval(),
+        stats=stats,
+        preset=info.get("preset"),
+        provenance=info.get("provenance") or {},
+        path=weights,
+    )

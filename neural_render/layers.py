@@ -1,0 +1,149 @@
+"""The named blocks of the renderer: timestep embedding, attention, MLP, DiT block and final layer.
+
+Legend of tensor letters:
+    b batch, L tokens in the sequence (n framelets * s tokens each), d width, h heads, e head width,
+    K keys attended to (L in a parallel pass, the cache's window*s in a cached one), o output patch width
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from neural_render.kv_cache import KVCache
+from neural_render.layout import apply_rope
+
+__all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "modulate"]
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN modulation of normalised tokens."""
+    return x * (1 + scale) + shift
+
+
+class TimestepEmbedder(nn.Module):
+    """Embeds a clean-time t in [0, 1] as sinusoids of 1000 t followed by a two-layer MLP."""
+
+    def __init__(self, width: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def sinusoids(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_dim // 2
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+        )
+        angles = 1000.0 * t.float()[..., None] * freqs  # (..., half)
+        return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        frequencies = self.sinusoids(t).to(self.mlp[0].weight.dtype)
+        return self.mlp(frequencies)  # (..., d)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with RMS-normalised queries/keys, 2D rotary positions and an optional
+    KV cache."""
+
+    def __init__(self, width: int, heads: int, qk_norm: bool = True):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        head_dim = width // heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(width, width)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        qkv = rearrange(self.qkv(x), "b L (three h e) -> three b h L e", three=3, h=self.heads)
+        q, k, v = qkv.unbind(0)  # each (b, h, L, e)
+        q = apply_rope(self.q_norm(q), cos, sin)
+        k = apply_rope(self.k_norm(k), cos, sin)
+        if cache is not None:
+            k, v, mask = cache.attend(layer, k, v)  # (b, h, K, e) twice, mask (b, 1, 1, K) or None
+        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)  # (b, h, L, e)
+        return self.proj(rearrange(out, "b h L e -> b L (h e)"))
+
+
+class Mlp(nn.Module):
+    """Two-layer perceptron with a tanh-approximated GELU."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DiTBlock(nn.Module):
+    """Transformer block whose two residual branches are AdaLN-modulated (shift, scale, gate) per token.
+
+    With `shared_adaln` the modulation comes from one projection shared by all blocks, plus this block's
+    own learned offset; otherwise the block has its own projection of the conditioning vector.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, qk_norm: bool, shared_adaln: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads, qk_norm)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, int(width * mlp_ratio))
+        if shared_adaln:
+            self.adaln_offset = nn.Parameter(torch.zeros(6 * width))
+            self.adaln = None
+        else:
+            self.adaln_offset = None
+            self.adaln = nn.Linear(width, 6 * width)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        condition: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """x (b, L, d); condition is SiLU(t + c) (b, L, d), or with a shared AdaLN the shared modulation
+        (b, L, 6d)."""
+        if self.adaln is None:
+            modulation = condition + self.adaln_offset  # (b, L, 6d)
+        else:
+            modulation = self.adaln(condition)  # (b, L, 6d)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)  # each (b, L, d)
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, mask, cache, layer)
+        x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x  # (b, L, d)
+
+
+class FinalLayer(nn.Module):
+    """AdaLN-modulated norm and a linear map from width to the pixels of a patch."""
+
+    def __init__(self, width: int, patch_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.adaln = nn.Linear(width, 2 * width)
+        self.linear = nn.Linear(width, patch_dim)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaln(condition).chunk(2, dim=-1)  # each (b, L, d)
+        return self.linear(modulate(self.norm(x), shift, scale))  # (b, L, o)

@@ -1,0 +1,106 @@
+"""Token layout: how frames become tokens, where tokens sit, and which tokens may see which.
+
+This module is the one home of patchify/unpatchify, the 2D rotary positions and the framelet-causal mask.
+A framelet is `patch_frames` consecutive frames; each token is a `patch_frames x p x p` block of one
+framelet, so a framelet is a `rows x cols` grid of tokens. There is no temporal position at all: time is
+carried by the mask alone, which is what lets a KV cache store framelets in any order.
+
+Legend of tensor letters:
+    b batch, n framelets, f frames per framelet, y/x token rows/cols, p/q pixels inside a patch,
+    k channels, s = y*x tokens per framelet, h heads, e head width, m = e/2 rotary pairs
+Videos are channel-last: (b, n*f, H, W, k), values of frames in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange, repeat
+
+__all__ = ["patchify", "unpatchify", "framelet_mask", "rope_tables", "apply_rope", "to_uint8", "from_uint8"]
+
+
+def from_uint8(frames) -> torch.Tensor:
+    """uint8 pixels in [0, 255] (array or tensor) to float32 in [-1, 1]."""
+    return torch.as_tensor(frames).float() / 127.5 - 1.0
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Frames in [-1, 1] to uint8 pixels, rounded and clipped."""
+    return ((frames.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def patchify(video: torch.Tensor, patch_frames: int, patch_size: int) -> torch.Tensor:
+    """Cut a channel-last video (b, n*f, H, W, k) into tokens (b, n, s, f*p*p*k)."""
+    frames, height, width = video.shape[1:4]
+    if frames % patch_frames or height % patch_size or width % patch_size:
+        raise ValueError(
+            f"video of {frames} frames of {height}x{width} does not tile into framelets of {patch_frames} "
+            f"frames and {patch_size}x{patch_size} patches"
+        )
+    return rearrange(
+        video, "b (n f) (y p) (x q) k -> b n (y x) (f p q k)", f=patch_frames, p=patch_size, q=patch_size
+    )
+
+
+def unpatchify(
+    tokens: torch.Tensor, patch_frames: int, patch_size: int, grid: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of `patchify`: tokens (b, n, s, f*p*p*k) back to a video (b, n*f, H, W, k)."""
+    rows, cols = grid
+    return rearrange(
+        tokens,
+        "b n (y x) (f p q k) -> b (n f) (y p) (x q) k",
+        y=rows,
+        x=cols,
+        f=patch_frames,
+        p=patch_size,
+        q=patch_size,
+    )
+
+
+def framelet_mask(
+    num_framelets: int,
+    tokens_per_framelet: int,
+    window: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Boolean (n*s, n*s) mask, True where a query token may attend to a key token.
+
+    A token of framelet i sees every token of framelet j when i - window < j <= i: its own framelet and the
+    `window - 1` framelets before it. `window=None` means every earlier framelet (plain framelet-causal).
+    """
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    index = torch.arange(num_framelets, device=device)
+    lag = index[:, None] - index[None, :]  # (n, n): query framelet minus key framelet
+    allowed = lag >= 0
+    if window is not None:
+        allowed &= lag < window
+    return repeat(allowed, "i j -> (i s) (j r)", s=tokens_per_framelet, r=tokens_per_framelet)
+
+
+def rope_tables(
+    grid: tuple[int, int], head_dim: int, base: float, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines (s, m) of 2D rotary angles: the first m/2 pairs turn with the token row, the rest
+    with the token column."""
+    if head_dim % 4:
+        raise ValueError(f"2D rotary positions need a head width divisible by 4, got {head_dim}")
+    rows, cols = grid
+    quarter = head_dim // 4
+    freqs = base ** (-torch.arange(quarter, dtype=torch.float64, device=device) / quarter)  # (m/2,)
+    row = torch.arange(rows, dtype=torch.float64, device=device)
+    col = torch.arange(cols, dtype=torch.float64, device=device)
+    row_angles = repeat(row[:, None] * freqs, "y m -> (y x) m", x=cols)
+    col_angles = repeat(col[:, None] * freqs, "x m -> (y x) m", y=rows)
+    angles = torch.cat([row_angles, col_angles], dim=-1)  # (s, m)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of x (b, h, L, e) by the angles whose cos/sin are (L, m)."""
+    pairs = rearrange(x, "... (m two) -> ... m two", two=2)
+    even, odd = pairs.unbind(-1)  # each (b, h, L, m)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    turned = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rearrange(turned, "... m two -> ... (m two)")

@@ -1,0 +1,263 @@
+"""The renderer network: a pixel-space video DiT that predicts clean frames from noisy frames and the game's
+normalised depth and flow.
+
+A framelet of `patch_frames` frames is cut into `patch_frames x p x p` RGB tokens (see `layout.py`). The
+condition is cut the same way, projected to the width and added per token to the embedding of the
+framelet's timestep; SiLU of that sum drives AdaLN modulation of every block. Attention uses 2D rotary
+positions and a framelet-causal mask; there is no temporal position. The network knows nothing of the
+noise schedule (see `diffusion.py`): it maps (noisy frames, clean-time t per framelet, condition) to a
+prediction of the clean frames.
+
+Legend of tensor letters:
+    b batch, n framelets, f frames per framelet, s tokens per framelet, L = n*s, d width,
+    o pixels per patch (f*p*p*3), H/W frame height/width
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from neural_render.conditioning import CONDITION_CHANNELS
+from neural_render.kv_cache import KVCache
+from neural_render.layers import DiTBlock, FinalLayer, TimestepEmbedder
+from neural_render.layout import framelet_mask, patchify, rope_tables, unpatchify
+
+__all__ = ["RendererConfig", "Renderer", "RENDERER_PRESETS", "build_renderer", "preset_name"]
+
+
+@dataclass(frozen=True)
+class RendererConfig:
+    """Everything needed to rebuild a renderer network; it travels inside every checkpoint."""
+
+    image_size: int = 128
+    """Side of the square frames in pixels."""
+    patch_size: int = 16
+    """Side of a token's patch in pixels."""
+    patch_frames: int = 2
+    """Frames per framelet: a token spans this many frames, and one timestep covers them."""
+    width: int = 256
+    """Token width d."""
+    depth: int = 4
+    """Number of DiT blocks."""
+    heads: int = 4
+    """Attention heads; width / heads must be divisible by 4 for 2D rotary positions."""
+    mlp_ratio: float = 4.0
+    """Hidden width of each MLP relative to the token width."""
+    channels: int = 3
+    """Channels of a generated frame (RGB)."""
+    cond_channels: int = CONDITION_CHANNELS
+    """Channels of the normalised condition (depth, flow x, flow y)."""
+    shared_adaln: bool = True
+    """One AdaLN projection shared by all blocks (plus a learned offset per block), as the seed pins it."""
+    qk_norm: bool = True
+    """RMS-normalise queries and keys per head before the rotary positions."""
+    rope_base: float = 100.0
+    """Base of the rotary frequencies over patch rows and columns."""
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        if self.width % self.heads or (self.width // self.heads) % 4:
+            raise ValueError(f"width {self.width} / heads {self.heads} must be an integer divisible by 4")
+        if min(self.patch_frames, self.depth, self.channels, self.cond_channels) < 1:
+            raise ValueError(f"patch_frames, depth and channel counts must be positive: {self}")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        side = self.image_size // self.patch_size
+        return side, side
+
+    @property
+    def tokens_per_framelet(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RendererConfig:
+        """Rebuild from `to_dict` output; unknown or missing fields are errors, never silent defaults."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        if unknown or missing:
+            raise ValueError(f"renderer config has unknown fields {unknown} and lacks fields {missing}")
+        return cls(**data)
+
+
+class Renderer(nn.Module):
+    """Depth+flow-conditioned pixel-space video DiT with x-prediction."""
+
+    def __init__(self, config: RendererConfig):
+        super().__init__()
+        self.config = config
+        width, f, p = config.width, config.patch_frames, config.patch_size
+        self.x_embedder = nn.Linear(f * p * p * config.channels, width)
+        self.cond_embedder = nn.Linear(f * p * p * config.cond_channels, width)
+        self.null_condition = nn.Parameter(torch.zeros(width))
+        self.t_embedder = TimestepEmbedder(width)
+        self.adaln = nn.Linear(width, 6 * width) if config.shared_adaln else None
+        self.blocks = nn.ModuleList(
+            DiTBlock(width, config.heads, config.mlp_ratio, config.qk_norm, config.shared_adaln)
+            for _ in range(config.depth)
+        )
+        self.final_layer = FinalLayer(width, f * p * p * config.channels)
+        cos, sin = rope_tables(config.grid, config.head_dim, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)  # (s, e/2)
+        self.register_buffer("rope_sin", sin, persistent=False)  # (s, e/2)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """All weight initialisation, in one place."""
+        # 1. Every linear layer: Xavier-uniform weights and zero biases, as in ViT and DiT.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        # 2. Timestep MLP: small normal weights so that early timesteps do not swamp the condition.
+        for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        # 3. Null condition: a small random vector, distinct from any projected condition at the start.
+        nn.init.normal_(self.null_condition, std=0.02)
+        # 4. AdaLN projections and per-block offsets: zero, so every gate is 0 and each block starts as
+        #    the identity.
+        projections = [self.adaln] if self.adaln is not None else [block.adaln for block in self.blocks]
+        for projection in projections:
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+        for block in self.blocks:
+            if block.adaln_offset is not None:
+                nn.init.zeros_(block.adaln_offset)
+        # 5. Final modulation and output layer: zero, so the first prediction is exactly 0 (mid grey).
+        for layer in (self.final_layer.adaln, self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def embed_condition(
+        self, cond: torch.Tensor | None, drop_cond: torch.Tensor | None, shape
+    ) -> torch.Tensor:
+        """Per-token condition embedding (b, n, s, d); the learned null embedding where dropped or absent."""
+        b, n, s = shape
+        null = self.null_condition.expand(b, n, s, -1)  # (b, n, s, d)
+        if cond is None:
+            return null
+        embedded = self.cond_embedder(patchify(cond, self.config.patch_frames, self.config.patch_size))
+        if drop_cond is None:
+            return embedded
+        drop = drop_cond.to(device=embedded.device, dtype=torch.bool).reshape(b, -1)  # (b, 1) or (b, n)
+        return torch.where(drop[:, :, None, None], null, embedded)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None,
+        *,
+        drop_cond: torch.Tensor | None = None,
+        window: int | None = None,
+        cache: KVCache | None = None,
+        return_layers: Iterable[int] = (),
+    ):
+        """Predict clean frames.
+
+        x: noisy frames (b, n*f, H, W, 3); t: clean-time of each framelet (b, n), 0 = noise, 1 = clean;
+        cond: normalised condition (b, n*f, H, W, 3), or None for the null condition everywhere;
+        drop_cond: bool (b,) or (b, n), True where the null condition replaces `cond`;
+        window: framelets a token sees (its own included), None = all earlier ones (parallel pass only);
+        cache: a KVCache for one framelet (n = 1) whose context is the cache's framelets;
+        return_layers: block counts l (1..depth) whose hidden states (b, n, s, d) after l blocks to return.
+        Returns the prediction (b, n*f, H, W, 3), and a dict {l: hidden} too when `return_layers` is given.
+        """
+        cfg = self.config
+        tokens = patchify(x, cfg.patch_frames, cfg.patch_size)  # (b, n, s, o)
+        b, n, s, _ = tokens.shape
+        if t.shape != (b, n):
+            raise ValueError(f"t must have shape (batch, framelets) = {(b, n)}, got {tuple(t.shape)}")
+        if cache is not None and n != 1:
+            raise ValueError(f"a cached pass takes one framelet at a time, got {n}")
+        layers = sorted(set(return_layers))
+        if any(not 1 <= layer <= cfg.depth for layer in layers):
+            raise ValueError(f"return_layers must lie in 1..{cfg.depth}, got {layers}")
+
+        h = self.x_embedder(tokens)  # (b, n, s, d)
+        c = self.embed_condition(cond, drop_cond, (b, n, s)) + self.t_embedder(t)[:, :, None]  # (b, n, s, d)
+        c = F.silu(c)
+        h, c = (rearrange(z, "b n s d -> b (n s) d") for z in (h, c))  # (b, L, d)
+        condition = self.adaln(c) if self.adaln is not None else c  # (b, L, 6d) shared, else (b, L, d)
+        cos = repeat(self.rope_cos, "s m -> (n s) m", n=n)  # (L, e/2)
+        sin = repeat(self.rope_sin, "s m -> (n s) m", n=n)
+        mask = None if cache is not None or n == 1 else framelet_mask(n, s, window, device=x.device)
+
+        hidden = {}
+        for index, block in enumerate(self.blocks):
+            h = block(h, condition, cos, sin, mask, cache, index)  # (b, L, d)
+            if index + 1 in layers:
+                hidden[index + 1] = rearrange(h, "b (n s) d -> b n s d", n=n)
+        out = self.final_layer(h, c)  # (b, L, o)
+        out = unpatchify(
+            rearrange(out, "b (n s) o -> b n s o", n=n), cfg.patch_frames, cfg.patch_size, cfg.grid
+        )
+        return (out, hidden) if layers else out  # (b, n*f, H, W, 3)
+
+    def new_cache(self, *, batch_size: int, window: int, device=None, dtype=None) -> KVCache:
+        """An empty KV cache sized for this network."""
+        cfg = self.config
+        return KVCache(
+            depth=cfg.depth,
+            batch_size=batch_size,
+            heads=cfg.heads,
+            head_dim=cfg.head_dim,
+            tokens_per_framelet=cfg.tokens_per_framelet,
+            window=window,
+            device=device if device is not None else self.rope_cos.device,
+            dtype=dtype if dtype is not None else self.x_embedder.weight.dtype,
+        )
+
+
+def tiny() -> RendererConfig:
+    """About 5M parameters at 128x128: the CPU default and the test size."""
+    return RendererConfig(image_size=128, patch_size=16, width=256, depth=4, heads=4)
+
+
+def small() -> RendererConfig:
+    """About 25M parameters at 256x256: a mid-size GPU model."""
+    return RendererConfig(image_size=256, patch_size=16, width=448, depth=9, heads=7)
+
+
+def base() -> RendererConfig:
+    """ViT-B: 12 blocks of width 768 at 320x320, about 95M parameters, the seed's size."""
+    return RendererConfig(image_size=320, patch_size=16, width=768, depth=12, heads=12)
+
+
+RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {"tiny": tiny, "small": small, "base": base}
+
+
+def preset_name(config: RendererConfig) -> str | None:
+    """The name of the preset whose config equals `config` exactly, or None."""
+    return next((name for name, preset in RENDERER_PRESETS.items() if preset() == config), None)
+
+
+def build_renderer(name_or_config: str | RendererConfig, *, device=None, dtype=None, **overrides) -> Renderer:
+    """Build a renderer from a preset name or a config; keyword overrides replace config fields."""
+    if isinstance(name_or_config, RendererConfig):
+        config = name_or_config
+    elif name_or_config in RENDERER_PRESETS:
+        config = RENDERER_PRESETS[name_or_config]()
+    else:
+        raise ValueError(f"unknown renderer preset {name_or_config!r}; known: {', '.join(RENDERER_PRESETS)}")
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    return Renderer(config).to(device=device, dtype=dtype)

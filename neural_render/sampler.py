@@ -1,0 +1,167 @@
+"""StreamingRenderer: turns the game's depth and flow into frames, one framelet at a time, in constant
+memory and time per framelet.
+
+Each `step` denoises one framelet with `num_steps` Euler steps. Every pass attends to the KV cache, which
+holds the keys/values of the last `window - 1` framelets (the context) plus the framelet being made; the
+context framelets were written when they were made, so no pass ever recomputes them.
+
+Which keys/values become context (`cache_at_step`):
+    None: after the last step, one more pass of the finished framelet (clipped to [-1, 1]) at t = 1
+        (clean) writes the context; this is what a model trained with clean context expects. Costs
+        num_steps + 1 passes per framelet.
+    k (0 <= k < num_steps): the keys/values of denoising step k (input z_k at time t_k) are kept; no extra
+        pass. The seed's best is about half of the steps (e.g. 6 of 12): its context is still a little
+        noisy, which hides the model's own artefacts from the next framelets.
+Either way, the frames equal what the masked parallel forward pass (`Renderer.forward` with the same
+window) gives on the sequence of context inputs, which is what the tests check.
+
+Legend: B environments (batch), F frames per framelet, H/W frame height/width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from neural_render.conditioning import ConditionStats
+from neural_render.diffusion import FlowMatching
+from neural_render.layout import to_uint8
+from neural_render.model import Renderer
+
+__all__ = ["StreamingRenderer"]
+
+
+class StreamingRenderer:
+    """Renders framelets of depth+flow into uint8 frames for one or `batch_size` streams at once.
+
+    Arguments:
+        model: a Renderer; it is moved to `device`/`dtype` and put in eval mode.
+        stats: condition statistics (from the checkpoint); None = identity statistics, for untrained models.
+        source: which source's statistics normalise the inputs ("game" for the game).
+        window: framelets each framelet sees, itself included (>= 1).
+        num_steps: Euler steps per framelet.
+        cache_at_step: None or a step index whose keys/values become context; see the module docstring.
+        batch_size: number of streams (environments) rendered together.
+        seed: seed of stream 0 (stream j gets seed + j); each stream has its own torch.Generator.
+        device, dtype: where and in which precision the model runs.
+        autocast: bf16 autocast; None = on for CUDA, off elsewhere.
+        compile: wrap the model in torch.compile (CUDA mostly; the first framelets are slow).
+    """
+
+    def __init__(
+        self,
+        model: Renderer,
+        *,
+        stats: ConditionStats | None = None,
+        source: str = "game",
+        window: int = 3,
+        num_steps: int = 12,
+        cache_at_step: int | None = None,
+        batch_size: int = 1,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        autocast: bool | None = None,
+        compile: bool = False,
+    ):
+        if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
+            raise ValueError(f"cache_at_step must be None or in [0, {num_steps}), got {cache_at_step}")
+        self.device = torch.device(device)
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.config = model.config
+        self.stats = stats if stats is not None else ConditionStats.unit(source)
+        if source not in self.stats.sources:
+            raise ValueError(f"statistics have no source {source!r}; have {sorted(self.stats.sources)}")
+        self.source = source
+        self.window = window
+        self.num_steps = num_steps
+        self.cache_at_step = cache_at_step
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.autocast = self.device.type == "cuda" if autocast is None else autocast
+        self.diffusion = FlowMatching.for_config(self.config)
+        self.times = self.diffusion.time_grid(num_steps).tolist()
+        cache_dtype = torch.bfloat16 if self.autocast else dtype
+        self.cache = model.new_cache(
+            batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype
+        )
+        self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
+        self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.reset(seed)
+
+    def reset(self, seed: int | Sequence[int] | None = None, *, slots: Sequence[int] | None = None) -> None:
+        """Forget the context of the streams in `slots` (None = all) and reseed their noise: an int seed
+        gives the k-th listed stream seed + k, a sequence gives one seed per stream, None keeps each
+        stream's noise going."""
+        slots = list(range(self.batch_size)) if slots is None else list(slots)
+        self.cache.reset(slots)
+        if seed is None:
+            return
+        seeds = [seed + k for k in range(len(slots))] if isinstance(seed, int) else list(seed)
+        if len(seeds) != len(slots):
+            raise ValueError(f"got {len(seeds)} seeds for {len(slots)} streams")
+        for slot, value in zip(slots, seeds, strict=True):
+            self.generators[slot].manual_seed(int(value))
+
+    def _condition(self, depth, flow) -> tuple[torch.Tensor, bool]:
+        """Normalised condition (B, F, H, W, 3) on the device, and whether the input had a batch axis."""
+        cfg = self.config
+        frame = (cfg.patch_frames, cfg.image_size, cfg.image_size)
+        depth = torch.as_tensor(depth).to(self.device)
+        flow = torch.as_tensor(flow).to(self.device)
+        batched = depth.ndim == 5
+        if not batched:
+            depth, flow = depth[None], flow[None]
+        expected = (self.batch_size, *frame)
+        if tuple(depth.shape) != (*expected, 1) or tuple(flow.shape) != (*expected, 2):
+            lead = "(F, H, W, *)" if self.batch_size == 1 else "(B, F, H, W, *)"
+            raise ValueError(
+                f"need depth and flow of shape {lead} = {expected} + (1,) and (2,), "
+                f"got {tuple(depth.shape)} and {tuple(flow.shape)}"
+            )
+        return self.stats.normalize(depth, flow, self.source).to(self.dtype), batched
+
+    def noise(self) -> torch.Tensor:
+        """Fresh noise for one framelet of every stream (B, F, H, W, 3), each from its own generator."""
+        cfg = self.config
+        shape = (cfg.patch_frames, cfg.image_size, cfg.image_size, cfg.channels)
+        draws = [
+            torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for g in self.generators
+        ]
+        return torch.stack(draws)
+
+    @torch.no_grad()
+    def step_tensor(self, depth, flow, *, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
+        cond, _ = self._condition(depth, flow)  # (B, F, H, W, 3)
+        z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
+        batch = cond.shape[0]
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.autocast
+            else contextlib.nullcontext()
+        )
+        self.cache.begin()
+        with autocast:
+            for index, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:], strict=True)):
+                time = torch.full((batch, 1), t, device=self.device, dtype=self.dtype)
+                x_hat = self._forward(z, time, cond, cache=self.cache)  # (B, F, H, W, 3)
+                if index == self.cache_at_step:
+                    self.cache.stage()
+                z = self.diffusion.euler_step(z, x_hat.to(self.dtype), t, t_next)
+            frames = z.clamp(-1.0, 1.0)
+            if self.cache_at_step is None:
+                clean = torch.ones((batch, 1), device=self.device, dtype=self.dtype)
+                self._forward(frames, clean, cond, cache=self.cache)
+        staged = self.cache_at_step is not None and self.cache_at_step < self.num_steps - 1
+        self.cache.commit(use_staged=staged)
+        return frames
+
+    def step(self, depth: np.ndarray, flow: np.ndarray, *, noise: torch.Tensor | None = None) -> np.ndarray:
+        """Render the next framelet: depth (F, H, W, 1) and flow (F, H, W, 2) float32 (with a leading B axis
+        for several streams) give uint8 frames (F, H, W, 3) (or (B, F, H, W, 3))."""
+        frames = to_uint8(self.step_tensor(depth, flow, noise=noise)).cpu().numpy()
+        return frames if np.ndim(depth) == 5 else frames[0]

@@ -1,0 +1,185 @@
+"""The KV-cached streaming path against the masked parallel forward pass, and the sampler's contracts."""
+
+import numpy as np
+import pytest
+import torch
+
+from neural_render import ConditionStats, FlowMatching, StreamingRenderer
+
+
+def _random_video(cfg, batch, framelets, generator):
+    shape = (batch, framelets * cfg.patch_frames, cfg.image_size, cfg.image_size, 3)
+    return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+
+def _framelet(video, index, frames):
+    return video[:, index * frames : (index + 1) * frames]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4])
+@pytest.mark.parametrize("keep", ["last", "staged"])
+def test_cached_passes_equal_masked_parallel_pass(tiny_model, window, keep):
+    """Framelet by framelet through the ring buffer (7 framelets: it wraps), each framelet's output and
+    the context it leaves equal the parallel pass with the same window mask."""
+    cfg, f, n, b = tiny_model.config, tiny_model.config.patch_frames, 7, 2
+    generator = torch.Generator().manual_seed(1)
+    x, cond, junk = (_random_video(cfg, b, n, generator) for _ in range(3))
+    t = torch.rand(b, n, generator=generator, dtype=torch.float64)
+    parallel = tiny_model(x, t, cond, window=window)
+
+    cache = tiny_model.new_cache(batch_size=b, window=window)
+    outputs = []
+    for j in range(n):
+        cache.begin()
+        piece = (_framelet(x, j, f), t[:, j : j + 1], _framelet(cond, j, f))
+        if keep == "last":  # an earlier pass of this framelet must be overwritten by the last one
+            tiny_model(_framelet(junk, j, f), t[:, j : j + 1], piece[2], cache=cache)
+            outputs.append(tiny_model(*piece, cache=cache))
+            cache.commit()
+        else:  # the staged pass must become the context, not the later one
+            outputs.append(tiny_model(*piece, cache=cache))
+            cache.stage()
+            tiny_model(_framelet(junk, j, f), t[:, j : j + 1], piece[2], cache=cache)
+            cache.commit(use_staged=True)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), parallel)
+    if window < n:  # the window really limits what is seen
+        assert not torch.allclose(tiny_model(x, t, cond, window=None), parallel)
+
+
+def _reference_stream(model, conds, noises, *, window, num_steps, cache_at_step):
+    """The streaming sampler rebuilt from parallel passes over the whole history (no cache at all)."""
+    diffusion = FlowMatching.for_config(model.config)
+    grid = diffusion.time_grid(num_steps).tolist()
+    f, history, outputs = model.config.patch_frames, [], []
+    for cond, z in zip(conds, noises, strict=True):
+        b, kept = z.shape[0], None
+        for index, (t, t_next) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+            xs = torch.cat([h[0] for h in history] + [z], dim=1)
+            ts = torch.cat([h[1] for h in history] + [torch.full((b, 1), t, dtype=z.dtype)], dim=1)
+            cs = torch.cat([h[2] for h in history] + [cond], dim=1)
+            x_hat = model(xs, ts, cs, window=window)[:, -f:]
+            if index == cache_at_step:
+                kept = (z, torch.full((b, 1), t, dtype=z.dtype))
+            z = diffusion.euler_step(z, x_hat, t, t_next)
+        frames = z.clamp(-1, 1)
+        history.append((*(kept or (frames, torch.ones(b, 1, dtype=z.dtype))), cond))
+        outputs.append(frames)
+    return outputs
+
+
+def _game_inputs(cfg, batch, count, seed):
+    rng = np.random.default_rng(seed)
+    shape = (batch, cfg.patch_frames, cfg.image_size, cfg.image_size)
+    depths = [rng.uniform(0, 10, (*shape, 1)).astype(np.float32) for _ in range(count)]
+    flows = [rng.normal(0, 3, (*shape, 2)).astype(np.float32) for _ in range(count)]
+    return depths, flows
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+@pytest.mark.parametrize("cache_at_step", [None, 0, 1, 2])
+def test_streaming_renderer_equals_parallel_reference(tiny_model, window, cache_at_step):
+    cfg, b, count, steps = tiny_model.config, 2, 5, 3
+    renderer = StreamingRenderer(
+        tiny_model,
+        window=window,
+        num_steps=steps,
+        cache_at_step=cache_at_step,
+        batch_size=b,
+        dtype=torch.float64,
+    )
+    depths, flows = _game_inputs(cfg, b, count, seed=2)
+    noises = [renderer.noise() for _ in range(count)]
+    streamed = [renderer.step_tensor(d, v, noise=z) for d, v, z in zip(depths, flows, noises, strict=True)]
+    conds = [renderer.stats.normalize(d, v).double() for d, v in zip(depths, flows, strict=True)]
+    reference = _reference_stream(
+        tiny_model, conds, noises, window=window, num_steps=steps, cache_at_step=cache_at_step
+    )
+    torch.testing.assert_close(torch.cat(streamed, 1), torch.cat(reference, 1))
+
+
+def test_cache_at_step_changes_the_context(tiny_model):
+    """Keeping a noisy step's keys/values is not the same as a clean pass (else the option is a no-op)."""
+    cfg = tiny_model.config
+    depths, flows = _game_inputs(cfg, 1, 3, seed=3)
+    last = {}
+    for cache_at_step in (None, 0):
+        renderer = StreamingRenderer(
+            tiny_model, num_steps=2, cache_at_step=cache_at_step, dtype=torch.float64
+        )
+        for d, v in zip(depths, flows, strict=True):
+            last[cache_at_step] = renderer.step_tensor(d, v)
+    assert not torch.allclose(last[None], last[0])
+
+
+def test_same_seed_same_frames_other_seed_other_frames(tiny_model):
+    cfg = tiny_model.config
+    depths, flows = _game_inputs(cfg, 1, 3, seed=4)
+    renderer = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=1)
+
+    def run(seed):
+        renderer.reset(seed)
+        return np.stack([renderer.step(d[0], v[0]) for d, v in zip(depths, flows, strict=True)])
+
+    first, again, other = run(5), run(5), run(6)
+    assert first.dtype == np.uint8 and first.shape == (3, cfg.patch_frames, cfg.image_size, cfg.image_size, 3)
+    np.testing.assert_array_equal(first, again)
+    assert np.mean(first != other) > 0.25  # random weights saturate many pixels at 0 or 255
+
+
+def test_reset_of_one_stream_leaves_the_others_alone(tiny_model):
+    """A batch of two streams equals two single streams, also after stream 1 alone is reset and reseeded."""
+    cfg = tiny_model.config
+    depths, flows = _game_inputs(cfg, 2, 6, seed=7)
+    batch = StreamingRenderer(
+        tiny_model, num_steps=2, cache_at_step=0, batch_size=2, seed=10, dtype=torch.float64
+    )
+    single0 = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=0, seed=10, dtype=torch.float64)
+    single1 = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=0, seed=11, dtype=torch.float64)
+    for j, (d, v) in enumerate(zip(depths, flows, strict=True)):
+        if j == 3:
+            batch.reset(99, slots=[1])
+            single1.reset(99)
+        both = batch.step_tensor(d, v)
+        torch.testing.assert_close(both[0], single0.step_tensor(d[0], v[0])[0])
+        torch.testing.assert_close(both[1], single1.step_tensor(d[1], v[1])[0])
+    assert batch.cache.lengths.tolist() == [3, 3]
+
+
+def test_cache_memory_stays_put(tiny_model):
+    renderer = StreamingRenderer(tiny_model, window=3, num_steps=2, cache_at_step=0)
+    cache = renderer.cache
+    tensors = (cache.keys, cache.values, cache.staged_keys, cache.staged_values)
+    before = [(t.data_ptr(), t.shape, t.stride()) for t in tensors]
+    depths, flows = _game_inputs(tiny_model.config, 1, 1, seed=8)
+    for _ in range(40):
+        renderer.step(depths[0][0], flows[0][0])
+    after = [
+        (t.data_ptr(), t.shape, t.stride())
+        for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)
+    ]
+    assert after == before
+    assert cache.write_index == 40 % 3 and cache.lengths.tolist() == [3]
+
+
+def test_bad_inputs_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="cache_at_step"):
+        StreamingRenderer(tiny_model, num_steps=4, cache_at_step=4)
+    renderer = StreamingRenderer(tiny_model, num_steps=1)
+    with pytest.raises(ValueError, match="depth and flow of shape"):
+        renderer.step(np.zeros((1, 32, 32, 1), np.float32), np.zeros((1, 32, 32, 2), np.float32))
+    with pytest.raises(ValueError, match="no source 'video'"):
+        StreamingRenderer(tiny_model, stats=ConditionStats.unit("game"), source="video")
+
+
+@pytest.mark.slow
+def test_time_per_framelet_is_flat_over_500_framelets(tiny_model):
+    import time
+
+    renderer = StreamingRenderer(tiny_model.float(), window=3, num_steps=2)
+    depths, flows = _game_inputs(tiny_model.config, 1, 1, seed=9)
+    times = []
+    for _ in range(500):
+        start = time.perf_counter()
+        renderer.step(depths[0][0], flows[0][0])
+        times.append(time.perf_counter() - start)
+    assert np.median(times[-100:]) < 1.5 * np.median(times[100:200])
