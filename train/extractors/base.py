@@ -29,11 +29,23 @@ KINDS = ("flow", "depth", "teacher")
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """One array stored per frame in the cache: its per-frame shape, dtype and units."""
+    """One array stored per frame in the cache: its per-frame shape, dtype and units.
+
+    A quantised stream (``scale`` set) stores integer codes; its values are ``code * scale + offset``
+    (e.g. an int8 network's activations, kept exactly in half the bytes of float16).
+    """
 
     shape: tuple[int, ...]
     dtype: str
     units: str
+    scale: float | None = None
+    offset: float = 0.0
+
+    def decode(self, stored: np.ndarray) -> np.ndarray:
+        """Stored array -> its values (float32 for quantised streams, else unchanged)."""
+        if self.scale is None:
+            return stored
+        return stored.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
 
 
 class Extractor:

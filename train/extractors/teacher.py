@@ -37,7 +37,8 @@ class DeepLabFeatures(FrameLabeler):
     """DeepLab / MobileNet-EdgeTPU trained on Cityscapes (Apache-2.0; Cityscapes non-commercial), int8,
     through LiteRT, shipped in ``train/weights``.
 
-    Writes ``teacher``: the dequantised intermediate tensor ``concat_projection/Relu`` (33, 33, 128), and
+    Writes ``teacher``: the intermediate tensor ``concat_projection/Relu`` (33, 33, 128) as its uint8
+    codes (a quantised stream: ``StreamSpec.decode`` gives the dequantised activations), and
     ``sky``: 1 where its 19-class segmentation says sky (Cityscapes class 10), on the clip square.
 
     Args:
@@ -68,18 +69,24 @@ class DeepLabFeatures(FrameLabeler):
 
     def streams(self, size: int) -> dict[str, StreamSpec]:
         return {
-            "teacher": StreamSpec(self.grid, "float16", f"{self.FEATURES} activations (dequantised, >= 0)"),
+            "teacher": StreamSpec(
+                self.grid,
+                "uint8",
+                f"{self.FEATURES} activations (>= 0), int8 codes",
+                scale=float(self._feat_scale),
+                offset=-float(self._feat_scale) * float(self._feat_zero),
+            ),
             "sky": StreamSpec((size, size), "uint8", "1 = sky by the Cityscapes segmentation, else 0"),
         }
 
     def features(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(513, 513, 3) uint8 -> ((33, 33, 128) float32 features, (513, 513) int class map)."""
+        """(513, 513, 3) uint8 -> ((33, 33, 128) uint8 feature codes, (513, 513) int class map)."""
         x = square.astype(np.float32) / 127.5 - 1.0  # the model's [-1, 1] input, then its int8 grid
         q = np.clip(np.round(x / self._in_scale + self._in_zero), 0, 255).astype(np.uint8)
         self._net.set_tensor(self._input, q[None])
         self._net.invoke()
-        raw = self._net.get_tensor(self._features)[0].astype(np.float32)  # (33, 33, 128)
-        return (raw - self._feat_zero) * self._feat_scale, self._net.get_tensor(self._segmentation)[0]
+        codes = self._net.get_tensor(self._features)[0].copy()  # (33, 33, 128) uint8
+        return codes, self._net.get_tensor(self._segmentation)[0]
 
     def __call__(self, frames: np.ndarray, box: CropBox, size: int) -> dict[str, np.ndarray]:
         feats, sky = [], []

@@ -1,0 +1,114 @@
+"""Random training clips read from a pseudo-label cache, with the seed's random frame skip.
+
+Letters: ``t`` clip frames, ``s`` side, ``c``/``gh``/``gw`` teacher channels and grid. Values keep their
+cache units (uint8 RGB, relative inverse depth, flow in pixels per clip frame): normalising them for the
+network is the renderer's conditioning code's job, with the statistics in ``Cache.stats``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from train.cache import Cache, flow_stream
+from train.video import ClipSpec, sample_clip
+
+
+class CachedClips(Dataset):
+    """Clips of ``clip_len`` frames from a cache, each at a random skip drawn from ``skips``.
+
+    Item ``i`` of epoch ``e`` is drawn by ``np.random.default_rng([seed, e, i])``, so a run is reproducible
+    across DataLoader workers and resumes. An item is a dict of tensors:
+
+    - ``frames`` (t, 3, s, s) uint8 RGB;
+    - ``flow`` (t, 2, s, s) float32, pixels per clip frame (the flow at the clip's skip; frame 0's flow
+      is its motion from the source frame one skip before the clip, which always exists);
+    - ``depth`` (t, 1, s, s) float32 relative inverse depth, if cached;
+    - ``teacher`` (t, c, gh, gw) float32 and ``sky`` (t, 1, s, s) bool, if cached;
+    - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
+
+    Args:
+        cache_dir: a complete cache from ``train.cache.extract``.
+        clip_len: frames per clip.
+        skips: frame skips to draw from (default: all the cache has flow for).
+        seed: base seed of the clip draws.
+        clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike,
+        clip_len: int,
+        skips: Sequence[int] | None = None,
+        seed: int = 0,
+        clips_per_epoch: int | None = None,
+    ):
+        self.cache = Cache(cache_dir)
+        self.cache_dir = self.cache.dir
+        self.skips = tuple(skips) if skips is not None else self.cache.skips
+        missing = [k for k in self.skips if flow_stream(k) not in self.cache.streams]
+        if missing or not self.skips:
+            raise ValueError(f"{self.cache_dir}: no cached flow for skips {missing or '()'}")
+        self.clip_len, self.seed, self.epoch = clip_len, seed, 0
+        sample_clip(self.cache.n_frames, clip_len, np.random.default_rng(0), self.skips, name=str(cache_dir))
+        self.clips_per_epoch = clips_per_epoch or max(1, (self.cache.n_frames - 1) // clip_len)
+        self._arrays: dict[str, np.ndarray] | None = None  # opened lazily in each worker process
+
+    def __len__(self) -> int:
+        return self.clips_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a fresh set of clips (call once per epoch, like a DistributedSampler)."""
+        self.epoch = epoch
+
+    def spec(self, index: int) -> ClipSpec:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return sample_clip(self.cache.n_frames, self.clip_len, rng, self.skips, name=str(self.cache_dir))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.clip(self.spec(index))
+
+    def clip(self, spec: ClipSpec) -> dict[str, torch.Tensor]:
+        """The streams of one clip (any spec inside the cache, e.g. from ``cut_clips`` for evaluation)."""
+        if spec.skip not in self.cache.skips or spec.previous < 0 or spec.indices[-1] >= self.cache.n_frames:
+            raise ValueError(
+                f"{self.cache_dir}: clip {spec} is outside the cache ({self.cache.n_frames} frames)"
+            )
+        arrays = self._open()
+        idx = spec.indices  # (t,)
+        item: dict[str, Any] = {
+            "frames": torch.from_numpy(np.ascontiguousarray(arrays["frames"][idx].transpose(0, 3, 1, 2))),
+            "flow": _channels_first(arrays[flow_stream(spec.skip)][idx]),
+            "skip": torch.tensor(spec.skip),
+            "start": torch.tensor(spec.start),
+            "fps": torch.tensor(self.cache.fps / spec.skip, dtype=torch.float32),
+        }
+        if "depth" in arrays:
+            item["depth"] = torch.from_numpy(arrays["depth"][idx].astype(np.float32)[:, None])
+        if "teacher" in arrays:
+            item["teacher"] = _channels_first(self.cache.spec("teacher").decode(arrays["teacher"][idx]))
+        if "sky" in arrays:
+            item["sky"] = torch.from_numpy(arrays["sky"][idx][:, None] > 0)
+        return item
+
+    def _open(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {name: self.cache.stream(name) for name in self.cache.streams}
+        return self._arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_arrays"] = None  # memory maps are reopened by each worker, never pickled as copies
+        return state
+
+
+def _channels_first(values: np.ndarray) -> torch.Tensor:
+    """(t, h, w, c) any float dtype -> (t, c, h, w) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(values.astype(np.float32).transpose(0, 3, 1, 2)))
