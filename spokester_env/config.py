@@ -1,0 +1,127 @@
+"""The game's rules and the camera rig as frozen dataclasses: the one home of every game constant.
+
+Axes (pybullet's, right-handed): x across the road (right positive), y along the road (the riding
+direction), z up. Box sizes are half-extents written (across, up, along) in metres, the order the seed
+used; `scene.py` maps them to pybullet's (x, y, z) = (across, along, up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ACTION_MEANINGS = ("keep lane", "move one lane left", "move one lane right")
+"""Meaning of each `Discrete(3)` action; the index is the action."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The over-the-shoulder follow camera and its pinhole model."""
+
+    height: float = 1.8
+    """Eye height above the ground, m."""
+    behind: float = 4.8
+    """Eye distance behind the rider, m."""
+    look_ahead: float = 5.0
+    """The camera looks at a point this far ahead of the rider, m."""
+    look_height: float = 0.6
+    """Height of the look-at point, m (below the eye, so the camera pitches down a little)."""
+    eye_lag: float = 0.18
+    """Time constant of the eye's exponential follow of the rider's x, s (0 = rigid)."""
+    target_lag: float = 0.08
+    """Time constant of the look-at point's follow, s; shorter than the eye's, so the camera yaws into turns."""
+    fov: float = 60.0
+    """Vertical field of view, degrees (pixels are square)."""
+    near: float = 0.1
+    """Near clipping distance, m: inverse depth never exceeds 1 / near."""
+    far: float = 200.0
+    """Far clipping distance, m: geometry beyond it reads as sky."""
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    """Rules of the Spokester game (the seed's play settings by default)."""
+
+    # Road and bodies.
+    lane_width: float = 2.5
+    """Distance between lane centres, m; lanes sit at x = -w, 0, +w."""
+    num_lanes: int = 3
+    rider_half_extents: tuple[float, float, float] = (0.17, 0.65, 0.5)
+    """Rider box (across, up, along), m."""
+    car_half_extents: tuple[float, float, float] = (1.1, 0.55, 2.0)
+    """Car body box (across, up, along), m."""
+    roof_half_extents: tuple[float, float, float] = (0.7, 0.4, 1.0)
+    """Car roof box (across, up, along), m, resting on the body."""
+    building_half_extents: tuple[float, float, float] = (10.0, 30.0, 10.0)
+    """Building box (across, up, along), m."""
+    building_setback: float = 15.0
+    """Gap between the road's edge and a building's street face, m."""
+    building_spacing: float = 25.0
+    """Distance between consecutive building centres along the road, m."""
+
+    # Speed.
+    start_speed: float = 5.0
+    """Riding speed at reset, m/s."""
+    acceleration: float = 0.2
+    """Speed gain per second, m/s^2; the speed grows without bound until a crash."""
+
+    # Lateral motion: spring-damper towards the target lane plus a decaying counter-steer kick.
+    steer_stiffness: float = 30.0
+    """Spring constant at zero speed, 1/s^2."""
+    steer_stiffness_per_speed: float = 2.0
+    """Extra stiffness per m/s of riding speed, 1/s^2 per m/s (turns get snappier as you go faster)."""
+    steer_stiffness_max: float = 400.0
+    """Cap on the stiffness, 1/s^2, so the integration stays stable at any speed."""
+    steer_damping_ratio: float = 0.9
+    """Damping ratio of the spring-damper (1 = critical)."""
+    kick_strength: float = 1.5
+    """Counter-steer kick at the start of a lane change, pointing away from the new lane, as a multiple of
+    the spring's initial pull (> 1: the rider first drifts away, as a bicycle does when it leans in)."""
+    kick_decay: float = 0.05
+    """Time constant of the kick's exponential decay, s."""
+    physics_substeps: int = 4
+    """Integration substeps per frame for the lateral motion."""
+
+    # Traffic.
+    spawn_distance: float = 100.0
+    """Cars appear this far ahead of the rider, m."""
+    first_car_distance: float = 30.0
+    """At reset the road is filled with cars from this distance up to `spawn_distance`, m."""
+    spawn_gap: tuple[float, float] = (6.0, 16.0)
+    """Riding distance between spawn attempts, m (uniform)."""
+    same_lane_gap: float = 10.0
+    """Minimum distance between a new car and the previous car of its lane, m."""
+    car_speed_fraction: tuple[float, float] = (0.2, 0.5)
+    """A new car's speed as a fraction of the rider's speed at that moment (uniform); always slower."""
+    max_cars: int = 16
+    """Size of the car pool (bodies are created once and reused)."""
+
+    # The open lane.
+    open_duration: tuple[float, float] = (3.0, 8.0)
+    """How long one lane stays the open lane, s (uniform)."""
+    open_overlap: float = 1.5
+    """When the open lane moves to a neighbour, both stay open this long, s: time to change lanes."""
+    open_margin: float = 0.4
+    """Extra time kept clear before and after a car is passed in an open lane, s."""
+
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_lanes != 3:
+            raise ValueError(f"GameConfig.num_lanes: only 3 lanes are supported, got {self.num_lanes}")
+        for name in ("lane_width", "start_speed", "spawn_distance", "building_spacing", "open_overlap"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GameConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.acceleration < 0:
+            raise ValueError(f"GameConfig.acceleration must be >= 0, got {self.acceleration}")
+        lo, hi = self.car_speed_fraction
+        if not 0 <= lo <= hi < 1:
+            raise ValueError(f"GameConfig.car_speed_fraction must satisfy 0 <= lo <= hi < 1, got {(lo, hi)}")
+
+    def lane_x(self, lane: int) -> float:
+        """The x of a lane's centre, m (lane 0 is the left one)."""
+        return (lane - (self.num_lanes - 1) / 2) * self.lane_width
+
+    @property
+    def road_half_width(self) -> float:
+        """Distance from the road's centre to its edge, m."""
+        return self.num_lanes * self.lane_width / 2

@@ -1,0 +1,318 @@
+"""The pybullet backend: the cube world's bodies, their textures, the camera image and contacts.
+
+Each `Scene` owns one `BulletClient(DIRECT)`. Bodies are created once in `__init__` and afterwards only
+moved. Static geometry (ground, buildings) stays put while the camera rides along the road; only the
+rider and the cars move every frame. To keep float32 rendering exact on endless runs, everything is drawn
+relative to a floating origin that jumps by whole checker periods every `REBASE` metres.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+from .camera import CameraPose, Intrinsics
+from .config import GameConfig
+from .game import GameState
+
+RENDERERS = ("tiny", "egl")
+CHECKER = 2.0
+"""Side of one checker square on the ground and on buildings, m."""
+REBASE = 1000.0
+"""The drawing origin moves forward in steps of this many metres (a multiple of 2 * CHECKER)."""
+GROUND_HALF_LENGTH = 1500.0
+SKY_RGB = np.array([178, 204, 230], np.uint8)
+PARKED = (0.0, -5000.0, -100.0)
+"""Where unused car bodies wait: far behind and below the camera."""
+
+_COLOURS = {
+    "rider": (0.15, 0.8, 0.25, 1),
+    "car": (0.85, 0.12, 0.1, 1),
+}
+
+
+def _write_tga(path: str, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 image as an uncompressed, top-left-origin TGA (pybullet reads it)."""
+    h, w, _ = rgb.shape
+    header = bytes([0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, w & 255, w >> 8, h & 255, h >> 8, 24, 0x20])
+    with open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(rgb[:, :, ::-1]).tobytes())
+
+
+def _write_obj(path: str, verts, idx, normals, uvs) -> None:
+    """A triangle mesh as a Wavefront OBJ with one normal and one UV per vertex."""
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in uvs]
+    lines += [f"vn {x:.6f} {y:.6f} {z:.6f}" for x, y, z in normals]
+    for a, b, c in zip(idx[0::3], idx[1::3], idx[2::3], strict=True):
+        lines.append(f"f {a + 1}/{a + 1}/{a + 1} {b + 1}/{b + 1}/{b + 1} {c + 1}/{c + 1}/{c + 1}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _checker(dark, light, cells: int = 2, texels: int = 4) -> np.ndarray:
+    """A `cells` x `cells` checkerboard, `texels` pixels per square."""
+    idx = (np.arange(cells * texels) // texels) % 2
+    mask = (idx[:, None] + idx[None, :]) % 2
+    return np.where(mask[..., None] == 1, np.array(light, np.uint8), np.array(dark, np.uint8))
+
+
+def _box_mesh(half: np.ndarray, cell: float):
+    """Vertices, indices, normals and world-scaled UVs of a box (pybullet axes), one quad per face.
+
+    UVs are positions divided by `cell`, so the texture repeats every 2 * cell metres on every face.
+    """
+    verts, uvs, normals, idx = [], [], [], []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            a, b = [i for i in range(3) if i != axis]
+            corners = []
+            for sa, sb in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+                p = np.zeros(3)
+                p[axis], p[a], p[b] = sign * half[axis], sa * half[a], sb * half[b]
+                corners.append(p)
+            n = np.zeros(3)
+            n[axis] = sign
+            if np.dot(np.cross(corners[1] - corners[0], corners[2] - corners[0]), n) < 0:
+                corners = corners[::-1]
+            base = len(verts)
+            for p in corners:
+                verts.append(p.tolist())
+                uvs.append([p[a] / (2 * cell), p[b] / (2 * cell)])
+                normals.append(n.tolist())
+            idx += [base, base + 1, base + 2, base, base + 2, base + 3]
+    return verts, idx, normals, uvs
+
+
+def _egl_plugin_path() -> str | None:
+    spec = importlib.util.find_spec("eglRenderer")
+    return spec.origin if spec is not None else None
+
+
+@functools.cache
+def _egl_probe() -> bool:
+    """Whether pybullet's EGL plugin loads here. Tried once per process in a child process, because on a
+    machine without a usable EGL device the plugin can take the whole process down with it."""
+    path = _egl_plugin_path()
+    if path is None:
+        return False
+    code = (
+        "import pybullet as p, sys; c = p.connect(p.DIRECT); "
+        f"sys.exit(0 if p.loadPlugin({path!r}, '_eglRendererPlugin') >= 0 else 1)"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _pb(half_across_up_along) -> list[float]:
+    """(across, up, along) half-extents -> pybullet (x, y, z)."""
+    across, up, along = half_across_up_along
+    return [across, along, up]
+
+
+class Scene:
+    """Bodies of one game in one pybullet client; `sync` moves them, `render` takes the camera image."""
+
+    def __init__(self, config: GameConfig, intrinsics: Intrinsics, renderer: str = "tiny") -> None:
+        if renderer not in RENDERERS:
+            raise ValueError(f"renderer={renderer!r} is not one of {RENDERERS}")
+        self.config = config
+        self.intrinsics = intrinsics
+        self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self._egl_plugin = None
+        self._renderer_flag = pybullet.ER_TINY_RENDERER
+        if renderer == "egl":
+            self._load_egl()
+        self.origin = 0.0
+        self._building_slot_y = None
+        self._build()
+
+    def _load_egl(self) -> None:
+        plugin = -1
+        if _egl_probe():
+            plugin = self.client.loadPlugin(_egl_plugin_path(), "_eglRendererPlugin")
+        if plugin < 0:
+            self.client.disconnect()
+            raise RuntimeError(
+                "renderer='egl': pybullet's EGL plugin could not be loaded (it needs a GPU with EGL drivers); "
+                "use renderer='tiny'"
+            )
+        self._egl_plugin = plugin
+        self._renderer_flag = pybullet.ER_BULLET_HARDWARE_OPENGL
+
+    # --- building the world once ------------------------------------------------------------------------
+
+    def _texture(self, rgb: np.ndarray) -> int:
+        path = os.path.join(self._tmp.name, f"texture{len(os.listdir(self._tmp.name))}.tga")
+        _write_tga(path, rgb)
+        return self.client.loadTexture(path)
+
+    def _mesh_shape(self, name: str, verts, idx, normals, uvs) -> int:
+        """A visual shape from an OBJ file (both renderers read OBJ; EGL cannot take in-memory meshes)."""
+        path = os.path.join(self._tmp.name, f"{name}.obj")
+        _write_obj(path, verts, idx, normals, uvs)
+        return self.client.createVisualShape(pybullet.GEOM_MESH, fileName=path, meshScale=[1, 1, 1])
+
+    def _build(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="spokester-")
+        try:
+            self._build_bodies()
+        finally:
+            self._tmp.cleanup()
+
+    def _build_bodies(self) -> None:
+        c, cfg = self.client, self.config
+        ground_tex = self._texture(_checker((38, 38, 44), (62, 62, 70)))
+        building_tex = self._texture(_checker((105, 105, 112), (150, 150, 158)))
+
+        # Ground: one quad with tiled UVs, far larger than the view.
+        gw, gl = 200.0, GROUND_HALF_LENGTH
+        verts = [[-gw, -gl, 0], [gw, -gl, 0], [gw, gl, 0], [-gw, gl, 0]]
+        uvs = [[v[0] / (2 * CHECKER), v[1] / (2 * CHECKER)] for v in verts]
+        shape = self._mesh_shape("ground", verts, [0, 1, 2, 0, 2, 3], [[0, 0, 1]] * 4, uvs)
+        self.ground = c.createMultiBody(0, -1, shape, [0, 0, 0])
+        c.changeVisualShape(self.ground, -1, textureUniqueId=ground_tex, rgbaColor=[1, 1, 1, 1])
+
+        # Buildings: a row on each side, recycled forwards as the rider passes them.
+        half = np.array(_pb(cfg.building_half_extents))
+        shape = self._mesh_shape("building", *_box_mesh(half, CHECKER))
+        reach = cfg.camera.far + cfg.camera.behind + 2 * half[1] + 30.0
+        self.buildings_per_side = int(np.ceil(reach / cfg.building_spacing))
+        self.building_x = cfg.road_half_width + cfg.building_setback + half[0]
+        self.buildings = []
+        for _side in (-1, 1):
+            for _ in range(self.buildings_per_side):
+                body = c.createMultiBody(0, -1, shape, list(PARKED))
+                c.changeVisualShape(body, -1, textureUniqueId=building_tex, rgbaColor=[1, 1, 1, 1])
+                self.buildings.append(body)
+
+        # Cars: body + roof in one base, with collision shapes for contact queries.
+        body_h, roof_h = np.array(_pb(cfg.car_half_extents)), np.array(_pb(cfg.roof_half_extents))
+        shift = [[0, 0, body_h[2]], [0, 0, 2 * body_h[2] + roof_h[2]]]
+        vis = c.createVisualShapeArray(
+            [pybullet.GEOM_BOX] * 2,
+            halfExtents=[body_h.tolist(), roof_h.tolist()],
+            visualFramePositions=shift,
+            rgbaColors=[_COLOURS["car"]] * 2,
+        )
+        col = c.createCollisionShapeArray(
+            [pybullet.GEOM_BOX] * 2,
+            halfExtents=[body_h.tolist(), roof_h.tolist()],
+            collisionFramePositions=shift,
+        )
+        self.cars = [c.createMultiBody(0, col, vis, list(PARKED)) for _ in range(cfg.max_cars)]
+        for car in self.cars:
+            c.changeVisualShape(car, -1, rgbaColor=_COLOURS["car"])
+        self._car_parked = np.ones(cfg.max_cars, bool)
+
+        rider_h = _pb(cfg.rider_half_extents)
+        self.rider_z = rider_h[2]
+        self.rider = c.createMultiBody(
+            0,
+            c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=rider_h),
+            c.createVisualShape(pybullet.GEOM_BOX, halfExtents=rider_h, rgbaColor=_COLOURS["rider"]),
+            [0, 0, self.rider_z],
+        )
+        self.num_bodies = c.getNumBodies()
+        self._rebase(0.0)
+
+    # --- moving bodies ----------------------------------------------------------------------------------
+
+    def _rebase(self, origin: float) -> None:
+        """Move the drawing origin and re-place everything static relative to it."""
+        self.origin = origin
+        self.client.resetBasePositionAndOrientation(self.ground, [0, 0, 0], [0, 0, 0, 1])
+        self._building_slot_y = None
+        self._car_parked[:] = False  # force every car to be re-placed
+
+    def _place_buildings(self, camera_y: float) -> None:
+        """Each slot k holds the building at y = j * spacing with j = k (mod n); j covers the view."""
+        cfg, n = self.config, self.buildings_per_side
+        first = int(np.floor((camera_y - 30.0) / cfg.building_spacing))
+        ys = (first + (np.arange(n) - first) % n) * cfg.building_spacing
+        if self._building_slot_y is not None and np.array_equal(ys, self._building_slot_y):
+            return
+        moved = np.ones(n, bool) if self._building_slot_y is None else ys != self._building_slot_y
+        height = self.config.building_half_extents[1]
+        for side, x in enumerate((-self.building_x, self.building_x)):
+            for k in np.flatnonzero(moved):
+                body = self.buildings[side * n + k]
+                self.client.resetBasePositionAndOrientation(
+                    body, [x, ys[k] - self.origin, height], [0, 0, 0, 1]
+                )
+        self._building_slot_y = ys
+
+    def sync(self, state: GameState, camera_y: float) -> None:
+        """Move the rider and the cars to the game state (and the static world when it needs to)."""
+        if camera_y - self.origin > REBASE + 200.0 or camera_y < self.origin:
+            self._rebase(np.floor(camera_y / REBASE) * REBASE)
+        self._place_buildings(camera_y)
+        c, tr = self.client, state.traffic
+        c.resetBasePositionAndOrientation(
+            self.rider, [state.rider.x, state.distance - self.origin, self.rider_z], [0, 0, 0, 1]
+        )
+        for i, car in enumerate(self.cars):
+            if tr.active[i]:
+                x = self.config.lane_x(int(tr.lane[i]))
+                c.resetBasePositionAndOrientation(car, [x, tr.y[i] - self.origin, 0.0], [0, 0, 0, 1])
+                self._car_parked[i] = False
+            elif not self._car_parked[i]:
+                c.resetBasePositionAndOrientation(car, list(PARKED), [0, 0, 0, 1])
+                self._car_parked[i] = True
+
+    # --- queries ----------------------------------------------------------------------------------------
+
+    def render(self, pose: CameraPose, segmentation: bool = True):
+        """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W))."""
+        intr = self.intrinsics
+        flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
+        _, _, rgba, zbuf, seg = self.client.getCameraImage(
+            intr.width,
+            intr.height,
+            viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
+            projectionMatrix=intr.projection_matrix(),
+            renderer=self._renderer_flag,
+            lightDirection=[0.4, -0.6, 1.0],
+            lightAmbientCoeff=0.65,
+            lightDiffuseCoeff=0.45,
+            lightSpecularCoeff=0.0,
+            shadow=0,
+            flags=flags,
+        )
+        shape = (intr.height, intr.width)
+        return (
+            np.asarray(rgba, np.uint8).reshape(shape + (4,)),
+            np.asarray(zbuf, np.float32).reshape(shape),
+            np.asarray(seg, np.int32).reshape(shape),
+        )
+
+    def rider_hits_car(self, state: GameState) -> bool:
+        """True if the rider's box touches a car's body or roof (pybullet's closest points)."""
+        tr, cfg = state.traffic, self.config
+        reach = cfg.car_half_extents[2] + cfg.rider_half_extents[2] + 0.5
+        near = np.flatnonzero(tr.active & (np.abs(tr.y - state.distance) < reach))
+        for i in near:
+            if self.client.getClosestPoints(self.rider, self.cars[i], distance=0.0):
+                return True
+        return False
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                if self._egl_plugin is not None:
+                    self.client.unloadPlugin(self._egl_plugin)
+                self.client.disconnect()
+            except pybullet.error:
+                pass
+            self.client = None

@@ -1,0 +1,44 @@
+"""Wrappers that reshape Spokester's observations for learners."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+DEPTH_LOG_GAIN = 20.0
+"""Packed depth = 255 * log(1 + g * inv_depth) / log(1 + g * max_inv_depth) with g = this gain (1/m)^-1."""
+FLOW_SCALE = 4.0
+"""Packed flow = 128 + FLOW_SCALE * flow: +-31.75 pixels per frame fit in a byte, larger flows saturate."""
+
+
+class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Packs the observation dict into one channel-first uint8 image, ready for SB3's `CnnPolicy`.
+
+    Channels, in the env's key order: depth -> 1 (log-scaled inverse depth, 0 = sky), flow -> 2
+    (`128 + 4 * flow`, saturating at +-31.75 px/frame), rgb -> 3.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict) or not set(space.spaces) <= {"depth", "flow", "rgb"}:
+            raise ValueError(f"PackedObservation needs a Spokester Dict observation space, got {space}")
+        self.keys = tuple(space.spaces)
+        h, w = next(iter(space.spaces.values())).shape[:2]
+        channels = sum(space.spaces[k].shape[2] for k in self.keys)
+        if "depth" in space.spaces:
+            self._max_inv = float(space.spaces["depth"].high.max())
+        self.observation_space = spaces.Box(0, 255, (channels, h, w), np.uint8)
+
+    def observation(self, observation: dict) -> np.ndarray:
+        parts = []
+        for key in self.keys:
+            x = observation[key]
+            if key == "depth":
+                x = np.log1p(DEPTH_LOG_GAIN * x) * (255.0 / np.log1p(DEPTH_LOG_GAIN * self._max_inv))
+            elif key == "flow":
+                x = 128.0 + FLOW_SCALE * x
+            parts.append(np.clip(x, 0, 255).round().astype(np.uint8) if key != "rgb" else x)
+        return np.ascontiguousarray(np.concatenate(parts, axis=-1).transpose(2, 0, 1))

@@ -1,0 +1,222 @@
+"""The Gymnasium contract: checkers, seeding, pickling, vectorisation, rendering and bad input."""
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import spokester_env
+from spokester_env import PackedObservation, SpokesterEnv
+
+
+def _rollout(env, seed, steps=40):
+    obs, _ = env.reset(seed=seed)
+    frames, rng = [obs], np.random.default_rng(seed)
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(int(rng.integers(3)))
+        frames.append((obs, reward, terminated, info))
+        if terminated:
+            obs, _ = env.reset()
+    return frames
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        x, y = (x, y) if isinstance(x, tuple) else ((x,), (y,))
+        for p, q in zip(x, y, strict=True):
+            if isinstance(p, dict) and isinstance(next(iter(p.values())), np.ndarray):
+                for k in p:
+                    np.testing.assert_array_equal(p[k], q[k])
+            else:
+                assert p == q
+
+
+def test_gymnasium_check_env_passes_without_warnings(make_env):
+    env = make_env(observations=("depth", "flow", "rgb"), render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=False)
+
+
+def test_sb3_check_env_passes(make_env):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_env()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(env.unwrapped, warn=True)
+    # The only accepted warning: SB3 suggests a CNN-friendly uint8 image, which PackedObservation provides.
+    messages = [str(w.message) for w in caught]
+    assert all("image" in m.lower() or "uint8" in m for m in messages), messages
+    sb3_check_env(PackedObservation(make_env()), warn=True)
+
+
+def test_same_seed_same_rollout_exactly(make_env):
+    kwargs = dict(observations=("depth", "flow", "rgb"))
+    _assert_same(_rollout(make_env(**kwargs), 7), _rollout(make_env(**kwargs), 7))
+    other = _rollout(make_env(**kwargs), 8)
+    assert not np.array_equal(other[-1][0]["rgb"], _rollout(make_env(**kwargs), 7)[-1][0]["rgb"])
+
+
+def test_reset_clears_camera_state(make_env):
+    """A reset after a lane change gives the same first frame as a fresh env: no leaked camera lag."""
+    env = make_env(observations=("depth", "flow"))
+    first, _ = env.reset(seed=5)
+    for _ in range(3):
+        env.step(2)  # camera lags behind a lane change
+    again, _ = env.reset(seed=5)
+    np.testing.assert_array_equal(first["flow"], again["flow"])
+    np.testing.assert_array_equal(first["depth"], again["depth"])
+
+
+def test_pickle_round_trip_continues_identically(make_env):
+    env = make_env(observations=("depth", "flow", "rgb"))
+    env.reset(seed=3)
+    for _ in range(10):
+        env.step(1)
+    clone = pickle.loads(pickle.dumps(env))
+    try:
+        for action in (0, 2, 2, 0, 1, 0, 0):
+            a, b = env.step(action), clone.step(action)
+            for k in a[0]:
+                np.testing.assert_array_equal(a[0][k], b[0][k])
+            assert a[1:] == b[1:]
+    finally:
+        clone.close()
+
+
+def test_close_twice_and_after_failed_construction(make_env):
+    env = make_env()
+    env.reset(seed=0)
+    env.close()
+    env.close()
+
+
+def test_async_vector_env_runs():
+    envs = gym.make_vec("Spokester-v0", num_envs=2, vectorization_mode="async", width=32, height=32)
+    try:
+        obs, info = envs.reset(seed=[1, 2])
+        assert obs["depth"].shape == (2, 32, 32, 1) and obs["flow"].shape == (2, 32, 32, 2)
+        assert not np.array_equal(obs["depth"][0], obs["depth"][1])  # different seeds, different roads
+        for _ in range(5):
+            obs, reward, terminated, truncated, info = envs.step(np.array([0, 2]))
+        assert reward.shape == (2,) and np.all(reward > 0)
+        assert info["lane"].tolist() == [1, 2]
+    finally:
+        envs.close()
+
+
+def test_observations_stay_in_space_when_the_camera_is_inside_a_car(make_env):
+    env = make_env(observations=("depth", "flow")).unwrapped
+    env.reset(seed=0)
+    tr = env.game.state.traffic
+    cam_y = env._pose.eye[1]
+    tr.active[0], tr.lane[0], tr.y[0], tr.speed[0] = True, 1, cam_y, 0.0  # the camera sits in the car
+    obs, *_ = env.step(0)
+    assert env.observation_space.contains(obs)
+    assert np.isfinite(obs["flow"]).all()
+    assert obs["depth"].max() <= 1 / env.config.camera.near
+
+
+def test_info_and_reward(make_env):
+    env = make_env()
+    _, info = env.reset(seed=1)
+    assert info == {"distance": 0.0, "speed": 5.0, "lane": 1, "x": 0.0, "crashed": False}
+    _, reward, terminated, truncated, info = env.step(1)
+    assert reward == pytest.approx(5.0 / 24 + 0.5 * 0.2 / 24**2)
+    assert info["lane"] == 0 and type(info["distance"]) is float and type(info["crashed"]) is bool
+
+
+def test_time_limit_and_fps(make_env):
+    env = make_env(fps=30, max_episode_steps=3)
+    env.reset(seed=0)
+    assert env.unwrapped.metadata["render_fps"] == 30 and SpokesterEnv.metadata["render_fps"] == 24
+    out = [env.step(0) for _ in range(3)]
+    assert out[-1][3] is True and out[0][1] == pytest.approx(5.0 / 30 + 0.1 / 900)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(width=0), "width=0"),
+        (dict(height=-4), "height=-4"),
+        (dict(observations=("depth", "normals")), "'depth', 'flow', 'rgb'"),
+        (dict(observations=()), "'depth', 'flow', 'rgb'"),
+        (dict(render_mode="ansi"), "'human', 'rgb_array'"),
+        (dict(renderer="vulkan"), "'tiny', 'egl'"),
+        (dict(fps=0), "fps=0"),
+    ],
+)
+def test_bad_configuration_names_the_allowed_values(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        SpokesterEnv(**{"width": 16, "height": 16, **kwargs})
+
+
+@pytest.mark.parametrize("action", [3, -1, 1.5, "left"])
+def test_invalid_action_names_the_allowed_actions(make_env, action):
+    env = make_env().unwrapped
+    env.reset(seed=0)
+    with pytest.raises(
+        ValueError, match="0 \\(keep lane\\), 1 \\(move one lane left\\), 2 \\(move one lane right\\)"
+    ):
+        env.step(action)
+
+
+def test_egl_is_either_available_or_a_clear_error():
+    try:
+        env = SpokesterEnv(width=16, height=16, renderer="egl")
+    except RuntimeError as e:
+        assert "renderer='egl'" in str(e) and "renderer='tiny'" in str(e)
+    else:
+        obs, _ = env.reset(seed=0)
+        assert obs["depth"].max() > 0
+        env.close()
+
+
+def test_render_modes_and_keys(make_env, monkeypatch):
+    env = make_env(render_mode="rgb_array", observations=("rgb",))
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    np.testing.assert_array_equal(frame, obs["rgb"])
+    assert (frame[..., 1] > 150).any()  # the green rider is in view
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    human = make_env(render_mode="human")
+    human.reset(seed=0)
+    human.step(0)
+    import pygame
+
+    keys = human.unwrapped.get_keys_to_action()
+    assert keys[(pygame.K_LEFT,)] == 1 and keys[(pygame.K_d,)] == 2 and keys[()] == 0
+
+
+def test_packed_observation_layout(make_env):
+    env = PackedObservation(make_env(observations=("depth", "flow")))
+    packed, _ = env.reset(seed=0)
+    assert packed.shape == (3, 64, 64) and packed.dtype == np.uint8
+    raw = env.unwrapped._last_inv_depth
+    assert (packed[0][raw == 0] == 0).all() and packed[0].max() > 100  # sky black, near things bright
+    assert abs(int(np.median(packed[1])) - 128) < 20  # flow is centred on 128
+
+
+def test_ppo_trains_on_the_env_out_of_the_box(make_env):
+    from stable_baselines3 import PPO
+
+    for env, policy in (
+        (make_env(width=36, height=36), "MultiInputPolicy"),
+        (PackedObservation(make_env(width=36, height=36)), "CnnPolicy"),
+    ):
+        model = PPO(policy, env, n_steps=32, batch_size=16, n_epochs=1, device="cpu", seed=0)
+        model.learn(64)
+        assert model.num_timesteps == 64
+        action, _ = model.predict(env.observation_space.sample(), deterministic=True)
+        assert env.action_space.contains(int(action))
+
+
+def test_registered_spec():
+    spec = gym.spec("Spokester-v0")
+    assert spec.max_episode_steps == 3000 and spec.entry_point == "spokester_env.env:SpokesterEnv"
+    assert spokester_env.ACTION_MEANINGS[1] == "move one lane left"
