@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from neural_render.conditioning import SourceStats, fit_source_stats
 from train.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
 from train.stats import stream_stats
 from train.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, probe_video
@@ -289,11 +290,34 @@ class Cache:
         if name not in self.manifest["streams"]:
             raise KeyError(f"{self.dir}: no stream {name!r}; streams are {self.streams}")
         entry = self.manifest["streams"][name]
-        return StreamSpec(
-            tuple(entry["shape"]), entry["dtype"], entry["units"], entry["scale"], entry["offset"]
-        )
+        return StreamSpec(tuple(entry["shape"]), entry["dtype"], entry["units"], entry["scale"], entry["offset"])
 
     def stream(self, name: str) -> np.ndarray:
         """(n_frames, ...) read-only memory map of one stream as stored (codes, for quantised streams)."""
         self.spec(name)
         return np.load(self.dir / self.manifest["streams"][name]["file"], mmap_mode="r")[: self.n_frames]
+
+
+def video_source_stats(cache: Cache | str | os.PathLike, skips: Sequence[int] | None = None, log_depth: bool = True):
+    """The renderer's conditioning statistics of a cached video (``neural_render`` source "video").
+
+    Depth is fitted on every frame; flow is the mixture the dataset draws (skips equally likely), so its
+    mean and std come from each skip's fit: mean = avg(m_k), var = avg(s_k^2 + m_k^2) - mean^2.
+    """
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    skips = tuple(skips) if skips is not None else cache.skips
+    depth = cache.stream("depth")[..., None]  # (n, s, s, 1)
+    fits = [fit_source_stats(depth[k:], cache.stream(flow_stream(k))[k:], log_depth=log_depth) for k in skips]
+    means = np.array([f.flow_mean for f in fits])  # (skips, 2)
+    stds = np.array([f.flow_std for f in fits])
+    mean = means.mean(axis=0)
+    std = np.sqrt(np.maximum((stds**2 + means**2).mean(axis=0) - mean**2, 0.0))
+    whole = fit_source_stats(depth, cache.stream(flow_stream(min(skips))), log_depth=log_depth)  # every frame
+    return SourceStats(
+        depth_floor=whole.depth_floor,
+        depth_mean=whole.depth_mean,
+        depth_std=whole.depth_std,
+        flow_mean=tuple(mean),
+        flow_std=tuple(std),
+        frames=cache.n_frames,
+    )

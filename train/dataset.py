@@ -1,8 +1,9 @@
 """Random training clips read from a pseudo-label cache, with the seed's random frame skip.
 
-Letters: ``t`` clip frames, ``s`` side, ``c``/``gh``/``gw`` teacher channels and grid. Values keep their
-cache units (uint8 RGB, relative inverse depth, flow in pixels per clip frame): normalising them for the
-network is the renderer's conditioning code's job, with the statistics in ``Cache.stats``.
+Channel-last like ``neural_render`` videos. Letters: ``t`` clip frames, ``s`` side, ``gh``/``gw``/``c``
+teacher grid and channels. Values keep their cache units (uint8 RGB, relative inverse depth, flow in
+pixels per clip frame): normalising them is ``neural_render.conditioning``'s job, with statistics fitted
+by ``train.stats.video_source_stats``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ class CachedClips(Dataset):
     Item ``i`` of epoch ``e`` is drawn by ``np.random.default_rng([seed, e, i])``, so a run is reproducible
     across DataLoader workers and resumes. An item is a dict of tensors:
 
-    - ``frames`` (t, 3, s, s) uint8 RGB;
-    - ``flow`` (t, 2, s, s) float32, pixels per clip frame (the flow at the clip's skip; frame 0's flow
+    - ``frames`` (t, s, s, 3) uint8 RGB;
+    - ``flow`` (t, s, s, 2) float32, pixels per clip frame (the flow at the clip's skip; frame 0's flow
       is its motion from the source frame one skip before the clip, which always exists);
-    - ``depth`` (t, 1, s, s) float32 relative inverse depth, if cached;
-    - ``teacher`` (t, c, gh, gw) float32 and ``sky`` (t, 1, s, s) bool, if cached;
+    - ``depth`` (t, s, s, 1) float32 relative inverse depth, if cached;
+    - ``teacher`` (t, gh, gw, c) float32 and ``sky`` (t, s, s, 1) bool, if cached;
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
     Args:
@@ -78,24 +79,23 @@ class CachedClips(Dataset):
     def clip(self, spec: ClipSpec) -> dict[str, torch.Tensor]:
         """The streams of one clip (any spec inside the cache, e.g. from ``cut_clips`` for evaluation)."""
         if spec.skip not in self.cache.skips or spec.previous < 0 or spec.indices[-1] >= self.cache.n_frames:
-            raise ValueError(
-                f"{self.cache_dir}: clip {spec} is outside the cache ({self.cache.n_frames} frames)"
-            )
+            raise ValueError(f"{self.cache_dir}: clip {spec} is outside the cache ({self.cache.n_frames} frames)")
         arrays = self._open()
         idx = spec.indices  # (t,)
         item: dict[str, Any] = {
-            "frames": torch.from_numpy(np.ascontiguousarray(arrays["frames"][idx].transpose(0, 3, 1, 2))),
-            "flow": _channels_first(arrays[flow_stream(spec.skip)][idx]),
+            "frames": torch.from_numpy(arrays["frames"][idx]),  # (t, s, s, 3)
+            "flow": torch.from_numpy(arrays[flow_stream(spec.skip)][idx].astype(np.float32)),  # (t, s, s, 2)
             "skip": torch.tensor(spec.skip),
             "start": torch.tensor(spec.start),
             "fps": torch.tensor(self.cache.fps / spec.skip, dtype=torch.float32),
         }
         if "depth" in arrays:
-            item["depth"] = torch.from_numpy(arrays["depth"][idx].astype(np.float32)[:, None])
+            item["depth"] = torch.from_numpy(arrays["depth"][idx].astype(np.float32)[..., None])  # (t, s, s, 1)
         if "teacher" in arrays:
-            item["teacher"] = _channels_first(self.cache.spec("teacher").decode(arrays["teacher"][idx]))
+            teacher = self.cache.spec("teacher").decode(arrays["teacher"][idx])
+            item["teacher"] = torch.from_numpy(teacher.astype(np.float32))  # (t, gh, gw, c)
         if "sky" in arrays:
-            item["sky"] = torch.from_numpy(arrays["sky"][idx][:, None] > 0)
+            item["sky"] = torch.from_numpy(arrays["sky"][idx][..., None] > 0)  # (t, s, s, 1)
         return item
 
     def _open(self) -> dict[str, np.ndarray]:
@@ -107,8 +107,3 @@ class CachedClips(Dataset):
         state = self.__dict__.copy()
         state["_arrays"] = None  # memory maps are reopened by each worker, never pickled as copies
         return state
-
-
-def _channels_first(values: np.ndarray) -> torch.Tensor:
-    """(t, h, w, c) any float dtype -> (t, c, h, w) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(values.astype(np.float32).transpose(0, 3, 1, 2)))

@@ -246,9 +246,7 @@ def read_clip(
     return np.stack(frames), spec, info.fps / spec.skip
 
 
-def write_video(
-    path: str | os.PathLike, frames: np.ndarray, fps: float, codec: str = "libx264", crf: int = 23
-) -> None:
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, codec: str = "libx264", crf: int = 23) -> None:
     """Encode (t, h, w, 3) uint8 RGB frames (even h and w for yuv420p codecs) into ``path``."""
     from fractions import Fraction
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.cache import MANIFEST, Cache, extract, load_manifest
+from neural_render.conditioning import ConditionStats
+from train.cache import MANIFEST, Cache, extract, load_manifest, video_source_stats
 from train.dataset import CachedClips
 from train.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
 from train.stats import PERCENTILES
@@ -82,14 +83,9 @@ def test_cache_holds_frames_flow_depth_and_a_manifest(road_clip, tmp_path):
         valid = flow[k:].astype(np.float64)
         assert stats["x"]["count"] == valid[..., 0].size
         assert stats["x"]["mean"] == pytest.approx(valid[..., 0].mean(), rel=1e-6)
-        assert stats["magnitude"]["std"] == pytest.approx(
-            np.hypot(valid[..., 0], valid[..., 1]).std(), rel=1e-5
-        )
+        assert stats["magnitude"]["std"] == pytest.approx(np.hypot(valid[..., 0], valid[..., 1]).std(), rel=1e-5)
     # a larger skip spans more motion
-    assert (
-        manifest["stats"]["flow_3"]["magnitude"]["mean"]
-        > 1.5 * manifest["stats"]["flow_1"]["magnitude"]["mean"]
-    )
+    assert manifest["stats"]["flow_3"]["magnitude"]["mean"] > 1.5 * manifest["stats"]["flow_1"]["magnitude"]["mean"]
     log_depth = np.log(cache.stream("depth").astype(np.float64))
     depth_stats = manifest["stats"]["depth"]["log_inverse_depth"]
     assert depth_stats["mean"] == pytest.approx(log_depth.mean(), rel=1e-6)
@@ -140,13 +136,11 @@ def test_dataset_reads_seeded_clips_with_their_skip(road_clip, tmp_path):
     data = CachedClips(cache_dir, clip_len=4, seed=1, clips_per_epoch=30)
     item = data[0]
     spec = data.spec(0)
-    assert item["frames"].shape == (4, 3, SIZE, SIZE) and item["frames"].dtype == torch.uint8
-    assert item["flow"].shape == (4, 2, SIZE, SIZE) and item["depth"].shape == (4, 1, SIZE, SIZE)
-    np.testing.assert_array_equal(
-        item["frames"].numpy().transpose(0, 2, 3, 1), cache.stream("frames")[spec.indices]
-    )
+    assert item["frames"].shape == (4, SIZE, SIZE, 3) and item["frames"].dtype == torch.uint8
+    assert item["flow"].shape == (4, SIZE, SIZE, 2) and item["depth"].shape == (4, SIZE, SIZE, 1)
+    np.testing.assert_array_equal(item["frames"].numpy(), cache.stream("frames")[spec.indices])
     flow = cache.stream(f"flow_{spec.skip}")[spec.indices].astype(np.float32)
-    np.testing.assert_array_equal(item["flow"].numpy().transpose(0, 2, 3, 1), flow)
+    np.testing.assert_array_equal(item["flow"].numpy(), flow)
     assert item["flow"][0].abs().sum() > 0  # the first frame's flow comes from the frame before the clip
     assert item["fps"].item() == pytest.approx(25.0 / spec.skip) and item["skip"].item() == spec.skip
     torch.testing.assert_close(data[0]["frames"], item["frames"])
@@ -159,23 +153,37 @@ def test_dataset_reads_seeded_clips_with_their_skip(road_clip, tmp_path):
     assert len(pickle.dumps(data)) < 20_000
     torch.testing.assert_close(clone[3]["depth"], data[3]["depth"])
     batch = next(iter(torch.utils.data.DataLoader(data, batch_size=5)))
-    assert batch["frames"].shape == (5, 4, 3, SIZE, SIZE)
+    assert batch["frames"].shape == (5, 4, SIZE, SIZE, 3)
     with pytest.raises(ValueError, match="outside the cache"):
         data.clip(ClipSpec(start=0, skip=1, length=4))  # no frame before the first: no flow for it
 
 
 def test_default_extractors_fill_a_cache(road_clip, tmp_path):
-    cache_dir = extract(
-        road_clip, tmp_path, size=32, max_frames=5, chunk_frames=3, skips=(1,), progress=False
-    )
+    cache_dir = extract(road_clip, tmp_path, size=32, max_frames=5, chunk_frames=3, skips=(1,), progress=False)
     cache = Cache(cache_dir)
     assert cache.manifest["extractors"]["depth"]["name"] == "pydnet"
     assert cache.manifest["extractors"]["teacher"]["name"] == "deeplab"
     assert set(cache.streams) == {"frames", "flow_1", "depth", "teacher", "sky"}
     assert cache.stream("teacher").shape == (5, 33, 33, 128) and cache.stream("teacher").dtype == np.uint8
     teacher = CachedClips(cache_dir, clip_len=2).clip(ClipSpec(1, 1, 2))["teacher"]
-    assert teacher.shape == (2, 128, 33, 33) and teacher.dtype == torch.float32 and teacher.max() > 1.0
+    assert teacher.shape == (2, 33, 33, 128) and teacher.dtype == torch.float32 and teacher.max() > 1.0
     stats = cache.stats
     cuts = [stats["depth"]["log_inverse_depth"]["percentiles"][f"p{p}"] for p in PERCENTILES]
     assert cuts == sorted(cuts) and cuts[0] < cuts[-1] < 0  # relative inverse depth of PyDNet is below 1
     assert stats["teacher"]["values"]["mean"] > 0 and 0 < stats["sky"]["values"]["mean"] < 0.6
+
+
+def test_video_source_stats_fit_the_mixture_of_skips(road_clip, tmp_path):
+    cache = Cache(_extract(road_clip, tmp_path, CountingDepth()))
+    stats = video_source_stats(cache)
+    flows = np.concatenate([cache.stream(f"flow_{k}")[k:].astype(np.float64) for k in (1, 2, 3)])
+    # equal weights per skip, as the dataset draws them; the counts differ by a frame, so nearly pooled
+    np.testing.assert_allclose(stats.flow_mean, flows.reshape(-1, 2).mean(axis=0), rtol=0.05, atol=1e-3)
+    np.testing.assert_allclose(stats.flow_std, flows.reshape(-1, 2).std(axis=0), rtol=0.05)
+    assert stats.flow_std[1] > video_source_stats(cache, skips=(1,)).flow_std[1]  # skip 3 moves more
+    log_depth = np.log(np.maximum(cache.stream("depth")[..., None].astype(np.float64), stats.depth_floor))
+    assert stats.depth_mean == pytest.approx(log_depth.mean(), rel=1e-6)
+    normalised = ConditionStats(sources={"video": stats}).normalize(
+        cache.stream("depth")[..., None].astype(np.float32), cache.stream("flow_1").astype(np.float32), "video"
+    )
+    assert normalised.shape == (FRAMES, SIZE, SIZE, 3) and abs(float(normalised[..., 0].mean())) < 0.05
