@@ -84,7 +84,7 @@ def _standardise(value: torch.Tensor, mean, std, clip: float) -> torch.Tensor:
     mean = torch.as_tensor(mean, dtype=value.dtype, device=value.device)
     std = torch.as_tensor(std, dtype=value.dtype, device=value.device)
     value = torch.minimum(torch.maximum(value, mean - clip * std), mean + clip * std)
-    return (value - mean) / std
+    return ((value - mean) / std).clamp(-clip, clip)  # the clamp again only fixes rounding at the bounds
 
 
 def fit_source_stats(

@@ -103,9 +103,7 @@ def test_cache_at_step_changes_the_context(tiny_model):
     depths, flows = _game_inputs(cfg, 1, 3, seed=3)
     last = {}
     for cache_at_step in (None, 0):
-        renderer = StreamingRenderer(
-            tiny_model, num_steps=2, cache_at_step=cache_at_step, dtype=torch.float64
-        )
+        renderer = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=cache_at_step, dtype=torch.float64)
         for d, v in zip(depths, flows, strict=True):
             last[cache_at_step] = renderer.step_tensor(d, v)
     assert not torch.allclose(last[None], last[0])
@@ -130,9 +128,7 @@ def test_reset_of_one_stream_leaves_the_others_alone(tiny_model):
     """A batch of two streams equals two single streams, also after stream 1 alone is reset and reseeded."""
     cfg = tiny_model.config
     depths, flows = _game_inputs(cfg, 2, 6, seed=7)
-    batch = StreamingRenderer(
-        tiny_model, num_steps=2, cache_at_step=0, batch_size=2, seed=10, dtype=torch.float64
-    )
+    batch = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=0, batch_size=2, seed=10, dtype=torch.float64)
     single0 = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=0, seed=10, dtype=torch.float64)
     single1 = StreamingRenderer(tiny_model, num_steps=2, cache_at_step=0, seed=11, dtype=torch.float64)
     for j, (d, v) in enumerate(zip(depths, flows, strict=True)):
@@ -154,8 +150,7 @@ def test_cache_memory_stays_put(tiny_model):
     for _ in range(40):
         renderer.step(depths[0][0], flows[0][0])
     after = [
-        (t.data_ptr(), t.shape, t.stride())
-        for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)
+        (t.data_ptr(), t.shape, t.stride()) for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)
     ]
     assert after == before
     assert cache.write_index == 40 % 3 and cache.lengths.tolist() == [3]

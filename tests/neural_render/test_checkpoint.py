@@ -1,0 +1,108 @@
+"""Checkpoints: exact round trip, atomic writes, and a one-line error naming the file for each fault."""
+
+import json
+
+import pytest
+import torch
+
+from neural_render import ConditionStats, build_renderer, load_renderer, save_renderer
+from neural_render.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+
+from .conftest import randomize
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = randomize(build_renderer("tiny", image_size=32, depth=2))
+    stats = ConditionStats.unit("game")
+    weights = save_renderer(tmp_path / "ckpt", model, stats=stats, provenance={"steps": 3, "data": "test"})
+    return model, stats, weights, tmp_path / "ckpt.json"
+
+
+def _inputs():
+    generator = torch.Generator().manual_seed(0)
+    x, cond = (torch.randn(1, 4, 32, 32, 3, generator=generator) for _ in range(2))
+    return x, torch.rand(1, 2, generator=generator), cond
+
+
+def test_round_trip_gives_identical_outputs(saved):
+    model, stats, weights, _ = saved
+    loaded = load_renderer(weights)
+    assert loaded.model.config == model.config and loaded.stats == stats
+    assert loaded.provenance == {"steps": 3, "data": "test"} and loaded.preset is None  # not the tiny preset
+    torch.testing.assert_close(loaded.model(*_inputs()), model(*_inputs()), rtol=0, atol=0)
+
+
+def test_preset_label_and_loading_by_either_file_name(tmp_path):
+    save_renderer(tmp_path / "t.safetensors", build_renderer("tiny"))
+    assert load_renderer(tmp_path / "t.json").preset == "tiny"
+    assert load_renderer(tmp_path / "t").stats is None
+
+
+def _error(path) -> str:
+    with pytest.raises(CheckpointError) as caught:
+        load_renderer(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_files(saved, tmp_path):
+    _, _, weights, meta = saved
+    assert _error(tmp_path / "nope.safetensors") == f"{tmp_path / 'nope.safetensors'}: no such file"
+    meta.unlink()
+    assert _error(weights).startswith(f"{meta}: no such file")
+
+
+def test_corrupt_files(saved):
+    _, _, weights, meta = saved
+    text = meta.read_text()
+    meta.write_text(text[: len(text) // 2])
+    assert _error(weights).startswith(f"{meta}: corrupt JSON")
+    meta.write_text(text)
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert _error(weights).startswith(f"{weights}: corrupt safetensors file")
+
+
+def test_shape_mismatch(saved):
+    _, _, weights, meta = saved
+    info = json.loads(meta.read_text())
+    info["config"]["width"] = 128
+    meta.write_text(json.dumps(info))
+    message = _error(weights)
+    assert message.startswith(f"{weights}: tensor ") and "has shape" in message and "needs" in message
+
+
+def test_unknown_preset(saved):
+    _, _, weights, meta = saved
+    info = json.loads(meta.read_text())
+    info["config"], info["preset"] = None, "huge"
+    meta.write_text(json.dumps(info))
+    assert _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, small, base)"
+
+
+def test_weights_and_json_of_different_saves(saved, tmp_path):
+    model, _, weights, meta = saved
+    save_renderer(tmp_path / "other", model)
+    meta.write_text((tmp_path / "other.json").read_text())
+    assert _error(weights) == f"{weights}: these weights and ckpt.json come from different saves"
+
+
+@pytest.mark.skipif(DEFAULT_CHECKPOINT.exists(), reason="a default checkpoint is shipped")
+def test_default_checkpoint_not_shipped_yet():
+    assert _error(None).startswith(f"{DEFAULT_CHECKPOINT}: no default renderer is shipped yet")
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(saved, monkeypatch):
+    model, _, weights, _ = saved
+    before = load_renderer(weights).model(*_inputs())
+
+    def crash(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("neural_render.checkpoint.os.fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_renderer(weights, randomize(model, seed=5))
+    monkeypatch.undo()
+    torch.testing.assert_close(load_renderer(weights).model(*_inputs()), before, rtol=0, atol=0)
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["ckpt.json", "ckpt.safetensors"]

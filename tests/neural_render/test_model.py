@@ -1,0 +1,111 @@
+"""The network: token layout, the framelet-causal mask, initialisation, conditioning paths, presets."""
+
+import pytest
+import torch
+
+from neural_render import RENDERER_PRESETS, Renderer, build_renderer
+from neural_render.layout import framelet_mask, from_uint8, patchify, to_uint8, unpatchify
+
+
+def test_framelet_mask_has_the_expected_pattern():
+    """4 framelets of 2 tokens, window 2: a framelet sees itself and the one before, never the future."""
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0, 0],
+            [0, 0, 1, 1, 1, 1, 0, 0],
+            [0, 0, 1, 1, 1, 1, 0, 0],
+            [0, 0, 0, 0, 1, 1, 1, 1],
+            [0, 0, 0, 0, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    torch.testing.assert_close(framelet_mask(4, 2, window=2), expected)
+    causal = framelet_mask(3, 1, window=None)
+    torch.testing.assert_close(causal, torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
+    with pytest.raises(ValueError, match="window"):
+        framelet_mask(3, 1, window=0)
+
+
+def test_patchify_takes_the_right_pixels_and_inverts():
+    f, p = 2, 4
+    video = torch.randn(2, 3 * f, 8, 12, 3)  # 3 framelets of a 2x3 grid of patches
+    tokens = patchify(video, f, p)
+    assert tokens.shape == (2, 3, 6, f * p * p * 3)
+    n, y, x = 1, 1, 2  # framelet 1, token row 1, token column 2
+    block = video[0, n * f : (n + 1) * f, y * p : (y + 1) * p, x * p : (x + 1) * p]  # (f, p, p, 3)
+    torch.testing.assert_close(tokens[0, n, y * 3 + x], block.reshape(-1))
+    torch.testing.assert_close(unpatchify(tokens, f, p, (2, 3)), video)
+    with pytest.raises(ValueError, match="does not tile"):
+        patchify(torch.zeros(1, 3, 8, 8, 3), 2, 4)
+
+
+def test_uint8_conversion_round_trips():
+    pixels = torch.arange(256, dtype=torch.uint8)
+    torch.testing.assert_close(to_uint8(from_uint8(pixels)), pixels)
+    assert from_uint8(pixels).min() == -1 and from_uint8(pixels).max() == 1
+
+
+def test_fresh_model_predicts_zero_with_zero_gates():
+    model = build_renderer("tiny", image_size=32, depth=2)
+    x = torch.randn(1, 4, 32, 32, 3)
+    out = model(x, torch.rand(1, 2), torch.randn(1, 4, 32, 32, 3))
+    assert out.shape == x.shape and torch.count_nonzero(out) == 0
+    assert torch.count_nonzero(model.adaln.weight) == 0
+    assert all(torch.count_nonzero(block.adaln_offset) == 0 for block in model.blocks)
+
+
+def test_later_framelets_never_change_earlier_outputs(tiny_model):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 6, 32, 32, 3, generator=generator, dtype=torch.float64)
+    cond = torch.randn(1, 6, 32, 32, 3, generator=generator, dtype=torch.float64)
+    t = torch.rand(1, 3, generator=generator, dtype=torch.float64)
+    out = tiny_model(x, t, cond)
+    changed = x.clone()
+    changed[:, 4:] += 1.0  # the last framelet only
+    out2 = tiny_model(changed, t, cond)
+    torch.testing.assert_close(out2[:, :4], out[:, :4])
+    assert not torch.allclose(out2[:, 4:], out[:, 4:])
+
+
+def test_null_condition_and_per_sample_dropout(tiny_model):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 32, 32, 3, generator=generator, dtype=torch.float64)
+    cond = torch.randn(2, 4, 32, 32, 3, generator=generator, dtype=torch.float64)
+    t = torch.full((2, 2), 0.5, dtype=torch.float64)
+    conditioned, unconditioned = tiny_model(x, t, cond), tiny_model(x, t, None)
+    dropped = tiny_model(x, t, cond, drop_cond=torch.tensor([False, True]))
+    torch.testing.assert_close(dropped[0], conditioned[0])
+    torch.testing.assert_close(dropped[1], unconditioned[1])
+    assert not torch.allclose(conditioned[1], unconditioned[1])
+
+
+def test_return_layers_gives_hidden_states_of_chosen_blocks(tiny_model):
+    x = torch.randn(1, 4, 32, 32, 3, dtype=torch.float64)
+    out, hidden = tiny_model(x, torch.rand(1, 2, dtype=torch.float64), None, return_layers=[1])
+    assert set(hidden) == {1} and hidden[1].shape == (1, 2, 4, tiny_model.config.width)
+    with pytest.raises(ValueError, match="return_layers"):
+        tiny_model(x, torch.rand(1, 2, dtype=torch.float64), None, return_layers=[3])
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("tiny", 3e6, 8e6), ("small", 20e6, 30e6), ("base", 85e6, 110e6)])
+def test_presets_have_their_documented_sizes(name, low, high):
+    with torch.device("meta"):
+        model = Renderer(RENDERER_PRESETS[name]())
+    assert low < sum(p.numel() for p in model.parameters()) < high
+    assert model.config.patch_frames == 2 and model.config.patch_size == 16
+
+
+def test_shared_adaln_is_one_projection_for_all_blocks():
+    shared = build_renderer("tiny", image_size=32, depth=3)
+    separate = build_renderer("tiny", image_size=32, depth=3, shared_adaln=False)
+    width = shared.config.width
+    assert shared.adaln is not None and all(block.adaln is None for block in shared.blocks)
+    assert all(block.adaln.weight.shape == (6 * width, width) for block in separate.blocks)
+
+
+def test_unknown_preset_is_named():
+    with pytest.raises(ValueError, match="unknown renderer preset 'huge'; known: tiny, small, base"):
+        build_renderer("huge")
