@@ -96,9 +96,7 @@ def save_renderer(
         "provenance": provenance or {},
     }
     text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
-    _atomic_write(
-        weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id})
-    )
+    _atomic_write(weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id}))
     _atomic_write(meta, text.encode())
     return weights
 
@@ -123,9 +121,7 @@ def _config(meta: Path, info: dict) -> RendererConfig:
             raise CheckpointError(meta, f"bad config: {error}") from None
     preset = info.get("preset")
     if preset not in RENDERER_PRESETS:
-        raise CheckpointError(
-            meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})"
-        )
+        raise CheckpointError(meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})")
     return RENDERER_PRESETS[preset]()
 
 
@@ -164,9 +160,7 @@ def load_renderer(
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(
-            weights, f"tensors missing {missing[:3]} and unexpected {unexpected[:3]} for its config"
-        )
+        raise CheckpointError(weights, f"tensors missing {missing[:3]} and unexpected {unexpected[:3]} for its config")
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape:
             raise CheckpointError(

@@ -208,8 +208,6 @@ class ConditionStats:
         sources = {}
         for name, fields in data["sources"].items():
             if set(fields) - names:
-                raise ValueError(
-                    f"statistics of source {name!r} have unknown fields {sorted(set(fields) - names)}"
-                )
+                raise ValueError(f"statistics of source {name!r} have unknown fields {sorted(set(fields) - names)}")
             sources[name] = SourceStats(**fields)
         return cls(sources=sources, log_depth=bool(data["log_depth"]), clip=float(data["clip"]))

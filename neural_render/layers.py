@@ -35,9 +35,7 @@ class TimestepEmbedder(nn.Module):
 
     def sinusoids(self, t: torch.Tensor) -> torch.Tensor:
         half = self.frequency_dim // 2
-        freqs = torch.exp(
-            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
-        )
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
         angles = 1000.0 * t.float()[..., None] * freqs  # (..., half)
         return torch.cat([angles.cos(), angles.sin()], dim=-1)
 

@@ -37,14 +37,10 @@ def patchify(video: torch.Tensor, patch_frames: int, patch_size: int) -> torch.T
             f"video of {frames} frames of {height}x{width} does not tile into framelets of {patch_frames} "
             f"frames and {patch_size}x{patch_size} patches"
         )
-    return rearrange(
-        video, "b (n f) (y p) (x q) k -> b n (y x) (f p q k)", f=patch_frames, p=patch_size, q=patch_size
-    )
+    return rearrange(video, "b (n f) (y p) (x q) k -> b n (y x) (f p q k)", f=patch_frames, p=patch_size, q=patch_size)
 
 
-def unpatchify(
-    tokens: torch.Tensor, patch_frames: int, patch_size: int, grid: tuple[int, int]
-) -> torch.Tensor:
+def unpatchify(tokens: torch.Tensor, patch_frames: int, patch_size: int, grid: tuple[int, int]) -> torch.Tensor:
     """Inverse of `patchify`: tokens (b, n, s, f*p*p*k) back to a video (b, n*f, H, W, k)."""
     rows, cols = grid
     return rearrange(
@@ -79,9 +75,7 @@ def framelet_mask(
     return repeat(allowed, "i j -> (i s) (j r)", s=tokens_per_framelet, r=tokens_per_framelet)
 
 
-def rope_tables(
-    grid: tuple[int, int], head_dim: int, base: float, device=None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(grid: tuple[int, int], head_dim: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosines and sines (s, m) of 2D rotary angles: the first m/2 pairs turn with the token row, the rest
     with the token column."""
     if head_dim % 4:

@@ -63,9 +63,7 @@ class RendererConfig:
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
-            )
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ValueError(f"width {self.width} / heads {self.heads} must be an integer divisible by 4")
         if min(self.patch_frames, self.depth, self.channels, self.cond_channels) < 1:
@@ -146,9 +144,7 @@ class Renderer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def embed_condition(
-        self, cond: torch.Tensor | None, drop_cond: torch.Tensor | None, shape
-    ) -> torch.Tensor:
+    def embed_condition(self, cond: torch.Tensor | None, drop_cond: torch.Tensor | None, shape) -> torch.Tensor:
         """Per-token condition embedding (b, n, s, d); the learned null embedding where dropped or absent."""
         b, n, s = shape
         null = self.null_condition.expand(b, n, s, -1)  # (b, n, s, d)
@@ -207,9 +203,7 @@ class Renderer(nn.Module):
             if index + 1 in layers:
                 hidden[index + 1] = rearrange(h, "b (n s) d -> b n s d", n=n)
         out = self.final_layer(h, c)  # (b, L, o)
-        out = unpatchify(
-            rearrange(out, "b (n s) o -> b n s o", n=n), cfg.patch_frames, cfg.patch_size, cfg.grid
-        )
+        out = unpatchify(rearrange(out, "b (n s) o -> b n s o", n=n), cfg.patch_frames, cfg.patch_size, cfg.grid)
         return (out, hidden) if layers else out  # (b, n*f, H, W, 3)
 
     def new_cache(self, *, batch_size: int, window: int, device=None, dtype=None) -> KVCache:

@@ -85,9 +85,7 @@ class StreamingRenderer:
         self.diffusion = FlowMatching.for_config(self.config)
         self.times = self.diffusion.time_grid(num_steps).tolist()
         cache_dtype = torch.bfloat16 if self.autocast else dtype
-        self.cache = model.new_cache(
-            batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype
-        )
+        self.cache = model.new_cache(batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype)
         self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
         self.reset(seed)
@@ -128,9 +126,7 @@ class StreamingRenderer:
         """Fresh noise for one framelet of every stream (B, F, H, W, 3), each from its own generator."""
         cfg = self.config
         shape = (cfg.patch_frames, cfg.image_size, cfg.image_size, cfg.channels)
-        draws = [
-            torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for g in self.generators
-        ]
+        draws = [torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for g in self.generators]
         return torch.stack(draws)
 
     @torch.no_grad()
@@ -139,11 +135,7 @@ class StreamingRenderer:
         cond, _ = self._condition(depth, flow)  # (B, F, H, W, 3)
         z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
         batch = cond.shape[0]
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.autocast
-            else contextlib.nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         self.cache.begin()
         with autocast:
             for index, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:], strict=True)):

@@ -1,0 +1,190 @@
+"""Benchmark of the streaming renderer: ms per framelet, frames/s, TFLOP/s, with and without the KV cache.
+
+    python -m neural_render.bench                # tiny preset at 128x128 on the CPU (and CUDA if present)
+    python -m neural_render.bench --preset base --size 320 --steps 12 --window 3 --device cuda
+
+"No cache" is the baseline a cache replaces: every denoising pass recomputes the whole window (the
+context framelets' inputs are kept and run again with the new framelet under the window mask). The cached
+run also reports the first-100 and last-100 framelet times and whether the cache's tensors stayed where
+they were allocated, which is what constant memory and time per frame means here. Weights are random:
+speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neural_render.model import Renderer, RendererConfig, build_renderer
+from neural_render.sampler import StreamingRenderer
+
+__all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "main"]
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "4090": 165.0}
+"""Dense bf16 tensor-core peaks by device-name fragment, for the 'of peak' figure on CUDA."""
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Per-framelet wall times (seconds) of one run and the matmul FLOPs of one framelet."""
+
+    times: list[float]
+    flops_per_framelet: float
+    frames_per_framelet: int
+
+    @property
+    def ms(self) -> float:
+        return 1000.0 * float(np.median(self.times))
+
+    @property
+    def fps(self) -> float:
+        return self.frames_per_framelet * 1000.0 / self.ms
+
+    @property
+    def tflops(self) -> float:
+        return self.flops_per_framelet / (self.ms / 1000.0) / 1e12
+
+
+def forward_flops(config: RendererConfig, queries: int, keys: int) -> float:
+    """Matmul FLOPs of one forward pass over `queries` tokens attending to `keys` tokens."""
+    d, o = config.width, config.patch_frames * config.patch_size**2 * config.channels
+    hidden = int(d * config.mlp_ratio)
+    block = 2 * queries * (4 * d * d + 2 * d * hidden) + 4 * queries * keys * d
+    adaln = 2 * queries * d * 6 * d * (1 if config.shared_adaln else config.depth)
+    ends = 2 * queries * (2 * o * d + 2 * d * d + d * o)  # embedders, final modulation and output layer
+    return float(config.depth * block + adaln + ends)
+
+
+def _inputs(config: RendererConfig, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shape = (config.patch_frames, config.image_size, config.image_size)
+    depth = rng.uniform(0.0, 10.0, (*shape, 1)).astype(np.float32)
+    flow = rng.normal(0.0, 4.0, (*shape, 2)).astype(np.float32)
+    return depth, flow
+
+
+def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -> tuple[BenchResult, bool]:
+    """Time `framelets` cached steps; also report whether the cache tensors never moved."""
+    cfg, cache = renderer.config, renderer.cache
+    depth, flow = _inputs(cfg)
+    for _ in range(warmup):
+        renderer.step(depth, flow)
+    pointers = [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
+    times = []
+    for _ in range(framelets):
+        start = time.perf_counter()
+        renderer.step(depth, flow)
+        times.append(time.perf_counter() - start)
+    still = pointers == [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
+    s, w = cfg.tokens_per_framelet, renderer.window
+    passes = renderer.num_steps + (1 if renderer.cache_at_step is None else 0)
+    return BenchResult(times, passes * forward_flops(cfg, s, w * s), cfg.patch_frames), still
+
+
+@torch.no_grad()
+def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2) -> BenchResult:
+    """Time the baseline that reruns the whole window in every denoising pass (same steps, same model)."""
+    model, cfg, window = renderer.model, renderer.config, renderer.window
+    depth, flow = _inputs(cfg)
+    cond = renderer.stats.normalize(depth[None], flow[None], renderer.source).to(renderer.device, renderer.dtype)
+    context: list[tuple[torch.Tensor, float]] = []
+    times = []
+    for index in range(warmup + framelets):
+        start = time.perf_counter()
+        z = renderer.noise()
+        kept = None
+        for step, (t, t_next) in enumerate(zip(renderer.times[:-1], renderer.times[1:], strict=True)):
+            xs = torch.cat([c[0] for c in context] + [z], dim=1)
+            ts = torch.tensor([[c[1] for c in context] + [t]], device=renderer.device, dtype=renderer.dtype)
+            cs = cond.repeat(1, len(context) + 1, 1, 1, 1)
+            with torch.autocast(renderer.device.type, dtype=torch.bfloat16, enabled=renderer.autocast):
+                x_hat = model(xs, ts, cs, window=window)[:, -cfg.patch_frames :]
+            if step == renderer.cache_at_step:
+                kept = (z, t)
+            z = renderer.diffusion.euler_step(z, x_hat.to(z.dtype), t, t_next)
+        frames = z.clamp(-1, 1)
+        context = (context + [kept or (frames, 1.0)])[-(window - 1) :] if window > 1 else []
+        frames.cpu()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    s = cfg.tokens_per_framelet
+    return BenchResult(times, renderer.num_steps * forward_flops(cfg, window * s, window * s), cfg.patch_frames)
+
+
+def _peak(device: torch.device, given: float | None) -> float | None:
+    if given is not None or device.type != "cuda":
+        return given
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def run(args: argparse.Namespace, device: torch.device) -> None:
+    """Benchmark one device and print the figures."""
+    overrides = {"image_size": args.size} if args.size else {}
+    model: Renderer = build_renderer(args.preset, **overrides)
+    renderer = StreamingRenderer(
+        model,
+        window=args.window,
+        num_steps=args.steps,
+        cache_at_step=args.cache_at_step,
+        device=device,
+        compile=args.compile,
+    )
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(
+        f"[{device}] preset {args.preset} ({params:.1f}M parameters), {cfg.image_size}x{cfg.image_size}, "
+        f"{cfg.patch_frames} frames per framelet, {args.steps} steps, window {args.window}, "
+        f"cache_at_step {args.cache_at_step}, {'bf16 autocast' if renderer.autocast else 'float32'}"
+    )
+    cached, still = bench_cached(renderer, args.framelets)
+    peak = _peak(device, args.peak_tflops)
+    of_peak = f" ({100 * cached.tflops / peak:.1f}% of {peak:.0f})" if peak else ""
+    first, last = cached.times[:100], cached.times[-100:]
+    print(
+        f"  cached:   {cached.ms:8.2f} ms/framelet {cached.fps:8.1f} frames/s {cached.tflops:7.3f} TFLOP/s{of_peak}"
+        f"  [{len(cached.times)} framelets; median first 100 {1000 * np.median(first):.2f} ms, "
+        f"last 100 {1000 * np.median(last):.2f} ms; cache tensors never moved: {still}; "
+        f"cache {(renderer.cache.keys.nbytes * 2 + renderer.cache.staged_keys.nbytes * 2) / 2**20:.2f} MiB]"
+    )
+    renderer.reset(0)
+    baseline = bench_uncached(renderer, args.baseline_framelets)
+    print(
+        f"  no cache: {baseline.ms:8.2f} ms/framelet {baseline.fps:8.1f} frames/s "
+        f"{baseline.tflops:7.3f} TFLOP/s  [{len(baseline.times)} framelets]"
+    )
+    print(f"  cache speed-up: {baseline.ms / cached.ms:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--size", type=int, default=None, help="frame side in pixels (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--window", type=int, default=3)
+    parser.add_argument(
+        "--cache-at-step", type=lambda v: None if v.lower() == "none" else int(v), default=None, metavar="K|none"
+    )
+    parser.add_argument("--framelets", type=int, default=300, help="cached framelets to time")
+    parser.add_argument("--baseline-framelets", type=int, default=30, help="uncached framelets to time")
+    parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu, then cuda when present)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    for name in devices:
+        if name == "cuda" and not torch.cuda.is_available():
+            print("[cuda] not available")
+            continue
+        run(args, torch.device(name))
+
+
+if __name__ == "__main__":
+    main()
