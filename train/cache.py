@@ -203,58 +203,64 @@ def _streams(size: int, skips: Sequence[int], labelers: Sequence[FrameLabeler]) 
 def _run_chunks(video, box, size, start, manifest, manifest_path, arrays, flow_ex, labelers, chunk, progress):
     """Decode from the first unfinished frame, extract chunk by chunk, advance ``done`` after each."""
     done, n = manifest["done"], manifest["n_frames"]
-    skips = manifest["skips"]
-    history = max(skips, default=0)
-    frames = arrays["frames"]
-    previous = np.asarray(frames[max(0, done - history) : done])  # (<=history, s, s, 3) for the first flows
+    history = max(manifest["skips"], default=0)
+    previous = np.asarray(arrays["frames"][max(0, done - history) : done])  # (<=history, s, s, 3)
     seconds = {name: 0.0 for name in ["decode", *(["flow"] if flow_ex else []), *(x.kind for x in labelers)]}
     timed = 0
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"extract {Path(video).name} @ {size}px", total=n, completed=done)
-        decoded = iter_frames(video, start + done, start + n)
-        while done < n:
-            tick = time.perf_counter()
-            full = [f for _, f in zip(range(min(chunk, n - done)), decoded, strict=False)]
-            if not full:  # the container promised more frames than it holds
-                manifest["n_frames"] = n = done
-                break
-            full = np.stack(full)  # (c, h, w, 3)
-            squares = np.stack([crop_resize(f, box, size) for f in full])  # (c, s, s, 3)
-            seconds["decode"] += time.perf_counter() - tick
-            lo, hi = done, done + len(full)
-            out: dict[str, np.ndarray] = {"frames": squares}
-            window = np.concatenate([previous, squares])  # frames lo - len(previous) .. hi - 1
-            offset = lo - len(previous)
-            for k in skips:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    decoded = iter_frames(video, start + done, start + n)
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task(f"extract {Path(video).name} @ {size}px", total=n, completed=done)
+            while done < n:
                 tick = time.perf_counter()
-                flow = np.zeros((len(full), size, size, 2), np.float32)
-                first = max(lo, k)  # frame t needs frame t - k
-                if first < hi:
-                    cur = window[first - offset : hi - offset]
-                    flow[first - lo :] = flow_ex(window[first - k - offset : hi - k - offset], cur)
-                out[flow_stream(k)] = flow
-                seconds["flow"] += time.perf_counter() - tick
-            for labeler in labelers:
-                tick = time.perf_counter()
-                out |= labeler(full, box, size)
-                seconds[labeler.kind] += time.perf_counter() - tick
-            for name, values in out.items():
-                arrays[name][lo:hi] = values
-                arrays[name].flush()
-            previous = window[-history:] if history else previous
-            done = manifest["done"] = hi
-            timed += hi - lo
-            manifest["ms_per_frame"] = {k: round(1000 * v / timed, 2) for k, v in seconds.items()}
-            write_json_atomic(manifest_path, manifest)
-            bar.update(task, completed=done)
+                full = [f for _, f in zip(range(min(chunk, n - done)), decoded, strict=False)]
+                if not full:  # the container promised more frames than it holds
+                    manifest["n_frames"] = n = done
+                    break
+                full = np.stack(full)  # (c, h, w, 3)
+                squares = np.stack([crop_resize(f, box, size) for f in full])  # (c, s, s, 3)
+                seconds["decode"] += time.perf_counter() - tick
+                window = np.concatenate([previous, squares])  # frames done - len(previous) .. done + c - 1
+                out = _label_chunk(
+                    window, len(previous), full, box, size, manifest["skips"], flow_ex, labelers, seconds
+                )
+                lo, hi = done, done + len(full)
+                for name, values in out.items():
+                    arrays[name][lo:hi] = values
+                    arrays[name].flush()  # the chunk is on disk before the manifest says so
+                previous = window[len(window) - history :]
+                done = manifest["done"] = hi
+                timed += hi - lo
+                manifest["ms_per_frame"] = {k: round(1000 * v / timed, 2) for k, v in seconds.items()}
+                write_json_atomic(manifest_path, manifest)
+                bar.update(task, completed=done)
+    finally:
+        decoded.close()  # closes the container now, not at garbage collection
     if n < 2:
         raise VideoError(video, f"too short: decoded {n} frames from frame {start}, need at least 2")
+
+
+def _label_chunk(window, first, full, box, size, skips, flow_ex, labelers, seconds) -> dict[str, np.ndarray]:
+    """All streams of one chunk. ``window`` (first + c, s, s, 3) holds ``first`` earlier clip frames and
+    then the chunk's; ``full`` (c, h, w, 3) the chunk's source frames. Frames with no frame ``k`` before
+    them (the video's first) get zero flow at skip ``k``."""
+    c = len(full)
+    out = {"frames": window[first:]}
+    for k in skips:
+        tick = time.perf_counter()
+        flow = np.zeros((c, size, size, 2), np.float32)  # (c, s, s, 2)
+        valid = min(c, max(0, first + c - k))  # the last `valid` chunk frames have a frame k before them
+        if valid:
+            cur = window[len(window) - valid :]
+            flow[c - valid :] = flow_ex(window[len(window) - valid - k : len(window) - k], cur)
+        out[flow_stream(k)] = flow
+        seconds["flow"] += time.perf_counter() - tick
+    for labeler in labelers:
+        tick = time.perf_counter()
+        out |= labeler(full, box, size)
+        seconds[labeler.kind] += time.perf_counter() - tick
+    return out
 
 
 def _cache_stats(arrays: dict[str, np.ndarray], streams: dict[str, StreamSpec], n: int, batch: int = 64):

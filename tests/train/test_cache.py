@@ -10,6 +10,7 @@ import torch
 from neural_render.conditioning import ConditionStats
 from train.cache import MANIFEST, Cache, extract, load_manifest, video_source_stats
 from train.dataset import CachedClips
+from train.extract import main as extract_main
 from train.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
 from train.stats import PERCENTILES
 from train.video import ClipSpec, VideoError, crop_resize, read_video
@@ -187,3 +188,14 @@ def test_video_source_stats_fit_the_mixture_of_skips(road_clip, tmp_path):
         cache.stream("depth")[..., None].astype(np.float32), cache.stream("flow_1").astype(np.float32), "video"
     )
     assert normalised.shape == (FRAMES, SIZE, SIZE, 3) and abs(float(normalised[..., 0].mean())) < 0.05
+
+
+def test_command_line_extracts_and_then_finds_the_cache(road_clip, tmp_path, capsys):
+    argv = [str(road_clip), "--cache", str(tmp_path), "--size", "16", "--max-frames", "6", "--chunk", "4"]
+    (first,) = extract_main([*argv, "--depth", "none", "--teacher", "none", "--skips", "1,2"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["cache"] == first and summary["frames"] == 6 and summary["fps"] == 25.0
+    assert set(Cache(first).streams) == {"frames", "flow_1", "flow_2"}
+    stamp = (tmp_path / first / MANIFEST).stat().st_mtime_ns
+    assert extract_main([*argv, "--depth", "none", "--teacher", "none", "--skips", "2,1"]) == [first]
+    assert (tmp_path / first / MANIFEST).stat().st_mtime_ns == stamp  # found, not rewritten
