@@ -10,6 +10,8 @@ from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, buil
 from neural_render.sampler import StreamingRenderer
 
 __all__ = [
+    "NeuralRenderObservation",
+    "NeuralRenderVectorEnv",
     "RENDERER_PRESETS",
     "ConditionStats",
     "FlowMatching",
@@ -21,3 +23,12 @@ __all__ = [
     "load_renderer",
     "save_renderer",
 ]
+
+
+def __getattr__(name: str):
+    """Load the gym wrappers on first use, so that importing neural_render stays light."""
+    if name in ("NeuralRenderObservation", "NeuralRenderVectorEnv"):
+        from neural_render import wrapper
+
+        return getattr(wrapper, name)
+    raise AttributeError(f"module 'neural_render' has no attribute {name!r}")

@@ -1,0 +1,261 @@
+"""Gymnasium wrappers that paint Spokester's cube world with the neural renderer.
+
+Framelets and steps: the renderer makes `patch_frames` (F = 2) frames at a time, from the depth and flow
+of F consecutive game frames. So one wrapper step advances the game by one framelet: the action is
+repeated for F game frames, the rewards are summed, and `info["frames"]` says how many game frames were
+advanced (F, or fewer when the episode ended inside the framelet; then the missing frames' depth and flow
+repeat the last frame's, so a whole framelet can still be rendered). The observation's depth and flow are
+those of the last advanced game frame and `"neural"` is the rendered frame of that same game frame: the
+agent sees no lag. `info["neural_frames"]` holds the rendered frames of all advanced game frames, for
+full-rate video. `reset()` clears the stream and renders the reset frame as a framelet of F copies of it;
+a seed given to reset also seeds the renderer's noise, so a seeded episode is reproducible.
+
+Importing this module needs gymnasium (and a Spokester env to wrap); `import neural_render` loads it
+lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from neural_render.checkpoint import load_renderer
+from neural_render.sampler import StreamingRenderer
+
+__all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
+
+
+def _streaming_renderer(checkpoint, *, batch_size: int, **options) -> StreamingRenderer:
+    loaded = load_renderer(checkpoint, device=options.get("device", "cpu"))
+    return StreamingRenderer(loaded.model, stats=loaded.stats, batch_size=batch_size, **options)
+
+
+def _check_space(space: gym.Space, image_size: int) -> None:
+    """The wrapped env must give depth (S, S, 1) and flow (S, S, 2) at the renderer's size S."""
+    expected = {"depth": (image_size, image_size, 1), "flow": (image_size, image_size, 2)}
+    if not isinstance(space, spaces.Dict) or any(
+        key not in space.spaces or space.spaces[key].shape != shape for key, shape in expected.items()
+    ):
+        raise ValueError(
+            f"the env must observe 'depth' {expected['depth']} and 'flow' {expected['flow']} (make it with "
+            f"width=height={image_size}, observations including 'depth' and 'flow'); got {space}"
+        )
+
+
+def _observation_space(space: spaces.Dict, image_size: int, pixels_only: bool) -> gym.Space:
+    frame = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+    return frame if pixels_only else spaces.Dict({**space.spaces, "neural": frame})
+
+
+class _Framelets:
+    """Advances one env a framelet at a time and gathers the depth and flow of its frames."""
+
+    def __init__(self, env: gym.Env, frames: int):
+        self.env, self.frames = env, frames
+
+    @staticmethod
+    def _stack(observations: list[dict], frames: int) -> tuple[np.ndarray, np.ndarray]:
+        padded = observations + [observations[-1]] * (frames - len(observations))
+        return np.stack([o["depth"] for o in padded]), np.stack([o["flow"] for o in padded])
+
+    def reset(self, **kwargs) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+        observation, info = self.env.reset(**kwargs)
+        return observation, {**info, "frames": 0}, *self._stack([observation], self.frames)
+
+    def step(self, action) -> tuple:
+        observations, reward, terminated, truncated, info = [], 0.0, False, False, {}
+        while len(observations) < self.frames and not (terminated or truncated):
+            observation, r, terminated, truncated, info = self.env.step(action)
+            observations.append(observation)
+            reward += float(r)
+        depth, flow = self._stack(observations, self.frames)
+        info = {**info, "frames": len(observations)}
+        return observations[-1], reward, terminated, truncated, info, depth, flow
+
+
+class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Adds the neural frame `"neural"` (uint8 (S, S, 3)) to a Spokester env's observations.
+
+    One step advances the game by one framelet (see the module docstring); `render()` returns the latest
+    neural frame, so RecordVideo, HumanRendering and gymnasium.utils.play show neural frames (at the
+    env's fps / F, or use `info["neural_frames"]` for full rate).
+
+    Arguments:
+        env: a Spokester env observing depth and flow at the renderer's size (width = height = S).
+        checkpoint: a renderer checkpoint path; None = the project's shipped default.
+        device: where the renderer runs.
+        window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`.
+        pixels_only: observe the neural frame alone, as a Box image, instead of the dict.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        device: str = "cpu",
+        window: int = 3,
+        num_steps: int = 12,
+        cache_at_step: int | None = None,
+        pixels_only: bool = False,
+    ):
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            device=device,
+            window=window,
+            num_steps=num_steps,
+            cache_at_step=cache_at_step,
+            pixels_only=pixels_only,
+        )
+        gym.ObservationWrapper.__init__(self, env)
+        self.renderer = _streaming_renderer(
+            checkpoint, batch_size=1, device=device, window=window, num_steps=num_steps, cache_at_step=cache_at_step
+        )
+        size = self.renderer.config.image_size
+        _check_space(env.observation_space, size)
+        self.pixels_only = pixels_only
+        self.frames_per_step = self.renderer.config.patch_frames
+        self.observation_space = _observation_space(env.observation_space, size, pixels_only)
+        fps = env.metadata.get("render_fps", 24) / self.frames_per_step
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"], "render_fps": fps}
+        self._framelets = _Framelets(env, self.frames_per_step)
+        self._frame: np.ndarray | None = None
+
+    @property
+    def render_mode(self) -> str:
+        return "rgb_array"
+
+    def observation(self, observation: dict):
+        """The env's observation with the latest neural frame added (or that frame alone)."""
+        return self._frame if self.pixels_only else {**observation, "neural": self._frame}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        observation, info, depth, flow = self._framelets.reset(seed=seed, options=options)
+        self.renderer.reset(seed)
+        frames = self.renderer.step(depth, flow)  # (F, S, S, 3)
+        self._frame = frames[-1]
+        return self.observation(observation), {**info, "neural_frames": frames[-1:]}
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info, depth, flow = self._framelets.step(action)
+        frames = self.renderer.step(depth, flow)
+        advanced = info["frames"]
+        self._frame = frames[advanced - 1]
+        info["neural_frames"] = frames[:advanced]
+        return self.observation(observation), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        return self._frame
+
+
+class NeuralRenderVectorEnv(gym.vector.VectorEnv):
+    """N Spokester envs whose neural frames come from one batched renderer pass per step.
+
+    Each sub-env advances one framelet per step, as in `NeuralRenderObservation`. Autoreset is
+    NEXT_STEP (gymnasium's default): the step after an episode ends resets that env, ignoring its action,
+    and clears its slot of the KV cache, so the other envs' streams go on untouched. `reset(seed=s)`
+    seeds env j and its renderer noise with s + j.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        device: str = "cpu",
+        window: int = 3,
+        num_steps: int = 12,
+        cache_at_step: int | None = None,
+        pixels_only: bool = False,
+    ):
+        self.envs = [make() for make in env_fns]
+        self.num_envs = len(self.envs)
+        if self.num_envs < 1:
+            raise ValueError("NeuralRenderVectorEnv needs at least one env")
+        self.renderer = _streaming_renderer(
+            checkpoint,
+            batch_size=self.num_envs,
+            device=device,
+            window=window,
+            num_steps=num_steps,
+            cache_at_step=cache_at_step,
+        )
+        size = self.renderer.config.image_size
+        for env in self.envs:
+            _check_space(env.observation_space, size)
+        self.pixels_only = pixels_only
+        self.frames_per_step = self.renderer.config.patch_frames
+        self.single_observation_space = _observation_space(self.envs[0].observation_space, size, pixels_only)
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        fps = self.envs[0].metadata.get("render_fps", 24) / self.frames_per_step
+        self.metadata = {**type(self).metadata, "render_fps": fps}
+        self.render_mode = "rgb_array"
+        self._framelets = [_Framelets(env, self.frames_per_step) for env in self.envs]
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+        self._frames: np.ndarray | None = None
+
+    def _batch(self, observations: list[dict]):
+        if self.pixels_only:
+            return self._frames.copy()
+        keys = observations[0].keys()
+        batch = {key: np.stack([o[key] for o in observations]) for key in keys}
+        return {**batch, "neural": self._frames.copy()}
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, int):
+            seeds = [seed + j for j in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+        results = [f.reset(seed=s, options=options) for f, s in zip(self._framelets, seeds, strict=True)]
+        self.renderer.reset()
+        for j, s in enumerate(seeds):
+            if s is not None:
+                self.renderer.reset(s, slots=[j])
+        frames = self.renderer.step(np.stack([r[2] for r in results]), np.stack([r[3] for r in results]))
+        self._frames = frames[:, -1]
+        self._ended[:] = False
+        infos: dict = {}
+        for j, result in enumerate(results):
+            infos = self._add_info(infos, result[1], j)
+        return self._batch([r[0] for r in results]), infos
+
+    def step(self, actions):
+        observations, depths, flows, infos, advanced = [], [], [], {}, []
+        rewards = np.zeros(self.num_envs)
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        truncations = np.zeros(self.num_envs, dtype=bool)
+        for j, (framelets, action) in enumerate(zip(self._framelets, actions, strict=True)):
+            if self._ended[j]:  # NEXT_STEP autoreset: this step only resets env j and its cache slot
+                observation, info, depth, flow = framelets.reset()
+                self.renderer.reset(None, slots=[j])
+            else:
+                observation, rewards[j], terminations[j], truncations[j], info, depth, flow = framelets.step(action)
+            observations.append(observation)
+            depths.append(depth)
+            flows.append(flow)
+            advanced.append(info["frames"])
+            infos = self._add_info(infos, info, j)
+        frames = self.renderer.step(np.stack(depths), np.stack(flows))  # (N, F, S, S, 3)
+        self._frames = np.stack([frames[j, max(a, 1) - 1] for j, a in enumerate(advanced)])
+        self._ended = terminations | truncations
+        return self._batch(observations), rewards, terminations, truncations, infos
+
+    def render(self) -> np.ndarray | None:
+        """The latest neural frame of every env, (N, S, S, 3)."""
+        return None if self._frames is None else self._frames.copy()
+
+    def close_extras(self, **kwargs) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,101 @@
+"""The gym wrappers: Gymnasium's checker, spaces, no lag, reset clears the stream, batched = single."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from neural_render import NeuralRenderObservation, NeuralRenderVectorEnv, build_renderer, save_renderer
+from neural_render.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+
+from .conftest import randomize
+
+spokester_env = pytest.importorskip("spokester_env")
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = randomize(build_renderer("tiny", image_size=SIZE, depth=2, width=64, heads=2))
+    return save_renderer(tmp_path_factory.mktemp("ckpt") / "tiny32", model)
+
+
+def _env(**kwargs):
+    return gym.make("Spokester-v0", width=SIZE, height=SIZE, observations=("depth", "flow"), **kwargs)
+
+
+def _wrapped(checkpoint, **kwargs):
+    return NeuralRenderObservation(_env(), checkpoint, num_steps=2, cache_at_step=1, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
+def test_passes_gymnasium_check_env(checkpoint):
+    check_env(_wrapped(checkpoint))
+
+
+def test_observations_lie_in_the_space_and_show_the_same_game_frame(checkpoint):
+    env, plain = _wrapped(checkpoint), _env()
+    observation, info = env.reset(seed=1)
+    plain.reset(seed=1)
+    assert env.observation_space.contains(observation) and info["frames"] == 0
+    for action in (0, 1, 2, 0):
+        observation, reward, terminated, truncated, info = env.step(action)
+        assert env.observation_space.contains(observation)
+        assert info["frames"] == 2 and info["neural_frames"].shape == (2, SIZE, SIZE, 3)
+        expected = [plain.step(action) for _ in range(2)]
+        np.testing.assert_array_equal(observation["depth"], expected[-1][0]["depth"])  # no lag
+        assert reward == pytest.approx(sum(e[1] for e in expected))
+        np.testing.assert_array_equal(observation["neural"], info["neural_frames"][-1])
+        np.testing.assert_array_equal(env.render(), observation["neural"])
+    assert env.metadata["render_fps"] == plain.metadata["render_fps"] / 2 and env.render_mode == "rgb_array"
+
+
+def test_reset_clears_the_stream(checkpoint):
+    env, fresh = _wrapped(checkpoint), _wrapped(checkpoint)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(1)
+    first, _ = env.reset(seed=4)
+    assert env.renderer.cache.lengths.tolist() == [1]
+    again, _ = fresh.reset(seed=4)
+    np.testing.assert_array_equal(first["neural"], again["neural"])
+    for _ in range(3):
+        np.testing.assert_array_equal(env.step(2)[0]["neural"], fresh.step(2)[0]["neural"])
+
+
+def test_pixels_only_and_a_truncated_framelet(checkpoint):
+    env = NeuralRenderObservation(_env(max_episode_steps=3), checkpoint, num_steps=1, cache_at_step=0, pixels_only=True)
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space == gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8)
+    assert observation.shape == (SIZE, SIZE, 3) and observation.dtype == np.uint8
+    assert env.step(0)[4]["frames"] == 2
+    *_, truncated, info = env.step(0)
+    assert truncated and info["frames"] == 1 and info["neural_frames"].shape == (1, SIZE, SIZE, 3)
+
+
+def test_bad_wrapping_is_refused(checkpoint):
+    with pytest.raises(ValueError, match="width=height=32"):
+        NeuralRenderObservation(gym.make("Spokester-v0", width=64, height=64), checkpoint)
+    if not DEFAULT_CHECKPOINT.exists():
+        with pytest.raises(CheckpointError, match="no default renderer is shipped yet"):
+            NeuralRenderObservation(_env())
+
+
+def test_vector_env_renders_like_single_envs_and_resets_one_slot(checkpoint):
+    makers = [lambda: _env(), lambda: _env(max_episode_steps=3)]
+    vector = NeuralRenderVectorEnv(makers, checkpoint, num_steps=1, cache_at_step=0)
+    single = NeuralRenderObservation(_env(), checkpoint, num_steps=1, cache_at_step=0)
+    observations, _ = vector.reset(seed=10)
+    reference, _ = single.reset(seed=10)
+    assert vector.observation_space.contains(observations)
+    for index in range(4):
+        observations, rewards, terminations, truncations, infos = vector.step(np.array([1, 0]))
+        reference = single.step(1)[0]
+        difference = observations["neural"][0].astype(int) - reference["neural"]
+        assert np.abs(difference).max() <= 1  # batched float sums may round one level apart
+        if index == 1:  # env 1 is truncated in the middle of its second framelet
+            assert truncations.tolist() == [False, True] and infos["frames"].tolist() == [2, 1]
+        if index == 2:  # ... and autoreset on the next step, with a cleared cache slot
+            assert infos["frames"].tolist() == [2, 0] and vector.renderer.cache.lengths.tolist() == [3, 1]
+    assert vector.render().shape == (2, SIZE, SIZE, 3)
+    vector.close()
