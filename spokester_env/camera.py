@@ -10,6 +10,7 @@ Pure numpy; no pybullet state. Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class Intrinsics:
     def center(self) -> tuple[float, float]:
         return self.width / 2, self.height / 2
 
+    @functools.cached_property
     def ray_components(self) -> tuple[np.ndarray, np.ndarray]:
         """x and y of the camera-frame rays through the pixel centres, scaled so that z = 1.
 
@@ -73,6 +75,11 @@ class Intrinsics:
         return (np.float32(1.0 / n) - zbuffer * np.float32((f - n) / (f * n))).astype(np.float32, copy=False)
 
 
+def _cross(a, b) -> np.ndarray:
+    """Cross product of two 3-vectors (np.cross is slow for single vectors, and this runs every frame)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 @dataclass(frozen=True)
 class CameraPose:
     """Where a camera is and where it looks."""
@@ -86,11 +93,10 @@ class CameraPose:
     def look_at(cls, eye, target, up=(0.0, 0.0, 1.0)) -> CameraPose:
         eye = np.asarray(eye, np.float64)
         forward = np.asarray(target, np.float64) - eye
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, np.asarray(up, np.float64))
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        return cls(eye=eye, rotation=np.stack([right, down, forward]))
+        forward /= math.sqrt(forward @ forward)
+        right = _cross(forward, up)
+        right /= math.sqrt(right @ right)
+        return cls(eye=eye, rotation=np.stack([right, _cross(forward, right), forward]))
 
     def view_matrix(self, origin=(0.0, 0.0, 0.0)) -> list[float]:
         """pybullet's column-major OpenGL view matrix, for a scene drawn relative to `origin`."""
@@ -152,21 +158,26 @@ def analytic_flow(
     inf for sky, for visibility tests).
     """
     f = intrinsics.focal
-    cx, cy = intrinsics.center
-    rx, ry = intrinsics.ray_components()  # (1, W), (H, 1): a pixel's ray is (rx, ry, 1)
+    rx, ry = intrinsics.ray_components  # (1, W), (H, 1): a pixel's ray is (rx, ry, 1)
     m = (pose_prev.rotation @ pose_now.rotation.T).astype(np.float32)  # now-camera -> previous-camera axes
     # A point now: X = z (rx, ry, 1); in the previous camera X' = z M (rx, ry, 1) + R' (e - e' - d_body),
     # and since only 1/z is at hand, X' / z = M (rx, ry, 1) + (1/z) R' (e - e' - d_body). Sky: 1/z = 0.
+    # (Sky pixels' body_index may be anything, even -1: their 1/z of 0 cancels the offset.)
     offsets = ((pose_now.eye - pose_prev.eye - displacement) @ pose_prev.rotation.T).astype(np.float32)
-    # (sky pixels' body_index may be anything, even -1: their 1/z of 0 cancels the offset)
-    prev = [
-        m[k, 0] * rx + m[k, 1] * ry + m[k, 2] + offsets[:, k].take(body_index) * inv_depth for k in range(3)
-    ]
-    zp = np.maximum(prev[2], np.float32(1e-6))  # points behind the previous camera: flow is clipped later
+    prev = []
+    for k in range(3):
+        p = offsets[:, k].take(body_index)
+        p *= inv_depth
+        p += m[k, 0] * rx
+        p += m[k, 1] * ry + m[k, 2]
+        prev.append(p)
+    zp = np.maximum(prev[2], np.float32(1e-6), out=prev[2])  # behind the previous camera: clipped later
     flow = np.empty(inv_depth.shape + (2,), np.float32)
-    flow[..., 0] = f * (rx - prev[0] / zp)
-    flow[..., 1] = f * (ry - prev[1] / zp)
+    for k, r in ((0, rx), (1, ry)):
+        q = np.divide(prev[k], zp, out=prev[k])
+        np.subtract(r, q, out=q)
+        np.multiply(q, np.float32(f), out=flow[..., k])
     if return_prev_depth:
         with np.errstate(divide="ignore"):
-            return flow, np.where(inv_depth > 0, prev[2] / inv_depth, np.inf)
+            return flow, np.where(inv_depth > 0, zp / inv_depth, np.inf)
     return flow

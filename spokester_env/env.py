@@ -140,10 +140,14 @@ class SpokesterEnv(gym.Env):
 
         self.game = Game(self.config, self.dt)
         self.camera = FollowCamera(cam, self.dt)
-        self.scene = Scene(self.config, self.intrinsics, renderer)
+        # The cube view's textures are drawn only when someone can see the cube view.
+        textured = "rgb" in observations or render_mode is not None
+        self.scene = Scene(self.config, self.intrinsics, renderer, textured=textured)
         self._displacement = np.zeros((self.scene.num_bodies, 3))
         self._car_ids = np.array(self.scene.cars)
         self._pose: CameraPose | None = None
+        self._rgba: np.ndarray | None = None
+        self._sky: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self._window = None
         self._clock = None
@@ -212,13 +216,19 @@ class SpokesterEnv(gym.Env):
             disp[self.scene.rider] = (rider_dx, travelled, 0.0)
             flow = analytic_flow(inv_depth, seg, disp, pose, prev, self.intrinsics)
             obs["flow"] = np.clip(flow, -self.flow_limit, self.flow_limit, out=flow)
-        rgb = rgba[..., :3].copy()
-        rgb[sky] = SKY_RGB
-        self._rgb = rgb
+        self._rgba, self._sky = rgba, sky
+        self._rgb = None  # the cube view is composed on demand (render() or the "rgb" observation)
         if "rgb" in self.observation_keys:
-            obs["rgb"] = rgb
+            obs["rgb"] = self._cube_view()
         self._pose = pose
         return obs
+
+    def _cube_view(self) -> np.ndarray:
+        if self._rgb is None:
+            rgb = self._rgba[..., :3].copy()
+            rgb[self._sky] = SKY_RGB
+            self._rgb = rgb
+        return self._rgb
 
     # --- rendering for people ---------------------------------------------------------------------------
 
@@ -228,11 +238,11 @@ class SpokesterEnv(gym.Env):
                 "render() was called without a render_mode; pass render_mode='rgb_array' or 'human'"
             )
             return None
-        if self._rgb is None:
+        if self._pose is None:
             raise gym.error.ResetNeeded("Call reset() before render()")
         if self.render_mode == "rgb_array":
-            return self._rgb.copy()
-        self._show(self._rgb)
+            return self._cube_view().copy()
+        self._show(self._cube_view())
         return None
 
     def _show(self, frame: np.ndarray) -> None:
@@ -291,5 +301,4 @@ class SpokesterEnv(gym.Env):
         if self._pose is not None:
             self.scene.sync(self.game.state, self._pose.eye[1])
             rgba, _, seg = self.scene.render(self._pose)
-            self._rgb = rgba[..., :3].copy()
-            self._rgb[seg < 0] = SKY_RGB
+            self._rgba, self._sky, self._rgb = rgba, seg < 0, None

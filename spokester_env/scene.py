@@ -124,7 +124,9 @@ def _pb(half_across_up_along) -> list[float]:
 class Scene:
     """Bodies of one game in one pybullet client; `sync` moves them, `render` takes the camera image."""
 
-    def __init__(self, config: GameConfig, intrinsics: Intrinsics, renderer: str = "tiny") -> None:
+    def __init__(
+        self, config: GameConfig, intrinsics: Intrinsics, renderer: str = "tiny", textured: bool = True
+    ) -> None:
         if renderer not in RENDERERS:
             raise ValueError(f"renderer={renderer!r} is not one of {RENDERERS}")
         self.config = config
@@ -134,8 +136,12 @@ class Scene:
         self._renderer_flag = pybullet.ER_TINY_RENDERER
         if renderer == "egl":
             self._load_egl()
+        # pybullet functions bound to this client once (BulletClient builds a partial on every attribute access)
+        self._place = functools.partial(pybullet.resetBasePositionAndOrientation, physicsClientId=self.client._client)
+        self._camera_image = functools.partial(pybullet.getCameraImage, physicsClientId=self.client._client)
+        self.textured = textured
         self.origin = 0.0
-        self._building_slot_y = None
+        self._building_first = None
         self._build()
 
     def _load_egl(self) -> None:
@@ -173,29 +179,21 @@ class Scene:
 
     def _build_bodies(self) -> None:
         c, cfg = self.client, self.config
-        ground_tex = self._texture(_checker((38, 38, 44), (62, 62, 70)))
-        building_tex = self._texture(_checker((105, 105, 112), (150, 150, 158)))
+        # Creation order is drawing order, and TinyRenderer tests depth before shading a pixel: bodies are
+        # created near to far (rider, cars, buildings, ground) so that hidden pixels are not shaded.
+        if self.textured:  # checker textures cost about 10% of render time; depth and flow do not need them
+            ground_tex = self._texture(_checker((38, 38, 44), (62, 62, 70)))
+            building_tex = self._texture(_checker((105, 105, 112), (150, 150, 158)))
 
-        # Ground: one quad with tiled UVs, far larger than the view.
-        gw, gl = 200.0, GROUND_HALF_LENGTH
-        verts = [[-gw, -gl, 0], [gw, -gl, 0], [gw, gl, 0], [-gw, gl, 0]]
-        uvs = [[v[0] / (2 * CHECKER), v[1] / (2 * CHECKER)] for v in verts]
-        shape = self._mesh_shape("ground", verts, [0, 1, 2, 0, 2, 3], [[0, 0, 1]] * 4, uvs)
-        self.ground = c.createMultiBody(0, -1, shape, [0, 0, 0])
-        c.changeVisualShape(self.ground, -1, textureUniqueId=ground_tex, rgbaColor=[1, 1, 1, 1])
-
-        # Buildings: a row on each side, recycled forwards as the rider passes them.
-        half = np.array(_pb(cfg.building_half_extents))
-        shape = self._mesh_shape("building", *_box_mesh(half, CHECKER))
-        reach = cfg.camera.far + cfg.camera.behind + 2 * half[1] + 30.0
-        self.buildings_per_side = int(np.ceil(reach / cfg.building_spacing))
-        self.building_x = cfg.road_half_width + cfg.building_setback + half[0]
-        self.buildings = []
-        for _side in (-1, 1):
-            for _ in range(self.buildings_per_side):
-                body = c.createMultiBody(0, -1, shape, list(PARKED))
-                c.changeVisualShape(body, -1, textureUniqueId=building_tex, rgbaColor=[1, 1, 1, 1])
-                self.buildings.append(body)
+        # The rider.
+        rider_h = _pb(cfg.rider_half_extents)
+        self.rider_z = rider_h[2]
+        self.rider = c.createMultiBody(
+            0,
+            c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=rider_h),
+            c.createVisualShape(pybullet.GEOM_BOX, halfExtents=rider_h, rgbaColor=_COLOURS["rider"]),
+            [0, 0, self.rider_z],
+        )
 
         # Cars: body + roof in one base, with collision shapes for contact queries.
         body_h, roof_h = np.array(_pb(cfg.car_half_extents)), np.array(_pb(cfg.roof_half_extents))
@@ -216,14 +214,33 @@ class Scene:
             c.changeVisualShape(car, -1, rgbaColor=_COLOURS["car"])
         self._car_parked = np.ones(cfg.max_cars, bool)
 
-        rider_h = _pb(cfg.rider_half_extents)
-        self.rider_z = rider_h[2]
-        self.rider = c.createMultiBody(
-            0,
-            c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=rider_h),
-            c.createVisualShape(pybullet.GEOM_BOX, halfExtents=rider_h, rgbaColor=_COLOURS["rider"]),
-            [0, 0, self.rider_z],
-        )
+        # Buildings: a row on each side, recycled forwards as the rider passes them.
+        half = np.array(_pb(cfg.building_half_extents))
+        shape = self._mesh_shape("building", *_box_mesh(half, CHECKER))
+        reach = cfg.camera.far + 2 * half[1] + cfg.building_spacing
+        self.buildings_per_side = int(np.ceil(reach / cfg.building_spacing))
+        self.building_x = cfg.road_half_width + cfg.building_setback + half[0]
+        self.buildings = []
+        for _side in (-1, 1):
+            for _ in range(self.buildings_per_side):
+                body = c.createMultiBody(0, -1, shape, list(PARKED))
+                if self.textured:
+                    c.changeVisualShape(body, -1, textureUniqueId=building_tex, rgbaColor=[1, 1, 1, 1])
+                else:
+                    c.changeVisualShape(body, -1, rgbaColor=[0.5, 0.5, 0.53, 1])
+                self.buildings.append(body)
+
+        # Ground: one quad with tiled UVs, far larger than the view.
+        gw, gl = 200.0, GROUND_HALF_LENGTH
+        verts = [[-gw, -gl, 0], [gw, -gl, 0], [gw, gl, 0], [-gw, gl, 0]]
+        uvs = [[v[0] / (2 * CHECKER), v[1] / (2 * CHECKER)] for v in verts]
+        shape = self._mesh_shape("ground", verts, [0, 1, 2, 0, 2, 3], [[0, 0, 1]] * 4, uvs)
+        self.ground = c.createMultiBody(0, -1, shape, [0, 0, 0])
+        if self.textured:
+            c.changeVisualShape(self.ground, -1, textureUniqueId=ground_tex, rgbaColor=[1, 1, 1, 1])
+        else:
+            c.changeVisualShape(self.ground, -1, rgbaColor=[0.2, 0.2, 0.22, 1])
+
         self.num_bodies = c.getNumBodies()
         self._rebase(0.0)
 
@@ -232,44 +249,36 @@ class Scene:
     def _rebase(self, origin: float) -> None:
         """Move the drawing origin and re-place everything static relative to it."""
         self.origin = origin
-        self.client.resetBasePositionAndOrientation(self.ground, [0, 0, 0], [0, 0, 0, 1])
-        self._building_slot_y = None
+        self._place(self.ground, (0, 0, 0), (0, 0, 0, 1))
+        self._building_first = None
         self._car_parked[:] = False  # force every car to be re-placed
 
     def _place_buildings(self, camera_y: float) -> None:
-        """Each slot k holds the building at y = j * spacing with j = k (mod n); j covers the view."""
-        cfg, n = self.config, self.buildings_per_side
-        first = int(np.floor((camera_y - 30.0) / cfg.building_spacing))
-        ys = (first + (np.arange(n) - first) % n) * cfg.building_spacing
-        if self._building_slot_y is not None and np.array_equal(ys, self._building_slot_y):
+        """Building k of each row stands at y = (first + k) * spacing: near to far in drawing order, with the
+        ones beside the camera (out of view) skipped. All move together once every `building_spacing` m."""
+        first = int(np.floor(camera_y / self.config.building_spacing))
+        if first == self._building_first:
             return
-        moved = np.ones(n, bool) if self._building_slot_y is None else ys != self._building_slot_y
-        height = self.config.building_half_extents[1]
+        self._building_first = first
+        n, height = self.buildings_per_side, self.config.building_half_extents[1]
         for side, x in enumerate((-self.building_x, self.building_x)):
-            for k in np.flatnonzero(moved):
-                body = self.buildings[side * n + k]
-                self.client.resetBasePositionAndOrientation(
-                    body, [x, ys[k] - self.origin, height], [0, 0, 0, 1]
-                )
-        self._building_slot_y = ys
+            for k in range(n):
+                y = (first + k) * self.config.building_spacing - self.origin
+                self._place(self.buildings[side * n + k], (x, y, height), (0, 0, 0, 1))
 
     def sync(self, state: GameState, camera_y: float) -> None:
         """Move the rider and the cars to the game state (and the static world when it needs to)."""
         if camera_y - self.origin > REBASE + 200.0 or camera_y < self.origin:
             self._rebase(np.floor(camera_y / REBASE) * REBASE)
         self._place_buildings(camera_y)
-        c, tr = self.client, state.traffic
-        c.resetBasePositionAndOrientation(
-            self.rider, [state.rider.x, state.distance - self.origin, self.rider_z], [0, 0, 0, 1]
-        )
-        for i, car in enumerate(self.cars):
-            if tr.active[i]:
-                x = self.config.lane_x(int(tr.lane[i]))
-                c.resetBasePositionAndOrientation(car, [x, tr.y[i] - self.origin, 0.0], [0, 0, 0, 1])
-                self._car_parked[i] = False
-            elif not self._car_parked[i]:
-                c.resetBasePositionAndOrientation(car, list(PARKED), [0, 0, 0, 1])
-                self._car_parked[i] = True
+        place, tr, upright = self._place, state.traffic, (0.0, 0.0, 0.0, 1.0)
+        place(self.rider, (state.rider.x, state.distance - self.origin, self.rider_z), upright)
+        for i in np.flatnonzero(tr.active):
+            place(self.cars[i], (self.config.lane_x(int(tr.lane[i])), float(tr.y[i]) - self.origin, 0.0), upright)
+        self._car_parked &= ~tr.active
+        for i in np.flatnonzero(~tr.active & ~self._car_parked):
+            place(self.cars[i], PARKED, upright)
+            self._car_parked[i] = True
 
     # --- queries ----------------------------------------------------------------------------------------
 
@@ -277,7 +286,7 @@ class Scene:
         """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W))."""
         intr = self.intrinsics
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
-        _, _, rgba, zbuf, seg = self.client.getCameraImage(
+        _, _, rgba, zbuf, seg = self._camera_image(
             intr.width,
             intr.height,
             viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),

@@ -99,7 +99,7 @@ def step_with_visibility(env, action: int):
     """Step the unwrapped env and also return, per pixel, whether its point was visible one frame earlier."""
     prev_pose = env._pose
     prev_depth = env._last_inv_depth.copy()
-    prev_rgb = env._rgb.copy()
+    prev_rgb = env._cube_view().copy()
     obs, reward, terminated, truncated, info = env.step(action)
     _, _, seg = env.scene.render(env._pose)
     depth = obs["depth"][..., 0]
