@@ -114,5 +114,6 @@ class KVCache:
         if slots is None:
             self._valid[:] = False
         else:
-            self._valid[np.asarray(slots)] = False
+            index = np.asarray(slots)
+            self._valid[index if index.dtype == bool else index.astype(int)] = False
         self._mask_stale = True

@@ -104,14 +104,13 @@ class StreamingRenderer:
         for slot, value in zip(slots, seeds, strict=True):
             self.generators[slot].manual_seed(int(value))
 
-    def _condition(self, depth, flow) -> tuple[torch.Tensor, bool]:
-        """Normalised condition (B, F, H, W, 3) on the device, and whether the input had a batch axis."""
+    def _condition(self, depth, flow) -> torch.Tensor:
+        """Normalised condition (B, F, H, W, 3) on the device, from inputs with or without the B axis."""
         cfg = self.config
         frame = (cfg.patch_frames, cfg.image_size, cfg.image_size)
         depth = torch.as_tensor(depth).to(self.device)
         flow = torch.as_tensor(flow).to(self.device)
-        batched = depth.ndim == 5
-        if not batched:
+        if depth.ndim == 4:
             depth, flow = depth[None], flow[None]
         expected = (self.batch_size, *frame)
         if tuple(depth.shape) != (*expected, 1) or tuple(flow.shape) != (*expected, 2):
@@ -120,7 +119,7 @@ class StreamingRenderer:
                 f"need depth and flow of shape {lead} = {expected} + (1,) and (2,), "
                 f"got {tuple(depth.shape)} and {tuple(flow.shape)}"
             )
-        return self.stats.normalize(depth, flow, self.source).to(self.dtype), batched
+        return self.stats.normalize(depth, flow, self.source).to(self.dtype)
 
     def noise(self) -> torch.Tensor:
         """Fresh noise for one framelet of every stream (B, F, H, W, 3), each from its own generator."""
@@ -132,7 +131,7 @@ class StreamingRenderer:
     @torch.no_grad()
     def step_tensor(self, depth, flow, *, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
-        cond, _ = self._condition(depth, flow)  # (B, F, H, W, 3)
+        cond = self._condition(depth, flow)  # (B, F, H, W, 3)
         z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
         batch = cond.shape[0]
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
