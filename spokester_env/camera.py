@@ -54,9 +54,7 @@ class Intrinsics:
         """Camera-frame points (..., 3) -> pixel coordinates (..., 2)."""
         cx, cy = self.center
         z = points_cam[..., 2]
-        return np.stack(
-            [cx + self.focal * points_cam[..., 0] / z, cy + self.focal * points_cam[..., 1] / z], -1
-        )
+        return np.stack([cx + self.focal * points_cam[..., 0] / z, cy + self.focal * points_cam[..., 1] / z], -1)
 
     def projection_matrix(self) -> list[float]:
         """pybullet's column-major OpenGL projection matrix for this camera."""

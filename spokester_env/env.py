@@ -98,9 +98,7 @@ class SpokesterEnv(gym.Env):
         observations = tuple(observations)
         unknown = [k for k in observations if k not in OBSERVATION_KEYS]
         if unknown or not observations or len(set(observations)) != len(observations):
-            raise ValueError(
-                f"observations={observations!r}: choose one or more distinct keys from {OBSERVATION_KEYS}"
-            )
+            raise ValueError(f"observations={observations!r}: choose one or more distinct keys from {OBSERVATION_KEYS}")
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode={render_mode!r} is not one of {(None,) + RENDER_MODES}")
         if renderer not in RENDERERS:
@@ -234,9 +232,7 @@ class SpokesterEnv(gym.Env):
 
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn(
-                "render() was called without a render_mode; pass render_mode='rgb_array' or 'human'"
-            )
+            gym.logger.warn("render() was called without a render_mode; pass render_mode='rgb_array' or 'human'")
             return None
         if self._pose is None:
             raise gym.error.ResetNeeded("Call reset() before render()")
@@ -263,10 +259,10 @@ class SpokesterEnv(gym.Env):
         self._clock.tick(self.metadata["render_fps"])
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
-        """Keys for `gymnasium.utils.play.play`: left/right arrows or A/D change lanes."""
+        """Keys for `gymnasium.utils.play.play`: left/right arrows or A/D change lanes; no key is `noop=0`."""
         import pygame
 
-        return {(): 0, (pygame.K_LEFT,): 1, (pygame.K_a,): 1, (pygame.K_RIGHT,): 2, (pygame.K_d,): 2}
+        return {(pygame.K_LEFT,): 1, (pygame.K_a,): 1, (pygame.K_RIGHT,): 2, (pygame.K_d,): 2}
 
     def close(self) -> None:
         if self._window is not None:

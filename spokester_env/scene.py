@@ -8,6 +8,7 @@ relative to a floating origin that jumps by whole checker periods every `REBASE`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -92,6 +93,26 @@ def _box_mesh(half: np.ndarray, cell: float):
     return verts, idx, normals, uvs
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence what C code writes to the process's stdout (file descriptor 1) for a moment."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout is not a real file (pytest capture, notebooks)
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _egl_plugin_path() -> str | None:
     spec = importlib.util.find_spec("eglRenderer")
     return spec.origin if spec is not None else None
@@ -131,7 +152,8 @@ class Scene:
             raise ValueError(f"renderer={renderer!r} is not one of {RENDERERS}")
         self.config = config
         self.intrinsics = intrinsics
-        self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet_stdout():  # pybullet prints 'argv[0]=' on every connect
+            self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self._egl_plugin = None
         self._renderer_flag = pybullet.ER_TINY_RENDERER
         if renderer == "egl":

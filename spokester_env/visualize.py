@@ -27,13 +27,7 @@ def depth_to_rgb(inv_depth: np.ndarray, max_inv_depth: float | None = None) -> n
     `max_inv_depth` fixes the top of the scale (default: the 99th percentile of the image).
     """
     d = np.asarray(inv_depth, np.float32).reshape(inv_depth.shape[:2])
-    top = (
-        max_inv_depth
-        if max_inv_depth is not None
-        else float(np.percentile(d[d > 0], 99))
-        if (d > 0).any()
-        else 1.0
-    )
+    top = max_inv_depth if max_inv_depth is not None else float(np.percentile(d[d > 0], 99)) if (d > 0).any() else 1.0
     bottom = top / 200.0  # two decades and a bit: 200 m to 1 m when top = 1/m
     x = np.clip(np.log(np.maximum(d, 1e-12) / bottom) / np.log(top / bottom), 0.0, 1.0)
     pos = x * (len(_RAMP) - 1)

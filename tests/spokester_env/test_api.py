@@ -160,9 +160,7 @@ def test_bad_configuration_names_the_allowed_values(kwargs, fragment):
 def test_invalid_action_names_the_allowed_actions(make_env, action):
     env = make_env().unwrapped
     env.reset(seed=0)
-    with pytest.raises(
-        ValueError, match="0 \\(keep lane\\), 1 \\(move one lane left\\), 2 \\(move one lane right\\)"
-    ):
+    with pytest.raises(ValueError, match="0 \\(keep lane\\), 1 \\(move one lane left\\), 2 \\(move one lane right\\)"):
         env.step(action)
 
 
@@ -190,7 +188,7 @@ def test_render_modes_and_keys(make_env, monkeypatch):
     import pygame
 
     keys = human.unwrapped.get_keys_to_action()
-    assert keys[(pygame.K_LEFT,)] == 1 and keys[(pygame.K_d,)] == 2 and keys[()] == 0
+    assert keys[(pygame.K_LEFT,)] == 1 and keys[(pygame.K_d,)] == 2 and set(keys.values()) == {1, 2}
 
 
 def test_packed_observation_layout(make_env):
@@ -220,3 +218,28 @@ def test_registered_spec():
     spec = gym.spec("Spokester-v0")
     assert spec.max_episode_steps == 3000 and spec.entry_point == "spokester_env.env:SpokesterEnv"
     assert spokester_env.ACTION_MEANINGS[1] == "move one lane left"
+
+
+@pytest.mark.filterwarnings("ignore:.*matplotlib is not installed")
+def test_gymnasium_play_drives_the_env_with_keys(monkeypatch):
+    """gymnasium.utils.play.play runs headless on the env: a held right arrow changes lanes."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    import pygame
+    from gymnasium.utils.play import play
+
+    env = gym.make("Spokester-v0", width=48, height=48, render_mode="rgb_array")
+    seen = []
+
+    def callback(obs_t, obs_tp1, action, reward, terminated, truncated, info):
+        seen.append((action, info["lane"]))
+        if len(seen) == 2:
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_RIGHT))
+        if len(seen) == 4:
+            pygame.event.post(pygame.event.Event(pygame.KEYUP, key=pygame.K_RIGHT))
+        if len(seen) == 8:
+            pygame.event.post(pygame.event.Event(pygame.QUIT))
+
+    play(env, fps=1000, callback=callback, seed=0)
+    actions = [a for a, _ in seen]
+    assert 2 in actions and actions[0] == 0 and actions[-1] == 0
+    assert seen[-1][1] == 2  # ended in the right lane
