@@ -20,6 +20,7 @@ import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
 from .env import SpokesterEnv
+from .scene import _quiet_stdout
 
 
 class BareBoxScene:
@@ -31,7 +32,8 @@ class BareBoxScene:
     """
 
     def __init__(self, env: SpokesterEnv) -> None:
-        self.client = c = BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet_stdout():
+            self.client = c = BulletClient(connection_mode=pybullet.DIRECT)
         self.intrinsics = env.intrinsics
         scene, cfg = env.scene, env.config
         box = lambda half, at=(0, 0, 0): c.createVisualShape(  # noqa: E731
