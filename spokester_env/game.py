@@ -219,6 +219,21 @@ class Game:
             st.next_spawn_distance += float(self.rng.uniform(*cfg.spawn_gap))
         return travelled
 
+    def clearance(self) -> np.ndarray:
+        """Free road ahead of the rider in each lane, m: from the rider's front to the nearest car's back
+        (negative while a car is alongside; inf when the lane is empty up to the horizon)."""
+        cfg, st = self.config, self.state
+        tr = st.traffic
+        front = st.distance + cfg.rider_half_extents[2]
+        gaps = tr.y - cfg.car_half_extents[2] - front
+        out = np.full(cfg.num_lanes, np.inf)
+        alongside = cfg.car_half_extents[2] * 2 + cfg.rider_half_extents[2] * 2
+        for lane in range(cfg.num_lanes):
+            g = gaps[tr.active & (tr.lane == lane) & (gaps > -alongside)]
+            if g.size:
+                out[lane] = g.min()
+        return out
+
     @property
     def lane(self) -> int:
         """The lane the rider is in or heading to."""

@@ -121,3 +121,19 @@ def test_collision_terminates_on_the_contact_step(make_env):
             break
     assert terminated and info["crashed"]
     assert info["distance"] >= gap and info["distance"] - reward < gap  # the step that closed the gap
+
+
+def test_clearance_measures_the_gap_to_the_nearest_car_in_each_lane():
+    cfg = GameConfig()
+    game = Game(cfg, 1 / 24)
+    game.reset(np.random.default_rng(0))
+    tr = game.state.traffic
+    tr.active[:] = False
+    d = game.state.distance
+    tr.active[:3] = True
+    tr.lane[:3] = [0, 0, 2]
+    tr.y[:3] = [d + 30, d + 12, d + 1]  # lane 0: two cars, the nearer counts; lane 2: one alongside
+    c = game.clearance()
+    assert c[0] == pytest.approx(12 - cfg.car_half_extents[2] - cfg.rider_half_extents[2])
+    assert c[1] == np.inf
+    assert c[2] < 0
