@@ -93,7 +93,7 @@ class GameConfig:
     car_speed_fraction: tuple[float, float] = (0.2, 0.5)
     """A new car's speed as a fraction of the rider's speed at that moment (uniform); always slower."""
     max_cars: int = 16
-    """Size of the car pool (bodies are created once and reused)."""
+    """Size of the car pool (bodies are created once and reused); a spawn is skipped while it is full."""
 
     # The open lane.
     open_duration: tuple[float, float] = (3.0, 8.0)
