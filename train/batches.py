@@ -1,0 +1,182 @@
+"""Training batches from several cached videos: caches, per-video statistics, a resumable clip order.
+
+Each video is extracted once per frame size (`train.cache.extract`) and normalised with its own
+conditioning statistics (source "video/<stem>"): relative inverse depth has an unknown scale per video,
+and its own log-depth mean and spread remove it, exactly as a new video is normalised at evaluation. The
+statistics of all videos pooled are stored as source "video".
+
+The clip order is a fixed function of (seed, epoch): epoch e visits every clip index of every video once,
+in the permutation drawn by `np.random.default_rng([seed, e])`, and `CachedClips.set_epoch(e)` draws the
+clips themselves. The state of the order is two integers (epoch, cursor), saved in training checkpoints.
+
+Legend: b clips, t frames, s side, gh/gw/c teacher grid and channels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural_render import ConditionStats, SourceStats
+from neural_render.layout import from_uint8
+from train.cache import Cache, extract, video_source_stats
+from train.dataset import CachedClips
+
+__all__ = ["VideoSpec", "parse_video", "prepare_caches", "video_stats", "pool_stats", "ClipBatches"]
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """A video file, the source frame it starts at and how many frames to use (None = to the end)."""
+
+    path: Path
+    start: int = 0
+    frames: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def parse_video(spec: str | os.PathLike) -> VideoSpec:
+    """`PATH`, `PATH@START` or `PATH@START:END` (END exclusive) -> VideoSpec; a bad range is a one-line
+    error naming it."""
+    text = str(spec)
+    if "@" not in text:
+        return VideoSpec(Path(text))
+    path, _, frames = text.rpartition("@")
+    start, _, end = frames.partition(":")
+    if not start.isdigit() or not (end == "" or (end.isdigit() and int(end) > int(start) + 1)):
+        raise ValueError(f"video {text!r}: write PATH@START or PATH@START:END with frame numbers 0 <= START < END - 1")
+    return VideoSpec(Path(path), int(start), int(end) - int(start) if end else None)
+
+
+def prepare_caches(videos: Sequence[str], size: int, *, cache_root, extractors, skips, progress=True) -> list[Path]:
+    """Extract (or find) the pseudo-label cache of each video at `size` x `size`."""
+    caches = []
+    for spec in map(parse_video, videos):
+        caches.append(
+            extract(
+                spec.path,
+                cache_root,
+                size=size,
+                flow=extractors.get("flow"),
+                depth=extractors.get("depth"),
+                teacher=extractors.get("teacher"),
+                skips=skips,
+                start=spec.start,
+                max_frames=spec.frames,
+                progress=progress,
+            )
+        )
+    return caches
+
+
+def pool_stats(parts: Sequence[SourceStats]) -> SourceStats:
+    """Statistics of several sources pooled, weighted by their frames (moments of the mixture)."""
+    weights = np.array([max(p.frames, 1) for p in parts], dtype=np.float64)
+    weights /= weights.sum()
+    means = np.array([[p.depth_mean, *p.flow_mean] for p in parts])  # (videos, 3)
+    stds = np.array([[p.depth_std, *p.flow_std] for p in parts])
+    mean = weights @ means
+    std = np.sqrt(np.maximum(weights @ (stds**2 + means**2) - mean**2, 1e-12))
+    return SourceStats(
+        depth_floor=float(weights @ np.array([p.depth_floor for p in parts])),
+        depth_mean=float(mean[0]),
+        depth_std=float(std[0]),
+        flow_mean=(float(mean[1]), float(mean[2])),
+        flow_std=(float(std[1]), float(std[2])),
+        frames=int(sum(p.frames for p in parts)),
+    )
+
+
+def video_stats(caches: Sequence[Path], videos: Sequence[str], skips) -> dict[str, SourceStats]:
+    """{"video/<stem>": each video's statistics, "video": all of them pooled}."""
+    sources = {}
+    for cache, video in zip(caches, videos, strict=True):
+        name = f"video/{parse_video(video).name}"
+        if name in sources:
+            raise ValueError(f"video {video!r}: two training videos share the name {name!r}; rename one")
+        sources[name] = video_source_stats(cache, skips)
+    sources["video"] = pool_stats(list(sources.values()))
+    return sources
+
+
+class ClipBatches:
+    """Batches of training clips drawn in a reproducible, resumable order from several caches."""
+
+    def __init__(
+        self,
+        caches: Sequence[Path],
+        videos: Sequence[str],
+        stats: ConditionStats,
+        clip_frames: int,
+        skips: Sequence[int],
+        seed: int,
+        teacher: bool,
+    ):
+        self.datasets = [CachedClips(c, clip_frames, skips=skips, seed=seed + i) for i, c in enumerate(caches)]
+        self.sources = [f"video/{parse_video(v).name}" for v in videos]
+        self.stats, self.seed, self.teacher = stats, seed, teacher
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
+        self.epoch, self.cursor = 0, 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        for dataset in self.datasets:
+            dataset.set_epoch(self.epoch)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(int(self.offsets[-1]))
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._order = self._permutation()
+
+    def _item(self, index: int) -> tuple[dict[str, torch.Tensor], str]:
+        video = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.datasets[video][index - int(self.offsets[video])], self.sources[video]
+
+    def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
+        """The next batch: "x" (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, and
+        "teacher" (b, t, gh, gw, c) when asked for."""
+        xs, conds, teachers = [], [], []
+        for _ in range(batch_size):
+            if self.cursor == len(self._order):
+                self.epoch, self.cursor = self.epoch + 1, 0
+                self._order = self._permutation()
+            item, source = self._item(int(self._order[self.cursor]))
+            self.cursor += 1
+            xs.append(from_uint8(item["frames"]))
+            conds.append(self.stats.normalize(item["depth"], item["flow"], source))
+            if self.teacher:
+                teachers.append(item["teacher"])
+        batch = {"x": torch.stack(xs).to(device), "cond": torch.stack(conds).to(device)}
+        if self.teacher:
+            batch["teacher"] = torch.stack(teachers).to(device)
+        return batch
+
+
+def cache_provenance(caches: Sequence[Path], videos: Sequence[str]) -> list[dict]:
+    """What each training video was: file, hash, frames used, extractors (for checkpoint provenance)."""
+    entries = []
+    for cache_dir, video in zip(caches, videos, strict=True):
+        manifest = Cache(cache_dir).manifest
+        entries.append(
+            {
+                "video": parse_video(video).path.name,
+                "sha256": manifest["video"]["sha256"],
+                "start_frame": manifest["start_frame"],
+                "frames": manifest["n_frames"],
+                "fps": manifest["video"]["fps"],
+                "size": manifest["resolution"],
+                "extractors": manifest["extractors"],
+            }
+        )
+    return entries

@@ -1,0 +1,250 @@
+"""Evaluate a renderer on a real clip: autoregressive reconstruction and temporal consistency.
+
+    python -m train.evaluate --checkpoint PATH --video PATH --frames N --json
+
+The streaming sampler renders the clip, framelet by framelet, from the clip's own extracted depth and
+flow (normalised with the clip's own statistics, as in training), once per `cache_at_step` value. Printed
+JSON (keys of the per-setting objects are "none" or the step number):
+
+    psnr        {cache_at_step: dB}  PSNR of the rendered frames against the real ones (capped at 100 dB)
+    ar_loss     {cache_at_step: mse} mean squared error of rendered vs real frames in [-1, 1] units: the
+                                     seed's autoregressive reconstruction loss
+    warp_error  {cache_at_step: mae} temporal consistency: mean absolute error (0..255) between each
+                                     rendered frame and the previous rendered frame warped by the
+                                     condition flow (lower is steadier)
+    warp_error_real                  the same measure on the real frames, for reference
+    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source
+
+Legend: t frames, s side, F frames per framelet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from neural_render import ConditionStats, StreamingRenderer, load_renderer
+from neural_render.checkpoint import CheckpointError
+from train.cache import Cache, extract, flow_stream, video_source_stats
+from train.cli import OneLineParser, cache_step_key, parse_cache_steps
+from train.extractors import DEFAULT_EXTRACTORS, warp_error
+from train.video import VideoError
+
+__all__ = ["EvalClip", "load_eval_clip", "psnr", "evaluate_clip", "evaluate", "main"]
+
+MAX_PSNR = 100.0
+"""PSNR of identical frames (instead of infinity, which JSON cannot hold)."""
+WARP_BORDER = 2
+"""Pixels at the frame's edge left out of the warp error."""
+EVAL_SOURCE = "eval"
+"""Name of the evaluated clip's own statistics among the renderer's sources."""
+
+
+class FrameletRenderer(Protocol):
+    """What evaluation needs of a renderer (a `StreamingRenderer` is one)."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def step(self, depth: np.ndarray, flow: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """Real frames (t, s, s, 3) uint8 with their depth (t, s, s, 1) and flow (t, s, s, 2) at skip 1."""
+
+    frames: np.ndarray
+    depth: np.ndarray
+    flow: np.ndarray
+
+
+def load_eval_clip(cache: Cache, frames: int, patch_frames: int, first: int = 1) -> EvalClip:
+    """`frames` (rounded down to whole framelets) consecutive cache frames from `first` on (frame 0 has no
+    flow); an error names the cache when it is too short."""
+    n = min(frames, cache.n_frames - first) // patch_frames * patch_frames
+    if n < patch_frames:
+        raise ValueError(f"{cache.dir}: {cache.n_frames} frames; evaluation needs at least {first + patch_frames}")
+    picks = slice(first, first + n)
+    return EvalClip(
+        frames=np.asarray(cache.stream("frames")[picks]),
+        depth=np.asarray(cache.stream("depth")[picks], dtype=np.float32)[..., None],
+        flow=np.asarray(cache.stream(flow_stream(1))[picks], dtype=np.float32),
+    )
+
+
+def psnr(generated: np.ndarray, real: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of uint8 frames in dB, over all of them, capped at MAX_PSNR."""
+    mse = float(np.mean((generated.astype(np.float64) - real.astype(np.float64)) ** 2))
+    return MAX_PSNR if mse <= 255.0**2 * 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(255.0**2 / mse))
+
+
+def ar_loss(generated: np.ndarray, real: np.ndarray) -> float:
+    """Mean squared error of uint8 frames mapped to [-1, 1]."""
+    return float(np.mean(((generated.astype(np.float64) - real.astype(np.float64)) / 127.5) ** 2))
+
+
+def temporal_warp_error(frames: np.ndarray, flow: np.ndarray) -> float:
+    """Mean over t >= 1 of the warp error of frame t against frame t-1 moved by flow t."""
+    errors = [warp_error(frames[t - 1], frames[t], flow[t], border=WARP_BORDER) for t in range(1, len(frames))]
+    return float(np.nanmean(errors))
+
+
+def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, seed: int = 0) -> np.ndarray:
+    """Render the clip from its depth and flow, framelet by framelet: (t, s, s, 3) uint8."""
+    renderer.reset(seed)
+    out = [
+        renderer.step(clip.depth[i : i + patch_frames], clip.flow[i : i + patch_frames])
+        for i in range(0, len(clip.frames), patch_frames)
+    ]
+    return np.concatenate(out)
+
+
+def evaluate_clip(
+    make_renderer: Callable[[int | None], FrameletRenderer],
+    clip: EvalClip,
+    cache_steps: Sequence[int | None],
+    patch_frames: int,
+    seed: int = 0,
+) -> dict:
+    """Reconstruction figures of one clip; `make_renderer(cache_at_step)` gives a fresh renderer."""
+    figures: dict = {"psnr": {}, "ar_loss": {}, "warp_error": {}}
+    for value in cache_steps:
+        generated = reconstruct(make_renderer(value), clip, patch_frames, seed)
+        key = cache_step_key(value)
+        figures["psnr"][key] = round(psnr(generated, clip.frames), 4)
+        figures["ar_loss"][key] = round(ar_loss(generated, clip.frames), 6)
+        figures["warp_error"][key] = round(temporal_warp_error(generated, clip.flow), 4)
+    figures["warp_error_real"] = round(temporal_warp_error(clip.frames, clip.flow), 4)
+    figures["frames"] = len(clip.frames)
+    return figures
+
+
+def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: int, seed: int, device: str = "cpu"):
+    """`make_renderer` for `evaluate_clip`: a StreamingRenderer of `model` on the stats' "eval" source."""
+
+    def make(cache_at_step: int | None) -> StreamingRenderer:
+        return StreamingRenderer(
+            model,
+            stats=stats,
+            source=EVAL_SOURCE,
+            window=window,
+            num_steps=num_steps,
+            cache_at_step=cache_at_step,
+            seed=seed,
+            device=device,
+        )
+
+    return make
+
+
+def with_eval_source(stats: ConditionStats | None, cache: Cache) -> ConditionStats:
+    """The checkpoint's transform (log depth, clip) with the evaluated clip's own statistics as "eval"."""
+    base = stats if stats is not None else ConditionStats()
+    return ConditionStats(sources={EVAL_SOURCE: video_source_stats(cache)}, log_depth=base.log_depth, clip=base.clip)
+
+
+def evaluate(
+    checkpoint: str | None,
+    video: str,
+    frames: int = 32,
+    *,
+    cache_steps: Sequence[int | None] = (None, 3, 6, 9),
+    num_steps: int = 12,
+    window: int = 3,
+    start: int = 0,
+    seed: int = 0,
+    cache_root: str = "runs/cache",
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`."""
+    loaded = load_renderer(checkpoint, device=device)
+    cfg = loaded.model.config
+    cache_dir = extract(
+        video,
+        cache_root,
+        size=cfg.image_size,
+        flow=DEFAULT_EXTRACTORS["flow"],
+        depth=DEFAULT_EXTRACTORS["depth"],
+        teacher=None,
+        start=start,
+        max_frames=frames + 1,
+        progress=progress,
+    )
+    cache = Cache(cache_dir)
+    clip = load_eval_clip(cache, frames, cfg.patch_frames)
+    stats = with_eval_source(loaded.stats, cache)
+    make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
+    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed)
+    info = {
+        "checkpoint": str(loaded.path),
+        "video": str(video),
+        "start": start,
+        "size": cfg.image_size,
+        "num_steps": num_steps,
+        "window": window,
+        "seed": seed,
+        "stats_source": "the clip's own statistics (video_source_stats of its cache)",
+    }
+    return {**figures, **info}
+
+
+def parse_args(argv: Sequence[str] | None = None):
+    parser = OneLineParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument("--video", required=True, help="a real video (mp4, webm, mkv, avi)")
+    parser.add_argument("--frames", type=int, default=32, help="frames to reconstruct (>= 2)")
+    parser.add_argument("--start", type=int, default=0, help="first source frame")
+    parser.add_argument("--cache-at-step", default="none,3,6,9", help="comma-separated: none or 0..steps-1")
+    parser.add_argument("--steps", type=int, default=12, help="Euler steps per framelet (>= 1)")
+    parser.add_argument("--window", type=int, default=3, help="framelets of context, itself included (>= 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", default="runs/cache", help="pseudo-label cache root")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args(argv)
+    for name, low in (("frames", 2), ("steps", 1), ("window", 1), ("start", 0)):
+        if getattr(args, name) < low:
+            parser.error(f"--{name} {getattr(args, name)}: must be >= {low}")
+    try:
+        args.cache_steps = parse_cache_steps(args.cache_at_step, args.steps)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    try:
+        result = evaluate(
+            args.checkpoint,
+            args.video,
+            args.frames,
+            cache_steps=args.cache_steps,
+            num_steps=args.steps,
+            window=args.window,
+            start=args.start,
+            seed=args.seed,
+            cache_root=args.cache,
+            device=args.device,
+            progress=not args.json,
+        )
+    except (CheckpointError, VideoError, ValueError, FileNotFoundError) as error:
+        sys.stderr.write(f"python -m train.evaluate: error: {error}\n")
+        raise SystemExit(1) from None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key in ("psnr", "ar_loss", "warp_error"):
+            print(f"{key:>11}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
+        print(f"{'real warp':>11}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
+    return result
+
+
+if __name__ == "__main__":
+    main()

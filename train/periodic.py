@@ -1,0 +1,57 @@
+"""Evaluation during training: reconstruction figures, a rendered game rollout (mp4) and a contact sheet.
+
+Written to the run's `eval/` folder for step N: `step_N.json` (the figures of `train.evaluate`),
+`rollout_N.mp4` (cube view | neural view of a seeded ride, side by side) and `sheet_N.png` (cube view |
+depth | flow | neural view for a few frames of that ride).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from neural_render import ConditionStats, Renderer, StreamingRenderer
+from train.cache import Cache
+from train.config import TrainConfig
+from train.evaluate import evaluate_clip, load_eval_clip, streaming_factory, with_eval_source
+from train.rollout import contact_sheet, game_rollout, render_rollout, write_mp4, write_png
+
+__all__ = ["run_evaluation"]
+
+
+def run_evaluation(
+    model: Renderer, stats: ConditionStats, eval_cache: Path, config: TrainConfig, step: int, folder: Path
+) -> dict:
+    """Evaluate `model` (the EMA) on the run's evaluation clip and render a game rollout; returns the
+    figures and writes them with the pictures into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    window = config.window or 3
+    cache = Cache(eval_cache)
+    clip = load_eval_clip(cache, config.eval_frames, cfg.patch_frames)
+    make = streaming_factory(
+        model,
+        with_eval_source(stats, cache),
+        window=window,
+        num_steps=config.sample_steps,
+        seed=config.seed,
+        device=config.device,
+    )
+    figures = evaluate_clip(make, clip, config.eval_cache_steps, cfg.patch_frames, config.seed)
+    was_training = model.training
+    ride = game_rollout(cfg.image_size, config.eval_frames, seed=config.seed + 1)
+    renderer = StreamingRenderer(
+        model, stats=stats, source="game", window=window, num_steps=config.sample_steps, device=config.device
+    )
+    neural = render_rollout(renderer, ride, seed=config.seed)
+    model.train(was_training)
+    side_by_side = np.concatenate([ride.rgb[: len(neural)], neural], axis=2)  # (t, s, 2s, 3)
+    write_mp4(folder / f"rollout_{step:06d}.mp4", side_by_side, ride.fps)
+    write_png(folder / f"sheet_{step:06d}.png", contact_sheet(ride, neural))
+    temporary = folder / f".step_{step:06d}.json.tmp"
+    temporary.write_text(json.dumps({"step": step, **figures}, indent=1) + "\n")
+    os.replace(temporary, folder / f"step_{step:06d}.json")
+    return figures

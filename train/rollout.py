@@ -1,0 +1,114 @@
+"""Game rollouts for training: the game's conditioning statistics, and cube-vs-neural pictures and videos.
+
+A rollout is a seeded ride of `spokester_env` with a seeded lane-changing policy (a new random action
+every `change_every` frames, keep-lane otherwise); a crash resets the ride with the next seed. Its depth
+(1/m) and flow (pixels per frame) fit the renderer's "game" statistics, and the same ride rendered by the
+neural renderer gives the training run's rollout mp4 and contact sheet (cube view next to neural view).
+
+Legend: t frames, s side, F frames per framelet.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from neural_render import SourceStats, StreamingRenderer
+from neural_render.conditioning import fit_source_stats
+from spokester_env import SpokesterEnv, depth_to_rgb, flow_to_rgb
+from train.video import write_video
+
+__all__ = ["Rollout", "game_rollout", "game_source_stats", "render_rollout", "contact_sheet", "write_png"]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A ride's observations: depth (t, s, s, 1) 1/m, flow (t, s, s, 2) px/frame, cube view (t, s, s, 3)."""
+
+    depth: np.ndarray
+    flow: np.ndarray
+    rgb: np.ndarray
+    fps: float
+
+
+def game_rollout(size: int, frames: int, seed: int = 0, change_every: int = 30, warmup: int = 12) -> Rollout:
+    """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size`."""
+    env = SpokesterEnv(width=size, height=size, observations=("depth", "flow", "rgb"))
+    rng = np.random.default_rng(seed)
+    depth, flow, rgb = [], [], []
+    try:
+        episode = seed
+        obs, _ = env.reset(seed=episode)
+        for index in range(warmup + frames):
+            action = int(rng.integers(1, 3)) if index % change_every == change_every - 1 else 0
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                episode += 1_000_003
+                obs, _ = env.reset(seed=episode)
+            if index >= warmup:
+                depth.append(obs["depth"])
+                flow.append(obs["flow"])
+                rgb.append(obs["rgb"])
+    finally:
+        env.close()
+    return Rollout(np.stack(depth), np.stack(flow), np.stack(rgb), float(env.metadata["render_fps"]))
+
+
+def game_source_stats(size: int, frames: int, seed: int = 0, log_depth: bool = True) -> SourceStats:
+    """The game's conditioning statistics, fitted on a seeded rollout at the renderer's frame size."""
+    ride = game_rollout(size, frames, seed)
+    return fit_source_stats(ride.depth, ride.flow, log_depth=log_depth)
+
+
+def render_rollout(renderer: StreamingRenderer, ride: Rollout, seed: int = 0) -> np.ndarray:
+    """Neural frames (t', s, s, 3) uint8 of a ride, one framelet at a time (t' = t rounded down to F)."""
+    f = renderer.config.patch_frames
+    renderer.reset(seed)
+    out = [renderer.step(ride.depth[i : i + f], ride.flow[i : i + f]) for i in range(0, len(ride.depth) - f + 1, f)]
+    return np.concatenate(out)
+
+
+def contact_sheet(ride: Rollout, neural: np.ndarray, rows: int = 4, with_labels: bool = True) -> np.ndarray:
+    """A picture of `rows` evenly spaced frames, one per row: cube view | depth | flow | neural."""
+    picks = np.linspace(0, len(neural) - 1, rows).round().astype(int)
+    tiles = []
+    for i in picks:
+        tiles.append(
+            np.concatenate(
+                [ride.rgb[i], depth_to_rgb(ride.depth[i]), flow_to_rgb(ride.flow[i]), neural[i]],
+                axis=1,
+            )
+        )
+    sheet = np.concatenate(tiles, axis=0)
+    if with_labels:
+        side = ride.rgb.shape[1]
+        header = np.full((18, sheet.shape[1], 3), 255, np.uint8)
+        for k, label in enumerate(("cube view", "depth", "flow", "neural view")):
+            cv2.putText(header, label, (k * side + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        sheet = np.concatenate([header, sheet], axis=0)
+    return sheet
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(temporary), np.ascontiguousarray(image[..., ::-1])):
+        raise OSError(f"{path}: could not write the PNG")
+    os.replace(temporary, path)
+    return path
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+    """Write frames (t, h, w, 3) as an H.264 mp4 with PyAV, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.mp4")
+    write_video(temporary, frames, fps)
+    os.replace(temporary, path)
+    return path
