@@ -1,0 +1,198 @@
+"""The `spokester` command: play, record, train and evaluate agents, train and evaluate renderers, benchmarks.
+
+Thin by design: each subcommand parses its options and calls one function that the tests call too. A user
+error (bad option, missing file, unusable checkpoint) prints one line on stderr and exits with status 2
+(argparse's own errors) or 1 (everything found out later), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import runpy
+import sys
+
+__all__ = ["build_parser", "main"]
+
+FORWARDED = {"train-renderer": "train.train", "eval-renderer": "train.evaluate"}
+"""Subcommands whose options all belong to another module's command line."""
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError)
+"""What a user can cause; CheckpointError and AgentFileError are ValueErrors."""
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _add_agent_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", default="heuristic", help="heuristic, random, or the path of a PPO .zip from train-agent")
+    p.add_argument("--episodes", type=_positive(int), default=1, help="number of episodes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is played with seed S + i (default 0)")
+    p.add_argument("--max-steps", type=_positive(int), default=None, help="cut each episode after M game frames")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spokester", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("play", help="ride it yourself in a window (arrows or A/D, R restarts, Esc quits)")
+    p.add_argument("--view", choices=("cube", "neural", "both"), default=None,
+                   help="what to show (default: neural when a renderer checkpoint is available, else cube)")
+    p.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    p.add_argument("--size", type=_positive(int), default=None, help="game image side, px (neural: the renderer's)")
+    p.add_argument("--scale", type=_positive(int), default=None, help="window pixels per image pixel")
+    p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
+    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--max-frames", type=_positive(int), default=None, help="quit after this many frames")
+
+    p = sub.add_parser("record", help="record episodes of an agent: mp4, trajectory npz and JSON summary")
+    _add_agent_options(p)
+    p.add_argument("--view", choices=("cube", "neural", "both"), default="cube", help="what the mp4 shows")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--checkpoint", default=None, help="renderer checkpoint for neural views (default: shipped)")
+    p.add_argument("--size", type=_positive(int), default=None,
+                   help="image side, px (default 128; with a neural view, the renderer's size)")
+    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
+
+    p = sub.add_parser("train-agent", help="train PPO on depth+flow (or neural) observations")
+    p.add_argument("--out", default="runs/agents/ppo.zip", help="model zip (a .json sidecar goes beside it)")
+    p.add_argument("--timesteps", type=_positive(int), default=None, help="env steps in all (default: the YAML's)")
+    p.add_argument("--minutes", type=_positive(float), default=None, help="wall-clock budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--view", choices=("packed", "neural"), default="packed",
+                   help="packed depth+flow (default) or the neural renderer's frames")
+    p.add_argument("--size", type=_positive(int), default=None, help="image side, px (default 64; neural: renderer's)")
+    p.add_argument("--checkpoint", default=None, help="renderer checkpoint for --view neural (default: shipped)")
+    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps (neural view)")
+    p.add_argument("--n-envs", type=_positive(int), default=None, help="parallel envs (default: the YAML's)")
+    p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy", help="packed view: env processes")
+    p.add_argument("--hyperparams", default=None, help="zoo-format YAML (default: agents/hyperparams/ppo.yaml)")
+    p.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+
+    p = sub.add_parser("eval-agent", help="mean and std of distance and length over seeded episodes")
+    _add_agent_options(p)
+    p.set_defaults(episodes=10)
+    p.add_argument("--checkpoint", default=None, help="renderer checkpoint (overrides a neural agent's own)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    for name, module in FORWARDED.items():
+        p = sub.add_parser(name, add_help=False, help=f"train a renderer: forwards its options to {module}"
+                           if name == "train-renderer" else f"evaluate a renderer: forwards to {module}")
+        p.add_argument("args", nargs=argparse.REMAINDER, help=f"options of python -m {module}")
+        p.set_defaults(module=module)
+
+    p = sub.add_parser("bench", help="benchmarks: the env's (spokester_env.bench) and the renderer's")
+    p.add_argument("which", nargs="?", choices=("env", "render", "all"), default="all",
+                   help="env, render or all (default; each with its default options)")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="options forwarded to python -m spokester_env.bench or neural_render.bench")
+    return parser
+
+
+def _forward(module: str, argv: list[str]) -> int:
+    """Run `python -m module argv` in this process: its `main(argv)` when it has one, else as __main__."""
+    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module) is None:
+        raise ImportError(f"{module} is not in this checkout yet (python -m {module} has nothing to run)")
+    loaded = importlib.import_module(module)
+    main_fn = getattr(loaded, "main", None)
+    saved = sys.argv
+    try:
+        if callable(main_fn):
+            result = main_fn(argv)
+        else:
+            sys.argv = [module, *argv]
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            result = 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved
+    return result if isinstance(result, int) else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command; returns the exit status."""
+    if args.command == "play":
+        from agents.play import PlayConfig, play
+
+        play(PlayConfig(view=args.view, checkpoint=args.checkpoint, size=args.size, scale=args.scale,
+                        seed=args.seed, render_steps=args.render_steps, max_frames=args.max_frames))
+    elif args.command == "record":
+        from agents.record import RecordConfig, record
+
+        record(RecordConfig(agent=args.agent, view=args.view, episodes=args.episodes, max_steps=args.max_steps,
+                            out=args.out, checkpoint=args.checkpoint, seed=args.seed, size=args.size,
+                            render_steps=args.render_steps))
+    elif args.command == "train-agent":
+        from agents.envs import ObservationSettings
+        from agents.ppo import TrainAgentConfig, train_agent
+
+        size = args.size if args.size is not None else 64 if args.view == "packed" else _renderer_size(args.checkpoint)
+        settings = ObservationSettings(view=args.view, size=size, checkpoint=args.checkpoint,
+                                       render_steps=args.render_steps)
+        train_agent(TrainAgentConfig(out=args.out, timesteps=args.timesteps, minutes=args.minutes, seed=args.seed,
+                                     observation=settings, n_envs=args.n_envs, vec_env=args.vec_env,
+                                     hyperparams=args.hyperparams, torch_threads=args.threads))
+    elif args.command == "eval-agent":
+        from agents.evaluate import evaluate, print_table
+
+        result = evaluate(args.agent, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
+                          checkpoint=args.checkpoint, progress=not args.json)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print_table(result)
+    elif args.command in ("train-renderer", "eval-renderer"):
+        return _forward(args.module, args.args)
+    elif args.command == "bench":
+        return _bench(args.which, args.args)
+    return 0
+
+
+def _renderer_size(checkpoint: str | None) -> int:
+    from neural_render import load_renderer
+
+    return load_renderer(checkpoint).model.config.image_size
+
+
+def _bench(which: str, argv: list[str]) -> int:
+    if which == "all" and argv:
+        raise ValueError("options can only be forwarded to one benchmark: spokester bench env|render OPTIONS")
+    status = 0
+    if which in ("env", "all"):
+        status |= _forward("spokester_env.bench", argv) or 0
+    if which in ("render", "all"):
+        status |= _forward("neural_render.bench", argv) or 0
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `spokester` console script."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:  # everything after the command is theirs, --help included
+        args = argparse.Namespace(command=argv[0], module=FORWARDED[argv[0]], args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("spokester: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"spokester {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

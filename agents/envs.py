@@ -1,0 +1,127 @@
+"""What an agent sees: observation settings that travel with a trained model, and the envs built from them.
+
+A PPO model `NAME.zip` is saved with a JSON sidecar `NAME.json` holding its `ObservationSettings`, so that
+evaluation, recording and play rebuild exactly the observations it was trained on. Two views exist:
+
+- `"packed"`: the game's depth+flow at `size` x `size`, packed by `spokester_env.PackedObservation` into one
+  channel-first uint8 image (3 channels) for SB3's `CnnPolicy`. One step = one game frame.
+- `"neural"`: the neural renderer's frame alone (uint8 (S, S, 3), S = the renderer's size), through
+  `neural_render.NeuralRenderObservation` (one env) or `NeuralRenderVectorEnv` (training, one batched
+  renderer pass for all envs). One step = one framelet = `patch_frames` game frames, the action repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+
+import spokester_env  # noqa: F401  (registers Spokester-v0)
+from spokester_env import PackedObservation
+
+__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "atomic_write_bytes", "make_env"]
+
+ENV_ID = "Spokester-v0"
+VIEWS = ("packed", "neural")
+SIDECAR_FORMAT = "spokester-agent"
+
+
+class AgentFileError(ValueError):
+    """A trained agent's files cannot be used; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class ObservationSettings:
+    """How the observations of a trained agent are made; saved beside the model as JSON."""
+
+    view: str = "packed"
+    """`"packed"` (depth+flow packed into uint8 channels) or `"neural"` (the renderer's frame)."""
+    size: int = 64
+    """Image side in pixels; for `"neural"` it must equal the renderer checkpoint's image size."""
+    keys: tuple[str, ...] = ("depth", "flow")
+    """Game observations packed into channels (`"packed"` view); the neural view always reads depth+flow."""
+    checkpoint: str | None = None
+    """Renderer checkpoint of the `"neural"` view (None = the shipped default)."""
+    render_steps: int = 12
+    """Euler steps per framelet of the `"neural"` view."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Further `gym.make` arguments (e.g. `fps`)."""
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"view={self.view!r} is not one of {VIEWS}")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"size={self.size!r}: must be a positive integer")
+        object.__setattr__(self, "keys", tuple(self.keys))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ObservationSettings:
+        return cls(**data)
+
+
+def make_env(settings: ObservationSettings, *, max_episode_steps: int | None = None) -> gym.Env:
+    """One env giving the agent's observations (packed or neural) for `settings`."""
+    keys = ("depth", "flow") if settings.view == "neural" else settings.keys
+    kwargs = dict(settings.env_kwargs)
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    env = gym.make(ENV_ID, width=settings.size, height=settings.size, observations=keys, **kwargs)
+    if settings.view == "packed":
+        return PackedObservation(env)
+    from neural_render import NeuralRenderObservation
+
+    return NeuralRenderObservation(
+        env, settings.checkpoint, num_steps=settings.render_steps, pixels_only=True
+    )
+
+
+# --- the sidecar ---------------------------------------------------------------------------------------------
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """`NAME.json` beside `NAME.zip`."""
+    path = Path(model_path)
+    return path.with_suffix(".json") if path.suffix == ".zip" else path.with_name(path.name + ".json")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then move it into place: never a half-written `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_sidecar(model_path: str | os.PathLike, settings: ObservationSettings, **extra) -> Path:
+    """Save the observation settings (and free-form training facts) beside a model."""
+    path = sidecar_path(model_path)
+    info = {"format": SIDECAR_FORMAT, "env_id": ENV_ID, "observation": settings.to_dict(), **extra}
+    atomic_write_bytes(path, (json.dumps(info, indent=2) + "\n").encode())
+    return path
+
+
+def read_sidecar(model_path: str | os.PathLike) -> tuple[ObservationSettings, dict]:
+    """The observation settings saved beside a model, and the whole sidecar."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise AgentFileError(f"{path}: no such file (the JSON that `spokester train-agent` saves beside the model)")
+    try:
+        info = json.loads(path.read_text())
+        if info.get("format") != SIDECAR_FORMAT:
+            raise ValueError(f'no "format": "{SIDECAR_FORMAT}"')
+        return ObservationSettings.from_dict(info["observation"]), info
+    except (ValueError, TypeError, KeyError) as error:
+        raise AgentFileError(f"{path}: not a Spokester agent sidecar ({' '.join(str(error).split())})") from None

@@ -1,0 +1,169 @@
+"""Neural frames for a game played one frame at a time: `FrameletPainter`, and `ThreadedPainter` for play.
+
+The renderer paints a framelet of F (= `patch_frames`) frames at once from their depth and flow, so a game
+that steps frame by frame hands the painter each frame's depth and flow and gets F neural frames back every
+F frames. The reset frame is painted as a framelet of F copies of itself (as `NeuralRenderObservation`
+does); an episode that ends inside a framelet is finished by `flush()`, which repeats the last frame's
+depth and flow and keeps only the frames that happened.
+
+`ThreadedPainter` runs a `FrameletPainter` in a worker thread so a window's input loop never waits for the
+network: framelets are queued, and when the painter falls behind, whole framelets are dropped and the next
+one is painted as if it followed (the renderer's context skips a beat; the game never slows down).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FrameletPainter", "ThreadedPainter", "checkpoint_available"]
+
+
+def checkpoint_available(checkpoint: str | os.PathLike | None) -> bool:
+    """Whether a renderer checkpoint can be found (None = the shipped default)."""
+    from neural_render.checkpoint import DEFAULT_CHECKPOINT, checkpoint_paths
+
+    weights, meta = checkpoint_paths(DEFAULT_CHECKPOINT if checkpoint is None else Path(checkpoint))
+    return weights.is_file() and meta.is_file()
+
+
+class FrameletPainter:
+    """Paints neural frames of one stream from per-frame depth (S, S, 1) and flow (S, S, 2)."""
+
+    def __init__(
+        self, checkpoint: str | os.PathLike | None = None, *, num_steps: int = 12, window: int = 3, device="cpu"
+    ):
+        from neural_render import StreamingRenderer, load_renderer
+
+        loaded = load_renderer(checkpoint, device=device)
+        self.path = loaded.path
+        self.checkpoint_id = _checkpoint_id(loaded.path)
+        self.renderer = StreamingRenderer(
+            loaded.model, stats=loaded.stats, num_steps=num_steps, window=window, device=device
+        )
+        self.size = loaded.model.config.image_size
+        self.frames = loaded.model.config.patch_frames
+        self._depth: list[np.ndarray] = []
+        self._flow: list[np.ndarray] = []
+
+    def reset(self, depth: np.ndarray, flow: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """Start a stream at the reset frame; returns its neural frame (S, S, 3) uint8."""
+        self._check(depth, flow)
+        self.renderer.reset(seed)
+        self._depth, self._flow = [], []
+        frames = self.renderer.step(np.stack([depth] * self.frames), np.stack([flow] * self.frames))
+        return frames[-1]
+
+    def push(self, depth: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """Add one frame; returns the painted frames (F, S, S, 3) once a framelet is full, else (0, S, S, 3)."""
+        self._check(depth, flow)
+        self._depth.append(depth)
+        self._flow.append(flow)
+        if len(self._depth) < self.frames:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        return self.flush()
+
+    def flush(self) -> np.ndarray:
+        """Paint the frames pushed since the last framelet (padding with the last one); (k, S, S, 3)."""
+        k = len(self._depth)
+        if k == 0:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        depth = self._depth + [self._depth[-1]] * (self.frames - k)
+        flow = self._flow + [self._flow[-1]] * (self.frames - k)
+        self._depth, self._flow = [], []
+        return self.renderer.step(np.stack(depth), np.stack(flow))[:k]
+
+    def _check(self, depth: np.ndarray, flow: np.ndarray) -> None:
+        if depth.shape != (self.size, self.size, 1) or flow.shape != (self.size, self.size, 2):
+            raise ValueError(
+                f"the renderer paints {self.size}x{self.size} frames; got depth {depth.shape} and flow {flow.shape}"
+            )
+
+
+def _checkpoint_id(weights: Path | None) -> str | None:
+    from neural_render.checkpoint import checkpoint_paths
+
+    if weights is None:
+        return None
+    import json
+
+    try:
+        return json.loads(checkpoint_paths(weights)[1].read_text()).get("checkpoint_id")
+    except (OSError, ValueError):
+        return None
+
+
+class ThreadedPainter:
+    """A `FrameletPainter` in a worker thread: `submit` never blocks; `latest()` is the newest painted frame."""
+
+    def __init__(self, painter: FrameletPainter, max_pending: int = 1):
+        self.painter = painter
+        self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._lock = threading.Lock()
+        self._latest: np.ndarray | None = None
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._stop = False
+        self.painted = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="neural-painter", daemon=True)
+        self._thread.start()
+
+    def reset(self, depth: np.ndarray, flow: np.ndarray, seed: int | None = None) -> None:
+        """Start a new stream (queued like a framelet; older queued work is dropped)."""
+        self._pending = []
+        self._put(("reset", depth, flow, seed), replace=True)
+
+    def submit(self, depth: np.ndarray, flow: np.ndarray) -> None:
+        """Hand over one game frame; a full framelet is queued, or dropped when the worker is behind."""
+        self._pending.append((depth, flow))
+        if len(self._pending) == self.painter.frames:
+            framelet, self._pending = self._pending, []
+            self._put(("framelet", framelet), replace=False)
+
+    def latest(self) -> np.ndarray | None:
+        """The newest painted frame, or None before the first."""
+        with self._lock:
+            return self._latest
+
+    def _put(self, job: tuple, replace: bool) -> None:
+        while True:
+            try:
+                self._jobs.put_nowait(job)
+                return
+            except queue.Full:
+                try:
+                    dropped = self._jobs.get_nowait()
+                except queue.Empty:
+                    continue
+                if dropped[0] == "reset" and not replace:  # a reset is never dropped for a framelet
+                    self.dropped += 1
+                    self._jobs.put_nowait(dropped)
+                    return
+                self.dropped += 1
+
+    def _work(self) -> None:
+        while not self._stop:
+            try:
+                job = self._jobs.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            try:
+                if job[0] == "reset":
+                    frames = self.painter.reset(job[1], job[2], job[3])[None]
+                else:  # a full framelet: its last push paints it
+                    frames = [self.painter.push(depth, flow) for depth, flow in job[1]][-1]
+            except BaseException as error:  # shown by the window; the game goes on without neural frames
+                self.error = error
+                return
+            with self._lock:
+                self._latest = frames[-1]
+                self.painted += len(frames)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5.0)

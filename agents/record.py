@@ -1,0 +1,246 @@
+"""Recording episodes of an agent: `spokester record`.
+
+Per episode `i` (seed `seed + i`), three files in the output folder:
+
+- `epIII.mp4` (PyAV, H.264, the env's fps): the chosen view — the cube view, the neural frame, or both side by
+  side (cube | neural) — one video frame per game frame, the reset frame included: `steps + 1` frames.
+- `epIII.npz`: the trajectory. Per observation (`steps + 1`, the reset one first): `depth` float32
+  (T+1, S, S, 1), `flow` float32 (T+1, S, S, 2), `rgb` uint8 (T+1, S, S, 3), `neural` uint8 (T+1, S, S, 3)
+  when rendered, and the info after each of them: `distance`, `speed`, `lane`, `x`, `crashed` (T+1). Per step:
+  `actions` int64 (T,), `rewards` float64 (T,).
+- `epIII.json`: the summary: steps, distance, crashed, seed, agent, view, size, fps, the renderer checkpoint
+  path and id (null without a neural view) and the file names.
+
+Every file is written under a temporary name and moved into place (`os.replace`) only when the episode is
+complete, the JSON last; an interrupted episode leaves nothing behind under an episode's name.
+
+The recording env renders at `size` (for a neural view: the renderer's size). A built-in agent plays that env
+directly; a PPO agent plays its own env (the observations it was trained on) in lockstep: both envs get the
+same seed and the same actions, and the game does not depend on the image size, so they ride the same ride.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import gymnasium as gym
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agents.envs import ENV_ID
+from agents.evaluate import Agent, load_agent
+from agents.heuristic import AGENT_NAMES
+from agents.painter import FrameletPainter
+
+__all__ = ["RecordConfig", "VIEWS", "record", "record_episode"]
+
+VIEWS = ("cube", "neural", "both")
+INFO_KEYS = ("distance", "speed", "lane", "x", "crashed")
+DEFAULT_SIZE = 128
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """One recording session."""
+
+    out: str
+    """Output folder (created)."""
+    agent: str = "heuristic"
+    """`heuristic`, `random` or the path of a PPO zip from `train-agent`."""
+    view: str = "cube"
+    """What the mp4 shows: `cube`, `neural` or `both` (side by side)."""
+    episodes: int = 1
+    max_steps: int | None = None
+    """Cut each episode after this many game frames (None = until the crash or the 3000-frame limit)."""
+    seed: int = 0
+    size: int | None = None
+    """Image side; None = 128, or the renderer's size with a neural view (another size is an error)."""
+    checkpoint: str | None = None
+    """Renderer checkpoint for neural views (None = the shipped default)."""
+    render_steps: int = 12
+    """Renderer Euler steps per framelet."""
+
+
+class _Temporary:
+    """Temporary files beside their final names, moved into place together or deleted together."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.files = folder, {}
+
+    def path(self, name: str) -> Path:
+        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+        os.close(handle)
+        self.files[name] = Path(temporary)
+        return self.files[name]
+
+    def commit(self, order: list[str]) -> None:
+        for name in order:
+            os.replace(self.files.pop(name), self.folder / name)
+
+    def discard(self) -> None:
+        for temporary in self.files.values():
+            temporary.unlink(missing_ok=True)
+        self.files = {}
+
+
+class _Video:
+    """An H.264 mp4 written frame by frame with PyAV (yuv420p; odd sizes are padded to even)."""
+
+    def __init__(self, path: Path, fps: float):
+        self.container = av.open(str(path), mode="w", format="mp4")
+        self.fps, self.stream = fps, None
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        if h % 2 or w % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self.stream is None:
+            self.stream = self.container.add_stream("libx264", rate=round(self.fps))
+            self.stream.width, self.stream.height = frame.shape[1], frame.shape[0]
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = {"crf": "18"}
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+
+
+def _picture(view: str, rgb: np.ndarray, neural: np.ndarray | None) -> np.ndarray:
+    return rgb if view == "cube" else neural if view == "neural" else np.concatenate([rgb, neural], axis=1)
+
+
+def record_episode(
+    agent: Agent,
+    env: gym.Env,
+    out: Path,
+    name: str,
+    seed: int,
+    *,
+    view: str = "cube",
+    painter: FrameletPainter | None = None,
+    max_steps: int | None = None,
+    fps: float = 24.0,
+) -> dict:
+    """Play and record one episode into `out/name.{mp4,npz,json}`; returns the summary."""
+    if view != "cube" and painter is None:
+        raise ValueError(f"view={view!r} needs a renderer (painter)")
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = _Temporary(out)
+    try:
+        video = _Video(temporary.path(f"{name}.mp4"), fps)
+        try:
+            summary = _play(agent, env, video, seed, view, painter, max_steps, temporary.path(f"{name}.npz"))
+        finally:
+            video.close()
+        summary.update(
+            seed=seed, agent=agent.name, view=view, size=int(env.unwrapped.intrinsics.width), fps=fps,
+            checkpoint=None if painter is None else str(painter.path),
+            checkpoint_id=None if painter is None else painter.checkpoint_id,
+            video=f"{name}.mp4", trajectory=f"{name}.npz",
+        )
+        temporary.path(f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        temporary.commit([f"{name}.mp4", f"{name}.npz", f"{name}.json"])
+        return summary
+    finally:
+        temporary.discard()
+
+
+def _play(agent, env, video, seed, view, painter, max_steps, npz_path: Path) -> dict:
+    separate = agent.env is not env  # a PPO agent plays its own env in lockstep with the recording env
+    repeat = int(getattr(agent.env, "frames_per_step", 1)) if separate else 1
+    agent.start_episode(seed)
+    obs, info = env.reset(seed=seed)
+    agent_obs = agent.env.reset(seed=seed)[0] if separate else obs
+    record = {key: [obs[key]] for key in ("depth", "flow", "rgb")}
+    infos = {key: [info[key]] for key in INFO_KEYS}
+    neural = [painter.reset(obs["depth"], obs["flow"], seed)] if painter is not None else None
+    actions, rewards = [], []
+    video.write(_picture(view, obs["rgb"], neural[0] if neural else None))
+    pending: list[np.ndarray] = []  # cube frames waiting for their framelet's neural frames
+    done, action = False, 0
+    while not done:
+        t = len(actions)
+        if t % repeat == 0:
+            action = agent.act(agent_obs)
+            if separate:
+                agent_obs = agent.env.step(action)[0]
+        obs, reward, terminated, truncated, info = env.step(action)
+        if not separate:
+            agent_obs = obs
+        actions.append(action)
+        rewards.append(float(reward))
+        for key in record:
+            record[key].append(obs[key])
+        for key in INFO_KEYS:
+            infos[key].append(info[key])
+        done = terminated or truncated or (max_steps is not None and len(actions) >= max_steps)
+        if painter is None:
+            video.write(obs["rgb"])
+            continue
+        pending.append(obs["rgb"])
+        painted = painter.push(obs["depth"], obs["flow"])
+        if done and len(painted) == 0:
+            painted = painter.flush()
+        for rgb, frame in zip(pending[: len(painted)], painted, strict=True):
+            neural.append(frame)
+            video.write(_picture(view, rgb, frame))
+        pending = pending[len(painted):]
+    arrays = {key: np.stack(values) for key, values in record.items()}
+    if neural is not None:
+        arrays["neural"] = np.stack(neural)
+    arrays.update({key: np.asarray(values) for key, values in infos.items()})
+    arrays["actions"] = np.asarray(actions, np.int64)
+    arrays["rewards"] = np.asarray(rewards, np.float64)
+    with open(npz_path, "wb") as file:
+        np.savez(file, **arrays)
+    return {"steps": len(actions), "distance": float(info["distance"]), "crashed": bool(info["crashed"]),
+            "frames": len(actions) + 1, "reward": float(np.sum(rewards))}
+
+
+def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
+    """Record `config.episodes` episodes; returns their summaries."""
+    if config.view not in VIEWS:
+        raise ValueError(f"view={config.view!r} is not one of {VIEWS}")
+    if config.episodes < 1:
+        raise ValueError(f"episodes={config.episodes}: must be >= 1")
+    console = console or Console(stderr=True)
+    painter = None
+    size = config.size or DEFAULT_SIZE
+    if config.view != "cube":
+        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps)
+        if config.size is not None and config.size != painter.size:
+            raise ValueError(f"--size {config.size}: the renderer {painter.path} paints {painter.size} px frames")
+        size = painter.size
+    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"))
+    builtin = config.agent in AGENT_NAMES
+    agent = load_agent(config.agent, env=env if builtin else None)
+    out = Path(config.out)
+    summaries = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"recording {agent.name} ({config.view})", total=config.episodes)
+            for i in range(config.episodes):
+                seed = config.seed + i
+                summaries.append(record_episode(agent, env, out, f"ep{i:03d}", seed, view=config.view,
+                                                painter=painter, max_steps=config.max_steps,
+                                                fps=float(env.metadata["render_fps"])))
+                bar.advance(task)
+    finally:
+        env.close()
+        if agent.env is not env:
+            agent.env.close()
+    for s in summaries:
+        console.print(f"{out / s['video']}: {s['steps']} steps, {s['distance']:.1f} m"
+                      + (", crashed" if s["crashed"] else ""), highlight=False)
+    return summaries

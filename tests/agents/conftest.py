@@ -1,0 +1,48 @@
+"""Fixtures for the agents tests: a tiny random renderer checkpoint, a tiny PPO model, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """`python -m agents.cli ARGS` in a subprocess from the repository root, headless, text output."""
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A one-block 32 px renderer with small random weights (so its frames depend on depth and flow)."""
+    from neural_render import build_renderer, save_renderer
+
+    model = build_renderer("tiny", image_size=32, width=64, depth=1, heads=1)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(0.2 * torch.randn(param.shape, generator=generator))
+    return save_renderer(tmp_path_factory.mktemp("renderer") / "tiny", model, provenance={"test": "agents"})
+
+
+@pytest.fixture(scope="session")
+def tiny_ppo(tmp_path_factory) -> Path:
+    """A PPO model trained by `spokester train-agent` for 32 steps on 40 px depth+flow (2 envs)."""
+    out = tmp_path_factory.mktemp("ppo") / "agent.zip"
+    result = run_cli("train-agent", "--timesteps", 32, "--n-envs", 2, "--size", 40, "--seed", 3, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
