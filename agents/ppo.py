@@ -174,7 +174,7 @@ def save_model(model: PPO, out: str | os.PathLike) -> Path:
 
 def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Path:
     """Train PPO as configured; returns the path of the saved model zip."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     if not str(config.out).endswith(".zip"):
         raise ValueError(f"--out {config.out}: the model file must end in .zip")
     hp = load_hyperparams(config.hyperparams)

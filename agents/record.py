@@ -177,6 +177,8 @@ def _play(agent, env, video, seed, view, painter, max_steps, npz_path: Path) -> 
         obs, reward, terminated, truncated, info = env.step(action)
         if not separate:
             agent_obs = obs
+        elif (t + 1) % repeat == 0 and agent.env.unwrapped.game.state.distance != info["distance"]:
+            raise RuntimeError(f"the agent's env and the recording env parted at frame {t + 1} (seed {seed})")
         actions.append(action)
         rewards.append(float(reward))
         for key in record:

@@ -145,3 +145,22 @@ def test_renderer_commands_delegate_to_train(command, module):
     else:
         assert result.returncode == 0, result.stderr
         assert "usage" in result.stdout.lower()
+
+
+@pytest.mark.slow
+def test_train_and_eval_an_agent_on_neural_frames(tmp_path):
+    from neural_render import build_renderer, save_renderer
+
+    checkpoint = save_renderer(tmp_path / "r64", build_renderer("tiny", image_size=64, width=64, depth=1, heads=1))
+    out = tmp_path / "neural.zip"
+    result = run_cli("train-agent", "--view", "neural", "--checkpoint", checkpoint, "--render-steps", 1,
+                     "--n-envs", 2, "--timesteps", 32, "--out", out)
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["observation"]["view"] == "neural" and sidecar["observation"]["size"] == 64
+    result = run_cli("eval-agent", "--agent", out, "--episodes", 1, "--max-steps", 10, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lengths"] == [10]  # 5 framelets of 2 frames
+    result = run_cli("record", "--agent", out, "--max-steps", 10, "--size", 48, "--out", tmp_path / "rec")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "rec" / "ep000.json").read_text())["steps"] == 10
