@@ -5,6 +5,9 @@ every `change_every` frames, keep-lane otherwise); a crash resets the ride with 
 (1/m) and flow (pixels per frame) fit the renderer's "game" statistics, and the same ride rendered by the
 neural renderer gives the training run's rollout mp4 and contact sheet (cube view next to neural view).
 
+Command: `python -m train.rollout --out docs/cube_vs_neural.png [--checkpoint PATH]` writes that picture
+(and the ride as an mp4 beside it) for the shipped or a given renderer.
+
 Legend: t frames, s side, F frames per framelet.
 """
 
@@ -112,3 +115,34 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
     write_video(temporary, frames, fps)
     os.replace(temporary, path)
     return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """`python -m train.rollout --out PNG`: cube view | depth | flow | neural view of a seeded ride."""
+    from neural_render import load_renderer
+    from train.cli import OneLineParser
+
+    parser = OneLineParser(prog="python -m train.rollout", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="PNG to write (an .mp4 of the ride is written beside it)")
+    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument("--frames", type=int, default=48, help="frames of the ride (>= 2)")
+    parser.add_argument("--rows", type=int, default=4, help="frames shown (>= 1)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=12, help="Euler steps per framelet")
+    args = parser.parse_args(argv)
+    if not args.out.lower().endswith(".png"):
+        parser.error(f"--out {args.out!r}: must end in .png")
+    if args.frames < 2 or args.rows < 1:
+        parser.error(f"--frames {args.frames} / --rows {args.rows}: need frames >= 2 and rows >= 1")
+    loaded = load_renderer(args.checkpoint)
+    ride = game_rollout(loaded.model.config.image_size, args.frames, seed=args.seed)
+    renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
+    neural = render_rollout(renderer, ride, seed=args.seed)
+    write_mp4(Path(args.out).with_suffix(".mp4"), np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
+    path = write_png(args.out, contact_sheet(ride, neural, rows=args.rows))
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()
