@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive(int), default=None,
                    help="image side, px (default 128; with a neural view, the renderer's size)")
     p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--stochastic", action="store_true",
+                   help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
 
     p = sub.add_parser("train-agent", help="train PPO on depth+flow (or neural) observations")
     p.add_argument("--out", default="runs/agents/ppo.zip", help="model zip (a .json sidecar goes beside it)")
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_options(p)
     p.set_defaults(episodes=10)
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint (overrides a neural agent's own)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     for name, module in FORWARDED.items():
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
         record(RecordConfig(agent=args.agent, view=args.view, episodes=args.episodes, max_steps=args.max_steps,
                             out=args.out, checkpoint=args.checkpoint, seed=args.seed, size=args.size,
-                            render_steps=args.render_steps))
+                            render_steps=args.render_steps, stochastic=args.stochastic))
     elif args.command == "train-agent":
         from agents.envs import ObservationSettings
         from agents.ppo import TrainAgentConfig, train_agent
@@ -146,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         from agents.evaluate import evaluate, print_table
 
         result = evaluate(args.agent, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
-                          checkpoint=args.checkpoint, progress=not args.json)
+                          checkpoint=args.checkpoint, stochastic=args.stochastic, progress=not args.json)
         if args.json:
             print(json.dumps(result))
         else:

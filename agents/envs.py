@@ -23,7 +23,7 @@ import gymnasium as gym
 import spokester_env  # noqa: F401  (registers Spokester-v0)
 from spokester_env import PackedObservation
 
-__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "atomic_write_bytes", "make_env"]
+__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "atomic_write_bytes", "make_env", "readable"]
 
 ENV_ID = "Spokester-v0"
 VIEWS = ("packed", "neural")
@@ -99,10 +99,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        readable(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def readable(path: str | os.PathLike) -> None:
+    """Give a file from `tempfile.mkstemp` (mode 0600) the permissions of an ordinary new file (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_sidecar(model_path: str | os.PathLike, settings: ObservationSettings, **extra) -> Path:

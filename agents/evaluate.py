@@ -33,14 +33,20 @@ class Agent:
     def __init__(self, name: str, env: gym.Env, policy, settings: ObservationSettings | None, reseed=None):
         self.name, self.env, self.policy, self.settings = name, env, policy, settings
         self._reseed = reseed
+        self.deterministic = True
+        """False: a PPO policy samples its actions (from torch's generator, seeded per episode)."""
 
     def start_episode(self, seed: int) -> None:
-        """Called before each episode (seeds the random agent)."""
+        """Called before each episode: seeds the random agent, and the sampling of a stochastic policy."""
         if self._reseed is not None:
             self._reseed(seed)
+        if not self.deterministic and self.settings is not None:
+            import torch
+
+            torch.manual_seed(seed)
 
     def act(self, obs) -> int:
-        action, _ = self.policy.predict(obs, deterministic=True)
+        action, _ = self.policy.predict(obs, deterministic=self.deterministic)
         return int(np.asarray(action).reshape(()))
 
 
@@ -107,13 +113,16 @@ def evaluate(
     seed: int = 0,
     max_steps: int | None = None,
     checkpoint: str | os.PathLike | None = None,
+    stochastic: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Play `episodes` seeded episodes; returns the summary (means, stds) and the per-episode lists."""
+    """Play `episodes` seeded episodes; returns the summary (means, stds) and the per-episode lists.
+    `stochastic`: a PPO agent samples its actions instead of taking the most probable one."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: must be >= 1")
     if isinstance(agent, str):
         agent = load_agent(agent, checkpoint=None if checkpoint is None else str(checkpoint))
+    agent.deterministic = not stochastic
     results = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar:
@@ -129,6 +138,7 @@ def evaluate(
         "episodes": episodes,
         "seed": seed,
         "max_steps": max_steps,
+        "stochastic": stochastic,
         "mean_distance": float(distance.mean()),
         "std_distance": float(distance.std()),
         "mean_length": float(length.mean()),

@@ -29,7 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
+from agents.envs import ENV_ID, ObservationSettings, make_env, readable, write_sidecar
 
 __all__ = ["TrainAgentConfig", "load_hyperparams", "train_agent"]
 
@@ -165,6 +165,7 @@ def save_model(model: PPO, out: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         model.save(temporary)
+        readable(temporary)
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

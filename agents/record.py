@@ -33,7 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.envs import ENV_ID
+from agents.envs import ENV_ID, readable
 from agents.evaluate import Agent, load_agent
 from agents.heuristic import AGENT_NAMES
 from agents.painter import FrameletPainter
@@ -65,6 +65,8 @@ class RecordConfig:
     """Renderer checkpoint for neural views (None = the shipped default)."""
     render_steps: int = 12
     """Renderer Euler steps per framelet."""
+    stochastic: bool = False
+    """A PPO agent samples its actions (seeded per episode) instead of taking the likeliest."""
 
 
 class _Temporary:
@@ -81,6 +83,7 @@ class _Temporary:
 
     def commit(self, order: list[str]) -> None:
         for name in order:
+            readable(self.files[name])
             os.replace(self.files.pop(name), self.folder / name)
 
     def discard(self) -> None:
@@ -143,7 +146,8 @@ def record_episode(
         finally:
             video.close()
         summary.update(
-            seed=seed, agent=agent.name, view=view, size=int(env.unwrapped.intrinsics.width), fps=fps,
+            seed=seed, agent=agent.name, stochastic=agent.settings is not None and not agent.deterministic,
+            view=view, size=int(env.unwrapped.intrinsics.width), fps=fps,
             checkpoint=None if painter is None else str(painter.path),
             checkpoint_id=None if painter is None else painter.checkpoint_id,
             video=f"{name}.mp4", trajectory=f"{name}.npz",
@@ -226,6 +230,7 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
     env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"))
     builtin = config.agent in AGENT_NAMES
     agent = load_agent(config.agent, env=env if builtin else None)
+    agent.deterministic = not config.stochastic
     out = Path(config.out)
     summaries = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -73,6 +73,14 @@ def test_train_agent_then_eval_and_record_it(tiny_ppo, tmp_path):
     assert _frames(out / "ep000.mp4") == summary["steps"] + 1
 
 
+def test_stochastic_evaluation_is_seeded(tiny_ppo):
+    args = ("eval-agent", "--agent", tiny_ppo, "--episodes", 2, "--seed", 9, "--stochastic", "--json")
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["stochastic"] is True and result == json.loads(second.stdout)
+
+
 def test_train_agent_stops_on_the_clock(tmp_path):
     out = tmp_path / "clock.zip"
     result = run_cli("train-agent", "--timesteps", 100000, "--minutes", 0.0005, "--n-envs", 1, "--size", 40,
