@@ -40,6 +40,11 @@ def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=_positive(int), default=None, help="cut each episode after M game frames")
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive(int), default=1,
+                   help="torch CPU threads (default 1: on a shared 2-core CPU a second thread was 10x slower)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spokester", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
     p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--max-frames", type=_positive(int), default=None, help="quit after this many frames")
+    _add_threads(p)
 
     p = sub.add_parser("record", help="record episodes of an agent: mp4, trajectory npz and JSON summary")
     _add_agent_options(p)
@@ -64,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
+    _add_threads(p)
 
     p = sub.add_parser("train-agent", help="train PPO on depth+flow (or neural) observations")
     p.add_argument("--out", default="runs/agents/ppo.zip", help="model zip (a .json sidecar goes beside it)")
@@ -78,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=_positive(int), default=None, help="parallel envs (default: the YAML's)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy", help="packed view: env processes")
     p.add_argument("--hyperparams", default=None, help="zoo-format YAML (default: agents/hyperparams/ppo.yaml)")
-    p.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+    _add_threads(p)
 
     p = sub.add_parser("eval-agent", help="mean and std of distance and length over seeded episodes")
     _add_agent_options(p)
@@ -87,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_threads(p)
 
     for name, module in FORWARDED.items():
         p = sub.add_parser(name, add_help=False, help=f"train a renderer: forwards its options to {module}"
@@ -125,6 +133,10 @@ def _forward(module: str, argv: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command; returns the exit status."""
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.command == "play":
         from agents.play import PlayConfig, play
 

@@ -75,10 +75,8 @@ def load_agent(
     settings, _ = read_sidecar(path)
     if checkpoint is not None:
         settings = ObservationSettings(**{**settings.to_dict(), "checkpoint": checkpoint})
-    import torch
     from stable_baselines3 import PPO
 
-    torch.set_num_threads(1)  # one observation at a time: a second thread only spins
     try:
         model = PPO.load(path, device="cpu")
     except Exception as error:  # SB3 raises many types for a file that is not its zip
