@@ -5,8 +5,8 @@ every `change_every` frames, keep-lane otherwise); a crash resets the ride with 
 (1/m) and flow (pixels per frame) fit the renderer's "game" statistics, and the same ride rendered by the
 neural renderer gives the training run's rollout mp4 and contact sheet (cube view next to neural view).
 
-Command: `python -m train.rollout --out docs/cube_vs_neural.png [--checkpoint PATH]` writes that picture
-(and the ride as an mp4 beside it) for the shipped or a given renderer.
+Command: `python -m train.rollout --out docs/cube_vs_neural.png [--checkpoint PATH] [--mp4 PATH]` writes that
+picture (and the ride as an mp4) for the shipped or a given renderer.
 
 Legend: t frames, s side, F frames per framelet.
 """
@@ -75,25 +75,32 @@ def render_rollout(renderer: StreamingRenderer, ride: Rollout, seed: int = 0) ->
     return np.concatenate(out)
 
 
-def contact_sheet(ride: Rollout, neural: np.ndarray, rows: int = 4, with_labels: bool = True) -> np.ndarray:
-    """A picture of `rows` evenly spaced frames, one per row: cube view | depth | flow | neural."""
-    picks = np.linspace(0, len(neural) - 1, rows).round().astype(int)
-    tiles = []
-    for i in picks:
-        tiles.append(
-            np.concatenate(
-                [ride.rgb[i], depth_to_rgb(ride.depth[i]), flow_to_rgb(ride.flow[i]), neural[i]],
-                axis=1,
-            )
-        )
-    sheet = np.concatenate(tiles, axis=0)
-    if with_labels:
-        side = ride.rgb.shape[1]
-        header = np.full((18, sheet.shape[1], 3), 255, np.uint8)
-        for k, label in enumerate(("cube view", "depth", "flow", "neural view")):
-            cv2.putText(header, label, (k * side + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        sheet = np.concatenate([header, sheet], axis=0)
-    return sheet
+def contact_sheet(
+    ride: Rollout, neural: np.ndarray, frames: int = 4, conditions: bool = True, across: bool = False
+) -> np.ndarray:
+    """A labelled picture of `frames` evenly spaced frames of a ride: for each, cube view | depth | flow |
+    neural view (cube view | neural view without `conditions`), one frame per row, or with `across` one
+    frame per column and one kind of view per row."""
+    picks = np.linspace(0, len(neural) - 1, frames).round().astype(int)
+    labels = ("cube view", "depth", "flow", "neural view") if conditions else ("cube view", "neural view")
+    views = [
+        [ride.rgb[i]] + ([depth_to_rgb(ride.depth[i]), flow_to_rgb(ride.flow[i])] if conditions else []) + [neural[i]]
+        for i in picks
+    ]
+    side = ride.rgb.shape[1]
+    font = (cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    if across:
+        strips = []
+        for k, label in enumerate(labels):
+            title = np.full((18, side * frames, 3), 255, np.uint8)
+            cv2.putText(title, label, (4, 13), *font)
+            strips += [title, np.concatenate([view[k] for view in views], axis=1)]
+        return np.concatenate(strips, axis=0)
+    sheet = np.concatenate([np.concatenate(view, axis=1) for view in views], axis=0)
+    header = np.full((18, sheet.shape[1], 3), 255, np.uint8)
+    for k, label in enumerate(labels):
+        cv2.putText(header, label, (k * side + 4, 13), *font)
+    return np.concatenate([header, sheet], axis=0)
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
@@ -123,23 +130,27 @@ def main(argv: list[str] | None = None) -> Path:
     from train.cli import OneLineParser
 
     parser = OneLineParser(prog="python -m train.rollout", description=main.__doc__)
-    parser.add_argument("--out", required=True, help="PNG to write (an .mp4 of the ride is written beside it)")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--mp4", default=None, help="also write the ride (cube view | neural view) as this mp4")
+    parser.add_argument("--conditions", action="store_true", help="show depth and flow columns too")
     parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
     parser.add_argument("--frames", type=int, default=48, help="frames of the ride (>= 2)")
-    parser.add_argument("--rows", type=int, default=4, help="frames shown (>= 1)")
+    parser.add_argument("--shown", type=int, default=4, help="frames shown (>= 1)")
+    parser.add_argument("--across", action="store_true", help="one frame per column (default: per row)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=12, help="Euler steps per framelet")
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error(f"--out {args.out!r}: must end in .png")
-    if args.frames < 2 or args.rows < 1:
-        parser.error(f"--frames {args.frames} / --rows {args.rows}: need frames >= 2 and rows >= 1")
+    if args.frames < 2 or not 1 <= args.shown <= args.frames:
+        parser.error(f"--frames {args.frames} / --shown {args.shown}: need frames >= 2 and 1 <= shown <= frames")
     loaded = load_renderer(args.checkpoint)
     ride = game_rollout(loaded.model.config.image_size, args.frames, seed=args.seed)
     renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
     neural = render_rollout(renderer, ride, seed=args.seed)
-    write_mp4(Path(args.out).with_suffix(".mp4"), np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
-    path = write_png(args.out, contact_sheet(ride, neural, rows=args.rows))
+    if args.mp4 is not None:
+        write_mp4(args.mp4, np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
+    path = write_png(args.out, contact_sheet(ride, neural, args.shown, args.conditions, args.across))
     print(path)
     return path
 
