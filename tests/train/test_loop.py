@@ -238,3 +238,10 @@ def test_train_command_missing_video_is_one_line(tmp_path, capsys):
         train_main(["--out", str(tmp_path / "run"), "--video", str(tmp_path / "missing.mp4"), "--no-progress"])
     err = capsys.readouterr().err
     assert stop.value.code == 1 and "missing.mp4" in err and err.count("\n") == 1
+
+
+def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, capsys):
+    train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3", "--no-progress"])
+    assert result.step == 3 and [h["step"] for h in result.history] == [3]
+    assert load_state(tmp_path / "run" / CHECKPOINT)["config"]["stages"][0]["steps"] == 3
