@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 
 import spokester_env  # noqa: F401  (registers Spokester-v0)
+from neural_render.files import atomic_write_bytes
 from spokester_env import PackedObservation
 
-__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "atomic_write_bytes", "make_env", "readable"]
+__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "make_env"]
 
 ENV_ID = "Spokester-v0"
 VIEWS = ("packed", "neural")
@@ -77,9 +77,7 @@ def make_env(settings: ObservationSettings, *, max_episode_steps: int | None = N
         return PackedObservation(env)
     from neural_render import NeuralRenderObservation
 
-    return NeuralRenderObservation(
-        env, settings.checkpoint, num_steps=settings.render_steps, pixels_only=True
-    )
+    return NeuralRenderObservation(env, settings.checkpoint, num_steps=settings.render_steps, pixels_only=True)
 
 
 # --- the sidecar ---------------------------------------------------------------------------------------------
@@ -89,28 +87,6 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     """`NAME.json` beside `NAME.zip`."""
     path = Path(model_path)
     return path.with_suffix(".json") if path.suffix == ".zip" else path.with_name(path.name + ".json")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then move it into place: never a half-written `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        readable(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def readable(path: str | os.PathLike) -> None:
-    """Give a file from `tempfile.mkstemp` (mode 0600) the permissions of an ordinary new file (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def write_sidecar(model_path: str | os.PathLike, settings: ObservationSettings, **extra) -> Path:

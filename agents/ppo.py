@@ -14,7 +14,6 @@ the observation settings (so that evaluation rebuilds the same env) and what the
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,7 +28,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from agents.envs import ENV_ID, ObservationSettings, make_env, readable, write_sidecar
+from agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
+from neural_render.files import atomic_path
 
 __all__ = ["TrainAgentConfig", "load_hyperparams", "train_agent"]
 
@@ -160,16 +160,8 @@ class Progress(BaseCallback):
 def save_model(model: PPO, out: str | os.PathLike) -> Path:
     """Save a model zip atomically (SB3 writes a temporary zip, which is then moved into place)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".zip")
-    os.close(handle)
-    try:
+    with atomic_path(out) as temporary:
         model.save(temporary)
-        readable(temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return out
 
 
@@ -201,8 +193,10 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     model = PPO(env=venv, seed=config.seed, device=config.device, verbose=0, **kwargs)
     budget = None if config.minutes is None else 60.0 * config.minutes
     progress = Progress(budget, total, config.log_every_s, console)
-    console.print(f"PPO on {ENV_ID}, {config.observation.view} view at {config.observation.size} px, "
-                  f"{n_envs} envs, up to {total:,d} steps" + (f" or {config.minutes:g} min" if budget else ""))
+    console.print(
+        f"PPO on {ENV_ID}, {config.observation.view} view at {config.observation.size} px, "
+        f"{n_envs} envs, up to {total:,d} steps" + (f" or {config.minutes:g} min" if budget else "")
+    )
     start = time.monotonic()
     interrupted = False
     try:

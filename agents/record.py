@@ -22,8 +22,6 @@ same seed and the same actions, and the game does not depend on the image size, 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +31,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.envs import ENV_ID, readable
+from agents.envs import ENV_ID
 from agents.evaluate import Agent, load_agent
 from agents.heuristic import AGENT_NAMES
 from agents.painter import FrameletPainter
+from neural_render.files import publish, temporary_path
 
 __all__ = ["RecordConfig", "VIEWS", "record", "record_episode"]
 
@@ -76,15 +75,12 @@ class _Temporary:
         self.folder, self.files = folder, {}
 
     def path(self, name: str) -> Path:
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
-        os.close(handle)
-        self.files[name] = Path(temporary)
+        self.files[name] = temporary_path(self.folder / name)
         return self.files[name]
 
     def commit(self, order: list[str]) -> None:
         for name in order:
-            readable(self.files[name])
-            os.replace(self.files.pop(name), self.folder / name)
+            publish(self.files.pop(name), self.folder / name)
 
     def discard(self) -> None:
         for temporary in self.files.values():
@@ -146,11 +142,16 @@ def record_episode(
         finally:
             video.close()
         summary.update(
-            seed=seed, agent=agent.name, stochastic=agent.settings is not None and not agent.deterministic,
-            view=view, size=int(env.unwrapped.intrinsics.width), fps=fps,
+            seed=seed,
+            agent=agent.name,
+            stochastic=agent.settings is not None and not agent.deterministic,
+            view=view,
+            size=int(env.unwrapped.intrinsics.width),
+            fps=fps,
             checkpoint=None if painter is None else str(painter.path),
             checkpoint_id=None if painter is None else painter.checkpoint_id,
-            video=f"{name}.mp4", trajectory=f"{name}.npz",
+            video=f"{name}.mp4",
+            trajectory=f"{name}.npz",
         )
         temporary.path(f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
         temporary.commit([f"{name}.mp4", f"{name}.npz", f"{name}.json"])
@@ -200,7 +201,7 @@ def _play(agent, env, video, seed, view, painter, max_steps, npz_path: Path) -> 
         for rgb, frame in zip(pending[: len(painted)], painted, strict=True):
             neural.append(frame)
             video.write(_picture(view, rgb, frame))
-        pending = pending[len(painted):]
+        pending = pending[len(painted) :]
     arrays = {key: np.stack(values) for key, values in record.items()}
     if neural is not None:
         arrays["neural"] = np.stack(neural)
@@ -209,8 +210,13 @@ def _play(agent, env, video, seed, view, painter, max_steps, npz_path: Path) -> 
     arrays["rewards"] = np.asarray(rewards, np.float64)
     with open(npz_path, "wb") as file:
         np.savez(file, **arrays)
-    return {"steps": len(actions), "distance": float(info["distance"]), "crashed": bool(info["crashed"]),
-            "frames": len(actions) + 1, "reward": float(np.sum(rewards))}
+    return {
+        "steps": len(actions),
+        "distance": float(info["distance"]),
+        "crashed": bool(info["crashed"]),
+        "frames": len(actions) + 1,
+        "reward": float(np.sum(rewards)),
+    }
 
 
 def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
@@ -239,15 +245,27 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
             task = bar.add_task(f"recording {agent.name} ({config.view})", total=config.episodes)
             for i in range(config.episodes):
                 seed = config.seed + i
-                summaries.append(record_episode(agent, env, out, f"ep{i:03d}", seed, view=config.view,
-                                                painter=painter, max_steps=config.max_steps,
-                                                fps=float(env.metadata["render_fps"])))
+                summaries.append(
+                    record_episode(
+                        agent,
+                        env,
+                        out,
+                        f"ep{i:03d}",
+                        seed,
+                        view=config.view,
+                        painter=painter,
+                        max_steps=config.max_steps,
+                        fps=float(env.metadata["render_fps"]),
+                    )
+                )
                 bar.advance(task)
     finally:
         env.close()
         if agent.env is not env:
             agent.env.close()
     for s in summaries:
-        console.print(f"{out / s['video']}: {s['steps']} steps, {s['distance']:.1f} m"
-                      + (", crashed" if s["crashed"] else ""), highlight=False)
+        console.print(
+            f"{out / s['video']}: {s['steps']} steps, {s['distance']:.1f} m" + (", crashed" if s["crashed"] else ""),
+            highlight=False,
+        )
     return summaries

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from neural_render.conditioning import ConditionStats
+from neural_render.files import atomic_write_bytes
 from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, preset_name
 
 __all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
@@ -61,21 +61,6 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, flush them to disk, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_renderer(
     path: str | os.PathLike,
     model: Renderer,
@@ -96,8 +81,8 @@ def save_renderer(
         "provenance": provenance or {},
     }
     text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
-    _atomic_write(weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id}))
-    _atomic_write(meta, text.encode())
+    atomic_write_bytes(weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id}))
+    atomic_write_bytes(meta, text.encode())
     return weights
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render.conditioning import SourceStats, fit_source_stats
+from neural_render.files import atomic_write_text
 from train.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
 from train.stats import stream_stats
 from train.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, probe_video
@@ -50,12 +51,7 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON so that a reader (or a resumed run) sees the old file or the new one, never half."""
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def load_manifest(cache_dir: str | os.PathLike) -> dict[str, Any]:

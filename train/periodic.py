@@ -8,12 +8,12 @@ depth | flow | neural view for a few frames of that ride).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from neural_render import ConditionStats, Renderer, StreamingRenderer
+from neural_render.files import atomic_write_text
 from train.cache import Cache
 from train.config import TrainConfig
 from train.evaluate import evaluate_clip, load_eval_clip, streaming_factory, with_eval_source
@@ -51,7 +51,5 @@ def run_evaluation(
     side_by_side = np.concatenate([ride.rgb[: len(neural)], neural], axis=2)  # (t, s, 2s, 3)
     write_mp4(folder / f"rollout_{step:06d}.mp4", side_by_side, ride.fps)
     write_png(folder / f"sheet_{step:06d}.png", contact_sheet(ride, neural))
-    temporary = folder / f".step_{step:06d}.json.tmp"
-    temporary.write_text(json.dumps({"step": step, **figures}, indent=1) + "\n")
-    os.replace(temporary, folder / f"step_{step:06d}.json")
+    atomic_write_text(folder / f"step_{step:06d}.json", json.dumps({"step": step, **figures}, indent=1) + "\n")
     return figures

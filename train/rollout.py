@@ -22,6 +22,7 @@ import numpy as np
 
 from neural_render import SourceStats, StreamingRenderer
 from neural_render.conditioning import fit_source_stats
+from neural_render.files import atomic_path
 from spokester_env import SpokesterEnv, depth_to_rgb, flow_to_rgb
 from train.video import write_video
 
@@ -106,21 +107,17 @@ def contact_sheet(
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an RGB uint8 image as PNG atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(temporary), np.ascontiguousarray(image[..., ::-1])):
-        raise OSError(f"{path}: could not write the PNG")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(str(temporary), np.ascontiguousarray(image[..., ::-1])):
+            raise OSError(f"{path}: could not write the PNG")
     return path
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
     """Write frames (t, h, w, 3) as an H.264 mp4 with PyAV, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.mp4")
-    write_video(temporary, frames, fps)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        write_video(temporary, frames, fps)
     return path
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from neural_render.files import atomic_path
 
 __all__ = ["CHECKPOINT", "TrainingStateError", "save_state", "load_state", "capture_rng", "restore_rng"]
 
@@ -34,17 +35,8 @@ class TrainingStateError(ValueError):
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write `state` to `path` atomically (temporary file beside it, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        torch.save(state, file)
     return path
 
 

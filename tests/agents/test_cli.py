@@ -124,8 +124,9 @@ def test_bad_arguments_give_one_line_errors(args, words, tmp_path):
     _one_line_error(run_cli(*args), *words)
 
 
-def test_play_headless_subprocess():
-    result = run_cli("play", "--view", "both", "--size", 32, "--max-frames", 10, "--seed", 1)
+def test_play_headless_subprocess(tiny_checkpoint):
+    result = run_cli("play", "--view", "both", "--size", 32, "--checkpoint", tiny_checkpoint, "--render-steps", 1,
+                     "--max-frames", 10, "--seed", 1)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("10 frames at")
 

@@ -28,9 +28,11 @@ def test_restart_and_escape():
     assert len(stats.lanes) == 19  # one frame went to the restart
 
 
-def test_crash_pauses_then_restarts():
+def test_crash_pauses_then_restarts(tiny_checkpoint):
     # seed 2 without input meets a car in the middle lane at frame 182; the picture holds for 2 frames
-    stats = play_loop(PlayConfig(view="both", size=32, seed=2, max_frames=200, realtime=False, crash_pause_s=0.1))
+    config = PlayConfig(view="both", size=32, checkpoint=str(tiny_checkpoint), render_steps=1, seed=2,
+                        max_frames=200, realtime=False, crash_pause_s=0.1)
+    stats = play_loop(config)
     assert stats.crashes == 1 and len(stats.rides) == 1 and 30 < stats.rides[0] < 60
     assert len(stats.lanes) == 200 - 2  # the 2 held frames advance no game (the second one restarts)
 
