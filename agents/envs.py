@@ -4,7 +4,8 @@ A PPO model `NAME.zip` is saved with a JSON sidecar `NAME.json` holding its `Obs
 evaluation, recording and play rebuild exactly the observations it was trained on. Two views exist:
 
 - `"packed"`: the game's depth+flow at `size` x `size`, packed by `spokester_env.PackedObservation` into one
-  channel-first uint8 image (3 channels) for SB3's `CnnPolicy`. One step = one game frame.
+  channel-first uint8 image (3 channels) for SB3's `CnnPolicy`. One step = `action_repeat` game frames
+  (default 1), the action repeated.
 - `"neural"`: the neural renderer's frame alone (uint8 (S, S, 3), S = the renderer's size), through
   `neural_render.NeuralRenderObservation` (one env) or `NeuralRenderVectorEnv` (training, one batched
   renderer pass for all envs). One step = one framelet = `patch_frames` game frames, the action repeated.
@@ -21,7 +22,7 @@ import gymnasium as gym
 
 import spokester_env  # noqa: F401  (registers Spokester-v0)
 from neural_render.files import atomic_write_bytes
-from spokester_env import PackedObservation
+from spokester_env import ActionRepeat, PackedObservation
 
 __all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "make_env"]
 
@@ -50,12 +51,18 @@ class ObservationSettings:
     """Euler steps per framelet of the `"neural"` view."""
     env_kwargs: dict = field(default_factory=dict)
     """Further `gym.make` arguments (e.g. `fps`)."""
+    action_repeat: int = 1
+    """`"packed"` view: each action is played for this many game frames (`spokester_env.ActionRepeat`)."""
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise ValueError(f"view={self.view!r} is not one of {VIEWS}")
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"size={self.size!r}: must be a positive integer")
+        if not isinstance(self.action_repeat, int) or self.action_repeat < 1:
+            raise ValueError(f"action_repeat={self.action_repeat!r}: must be a positive integer")
+        if self.view == "neural" and self.action_repeat != 1:
+            raise ValueError("action_repeat: the neural view already plays each action for a framelet; use 1")
         object.__setattr__(self, "keys", tuple(self.keys))
 
     def to_dict(self) -> dict:
@@ -74,7 +81,8 @@ def make_env(settings: ObservationSettings, *, max_episode_steps: int | None = N
         kwargs["max_episode_steps"] = max_episode_steps
     env = gym.make(ENV_ID, width=settings.size, height=settings.size, observations=keys, **kwargs)
     if settings.view == "packed":
-        return PackedObservation(env)
+        env = PackedObservation(env)
+        return ActionRepeat(env, settings.action_repeat) if settings.action_repeat > 1 else env
     from neural_render import NeuralRenderObservation
 
     return NeuralRenderObservation(env, settings.checkpoint, num_steps=settings.render_steps, pixels_only=True)

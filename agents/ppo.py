@@ -24,7 +24,7 @@ import torch
 import yaml
 from rich.console import Console
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
@@ -71,6 +71,14 @@ class TrainAgentConfig:
     network calls, and a second OpenMP thread spinning against them made training 4x slower on 2 cores."""
     log_every_s: float = 30.0
     """Seconds between progress lines."""
+    eval_every: int | None = 25_000
+    """Env steps (over all envs) between evaluations of the most likely action (None = never); the model saved
+    is then the best one so evaluated, not the last (rl-zoo's `best_model`)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    eval_seed: int = 10_000
+    """Evaluation episodes are seeded from here (away from eval-agent's usual seeds, so that choosing the best
+    snapshot does not peek at the episodes used to report it)."""
 
 
 def load_hyperparams(path: str | os.PathLike | None = None, env_id: str = ENV_ID) -> dict:
@@ -157,6 +165,62 @@ class Progress(BaseCallback):
         )
 
 
+class LogEvaluation(BaseCallback):
+    """Called by `EvalCallback` after each evaluation: remembers (env steps, mean distance)."""
+
+    def __init__(self, console: Console):
+        super().__init__()
+        self.history: list[dict] = []
+        self.console = console
+
+    def _on_step(self) -> bool:
+        distance = round(float(self.parent.last_mean_reward), 1)
+        entry = {"timesteps": int(self.model.num_timesteps), "mean_distance": distance}
+        self.history.append(entry)
+        best = max(e["mean_distance"] for e in self.history)
+        self.console.print(
+            f"evaluation at {entry['timesteps']:,d} steps: {entry['mean_distance']:.1f} m mean "
+            f"(most likely action; best so far {best:.1f} m)",
+            highlight=False,
+        )
+        return True
+
+
+class KeepBest(BaseCallback):
+    """Called by `EvalCallback` on a new best mean reward: keeps a copy of the policy's parameters in memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.state: dict | None = None
+        self.timesteps = 0
+        self.mean_reward = float("nan")
+
+    def _on_step(self) -> bool:
+        self.state = {key: value.detach().clone() for key, value in self.model.policy.state_dict().items()}
+        self.timesteps = int(self.model.num_timesteps)
+        self.mean_reward = float(self.parent.best_mean_reward)
+        return True
+
+
+def _evaluator(
+    config: TrainAgentConfig, n_envs: int, training_env: VecEnv, console: Console
+) -> tuple[EvalCallback, KeepBest, LogEvaluation]:
+    """SB3's `EvalCallback` playing the most likely action on seeded episodes, keeping the best policy.
+
+    The reward is metres per frame, so an episode's return is the distance ridden (VecMonitor reports it raw).
+    """
+    envs = min(config.eval_episodes, 5)
+    eval_env = make_vec_env(config.observation, envs, config.eval_seed, "dummy")
+    if isinstance(training_env, VecNormalize):  # EvalCallback syncs the normalisation wrappers pairwise
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=False, norm_reward=False)
+    keep, log = KeepBest(), LogEvaluation(console)
+    callback = EvalCallback(
+        eval_env, callback_on_new_best=keep, callback_after_eval=log, n_eval_episodes=config.eval_episodes,
+        eval_freq=max(config.eval_every // n_envs, 1), deterministic=True, verbose=0, warn=False,
+    )  # fmt: skip
+    return callback, keep, log
+
+
 def save_model(model: PPO, out: str | os.PathLike) -> Path:
     """Save a model zip atomically (SB3 writes a temporary zip, which is then moved into place)."""
     out = Path(out)
@@ -193,6 +257,10 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     model = PPO(env=venv, seed=config.seed, device=config.device, verbose=0, **kwargs)
     budget = None if config.minutes is None else 60.0 * config.minutes
     progress = Progress(budget, total, config.log_every_s, console)
+    callbacks, evaluator, keep, log = [progress], None, None, None
+    if config.eval_every:
+        evaluator, keep, log = _evaluator(config, n_envs, venv, console)
+        callbacks.append(evaluator)
     console.print(
         f"PPO on {ENV_ID}, {config.observation.view} view at {config.observation.size} px, "
         f"{n_envs} envs, up to {total:,d} steps" + (f" or {config.minutes:g} min" if budget else "")
@@ -200,13 +268,23 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     start = time.monotonic()
     interrupted = False
     try:
-        model.learn(total_timesteps=total, callback=progress)
+        model.learn(total_timesteps=total, callback=CallbackList(callbacks))
     except KeyboardInterrupt:  # keep what was learnt
         interrupted = True
     finally:
         venv.close()
+        if evaluator is not None:
+            evaluator.eval_env.close()
     wall_s = time.monotonic() - start
     progress.report(time.monotonic())
+    selection = {"selected": "last"}
+    if keep is not None and keep.state is not None:
+        model.policy.load_state_dict(keep.state)
+        selection = {"selected": "best", "selected_timesteps": keep.timesteps, "evaluations": log.history}
+        console.print(
+            f"keeping the policy of step {keep.timesteps:,d}: {keep.mean_reward:.1f} m mean over "
+            f"{config.eval_episodes} episodes (most likely action, seeds from {config.eval_seed})"
+        )
     out = save_model(model, config.out)
     write_sidecar(
         out,
@@ -218,6 +296,7 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
         wall_s=round(wall_s, 1),
         stopped_by=("interrupt" if interrupted else "clock" if progress.stopped_by_clock else "timesteps"),
         hyperparams={key: value for key, value in load_hyperparams(config.hyperparams).items()},
+        **selection,
     )
     console.print(f"saved {out} ({model.num_timesteps:,d} steps in {wall_s / 60:.1f} min)")
     return out

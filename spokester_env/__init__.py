@@ -5,13 +5,14 @@ from gymnasium.envs.registration import register
 from .config import ACTION_MEANINGS, CameraConfig, GameConfig
 from .env import OBSERVATION_KEYS, SpokesterEnv
 from .visualize import depth_to_rgb, flow_to_rgb
-from .wrappers import PackedObservation
+from .wrappers import ActionRepeat, PackedObservation
 
 __all__ = [
     "ACTION_MEANINGS",
     "CameraConfig",
     "GameConfig",
     "OBSERVATION_KEYS",
+    "ActionRepeat",
     "PackedObservation",
     "SpokesterEnv",
     "depth_to_rgb",

@@ -42,3 +42,35 @@ class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
                 x = 128.0 + FLOW_SCALE * x
             parts.append(np.clip(x, 0, 255).round().astype(np.uint8) if key != "rgb" else x)
         return np.ascontiguousarray(np.concatenate(parts, axis=-1).transpose(2, 0, 1))
+
+
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Repeats each action for `repeat` game frames (Atari's frame skip, without its max-pooling).
+
+    One step plays the action for up to `repeat` frames, stopping early at a crash or the time limit; the
+    observation is the last frame's, the reward the sum over the frames played, and `info["frames"]` the number
+    of frames played (0 after `reset`). `frames_per_step` is `repeat`. Lane changes take about 0.6 s (14 frames
+    at 24 fps), so deciding every 2-4 frames loses no control while making each decision matter more to a
+    learner. SB3's `MaxAndSkipEnv` is not used: it max-pools the last two frames, which is wrong for flow.
+    """
+
+    def __init__(self, env: gym.Env, repeat: int) -> None:
+        if not isinstance(repeat, int | np.integer) or isinstance(repeat, bool) or repeat < 1:
+            raise ValueError(f"ActionRepeat: repeat={repeat!r} must be an integer >= 1")
+        gym.utils.RecordConstructorArgs.__init__(self, repeat=int(repeat))
+        gym.Wrapper.__init__(self, env)
+        self.repeat = self.frames_per_step = int(repeat)
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return observation, {**info, "frames": 0}
+
+    def step(self, action):
+        total, frames = 0.0, 0
+        for _ in range(self.repeat):
+            observation, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            frames += 1
+            if terminated or truncated:
+                break
+        return observation, total, terminated, truncated, {**info, "frames": frames}

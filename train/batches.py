@@ -5,6 +5,9 @@ conditioning statistics (source "video/<stem>"): relative inverse depth has an u
 and its own log-depth mean and spread remove it, exactly as a new video is normalised at evaluation. The
 statistics of all videos pooled are stored as source "video".
 
+With `balance`, every video gives the same number of clips per epoch (the mean over the videos), so a long
+video does not outweigh the others; otherwise each video gives as many clips as fit end to end in it.
+
 The clip order is a fixed function of (seed, epoch): epoch e visits every clip index of every video once,
 in the permutation drawn by `np.random.default_rng([seed, e])`, and `CachedClips.set_epoch(e)` draws the
 clips themselves. The state of the order is two integers (epoch, cursor), saved in training checkpoints.
@@ -95,14 +98,16 @@ def pool_stats(parts: Sequence[SourceStats]) -> SourceStats:
     )
 
 
-def video_stats(caches: Sequence[Path], videos: Sequence[str], skips) -> dict[str, SourceStats]:
+def video_stats(
+    caches: Sequence[Path], videos: Sequence[str], skips, sky_to_zero: bool = False
+) -> dict[str, SourceStats]:
     """{"video/<stem>": each video's statistics, "video": all of them pooled}."""
     sources = {}
     for cache, video in zip(caches, videos, strict=True):
         name = f"video/{parse_video(video).name}"
         if name in sources:
             raise ValueError(f"video {video!r}: two training videos share the name {name!r}; rename one")
-        sources[name] = video_source_stats(cache, skips)
+        sources[name] = video_source_stats(cache, skips, sky_to_zero=sky_to_zero)
     sources["video"] = pool_stats(list(sources.values()))
     return sources
 
@@ -119,8 +124,18 @@ class ClipBatches:
         skips: Sequence[int],
         seed: int,
         teacher: bool,
+        *,
+        sky_to_zero: bool = False,
+        balance: bool = False,
     ):
-        self.datasets = [CachedClips(c, clip_frames, skips=skips, seed=seed + i) for i, c in enumerate(caches)]
+        self.datasets = [
+            CachedClips(c, clip_frames, skips=skips, seed=seed + i, sky_to_zero=sky_to_zero)
+            for i, c in enumerate(caches)
+        ]
+        if balance:  # every video the same number of clips per epoch: the mean of what they hold
+            clips = max(1, round(float(np.mean([len(d) for d in self.datasets]))))
+            for dataset in self.datasets:
+                dataset.clips_per_epoch = clips
         self.sources = [f"video/{parse_video(v).name}" for v in videos]
         self.stats, self.seed, self.teacher = stats, seed, teacher
         self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])

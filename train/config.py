@@ -95,6 +95,12 @@ class TrainConfig:
         default_factory=lambda: {"flow": "dis", "depth": "pydnet", "teacher": "deeplab"}
     )
     """Pseudo-label extractors by kind (names registered in `train.extractors`)."""
+    sky_to_zero: bool = True
+    """Read the videos' inverse depth as 0 (the game's sky) where the teacher's segmentation says sky; the depth
+    network's sky is otherwise a little nearer than the horizon, unlike the game's (needs the deeplab teacher,
+    whose cache holds the sky mask)."""
+    balance_videos: bool = True
+    """Draw the same number of clips from every training video per epoch (False: in proportion to length)."""
     lr: float = 3e-4
     """Peak learning rate of AdamW."""
     betas: tuple[float, float] = (0.9, 0.95)
@@ -175,6 +181,11 @@ class TrainConfig:
             raise ValueError(f"compile=True needs a CUDA device, got device={self.device!r}")
         if self.irepa and not self.extractors.get("teacher"):
             raise ValueError("irepa=True needs a teacher extractor in extractors")
+        if self.sky_to_zero and self.extractors.get("teacher") != "deeplab":
+            raise ValueError(
+                f"sky_to_zero=True needs the deeplab teacher (its segmentation gives the sky mask), "
+                f"got teacher={self.extractors.get('teacher')!r}; set sky_to_zero=False"
+            )
 
     @property
     def total_steps(self) -> int:

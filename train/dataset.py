@@ -29,7 +29,7 @@ class CachedClips(Dataset):
     - ``frames`` (t, s, s, 3) uint8 RGB;
     - ``flow`` (t, s, s, 2) float32, pixels per clip frame (the flow at the clip's skip; frame 0's flow
       is its motion from the source frame one skip before the clip, which always exists);
-    - ``depth`` (t, s, s, 1) float32 relative inverse depth, if cached;
+    - ``depth`` (t, s, s, 1) float32 relative inverse depth, if cached (0 at the sky with `sky_to_zero`);
     - ``teacher`` (t, gh, gw, c) float32 and ``sky`` (t, s, s, 1) bool, if cached;
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
@@ -39,6 +39,7 @@ class CachedClips(Dataset):
         skips: frame skips to draw from (default: all the cache has flow for).
         seed: base seed of the clip draws.
         clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
+        sky_to_zero: read depth as 0 where the cached sky mask says sky (``train.cache.SkyZeroDepth``).
     """
 
     def __init__(
@@ -48,8 +49,12 @@ class CachedClips(Dataset):
         skips: Sequence[int] | None = None,
         seed: int = 0,
         clips_per_epoch: int | None = None,
+        sky_to_zero: bool = False,
     ):
         self.cache = Cache(cache_dir)
+        self.sky_to_zero = sky_to_zero
+        if sky_to_zero and "sky" not in self.cache.streams:
+            raise ValueError(f"{self.cache.dir}: sky_to_zero needs a cached sky mask (extract with teacher deeplab)")
         self.cache_dir = self.cache.dir
         self.skips = tuple(skips) if skips is not None else self.cache.skips
         missing = [k for k in self.skips if flow_stream(k) not in self.cache.streams]
@@ -90,7 +95,10 @@ class CachedClips(Dataset):
             "fps": torch.tensor(self.cache.fps / spec.skip, dtype=torch.float32),
         }
         if "depth" in arrays:
-            item["depth"] = torch.from_numpy(arrays["depth"][idx].astype(np.float32)[..., None])  # (t, s, s, 1)
+            depth = arrays["depth"][idx].astype(np.float32)
+            if self.sky_to_zero:
+                depth[arrays["sky"][idx] > 0] = 0.0
+            item["depth"] = torch.from_numpy(depth[..., None])  # (t, s, s, 1)
         if "teacher" in arrays:
             teacher = self.cache.spec("teacher").decode(arrays["teacher"][idx])
             item["teacher"] = torch.from_numpy(teacher.astype(np.float32))  # (t, gh, gw, c)

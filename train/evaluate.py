@@ -31,7 +31,7 @@ import numpy as np
 
 from neural_render import ConditionStats, StreamingRenderer, load_renderer
 from neural_render.checkpoint import CheckpointError
-from train.cache import Cache, extract, flow_stream, video_source_stats
+from train.cache import Cache, cached_depth, extract, flow_stream, video_source_stats
 from train.cli import OneLineParser, cache_step_key, parse_cache_steps
 from train.extractors import DEFAULT_EXTRACTORS, warp_error
 from train.video import VideoError
@@ -63,16 +63,18 @@ class EvalClip:
     flow: np.ndarray
 
 
-def load_eval_clip(cache: Cache, frames: int, patch_frames: int, first: int = 1) -> EvalClip:
+def load_eval_clip(
+    cache: Cache, frames: int, patch_frames: int, first: int = 1, sky_to_zero: bool = False
+) -> EvalClip:
     """`frames` (rounded down to whole framelets) consecutive cache frames from `first` on (frame 0 has no
-    flow); an error names the cache when it is too short."""
+    flow), depth with the sky at 0 if asked; an error names the cache when it is too short."""
     n = min(frames, cache.n_frames - first) // patch_frames * patch_frames
     if n < patch_frames:
         raise ValueError(f"{cache.dir}: {cache.n_frames} frames; evaluation needs at least {first + patch_frames}")
     picks = slice(first, first + n)
     return EvalClip(
         frames=np.asarray(cache.stream("frames")[picks]),
-        depth=np.asarray(cache.stream("depth")[picks], dtype=np.float32)[..., None],
+        depth=np.asarray(cached_depth(cache, sky_to_zero)[picks], dtype=np.float32),
         flow=np.asarray(cache.stream(flow_stream(1))[picks], dtype=np.float32),
     )
 
@@ -142,10 +144,16 @@ def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: i
     return make
 
 
-def with_eval_source(stats: ConditionStats | None, cache: Cache) -> ConditionStats:
+def with_eval_source(stats: ConditionStats | None, cache: Cache, sky_to_zero: bool = False) -> ConditionStats:
     """The checkpoint's transform (log depth, clip) with the evaluated clip's own statistics as "eval"."""
     base = stats if stats is not None else ConditionStats()
-    return ConditionStats(sources={EVAL_SOURCE: video_source_stats(cache)}, log_depth=base.log_depth, clip=base.clip)
+    own = video_source_stats(cache, sky_to_zero=sky_to_zero)
+    return ConditionStats(sources={EVAL_SOURCE: own}, log_depth=base.log_depth, clip=base.clip)
+
+
+def trained_sky_to_zero(provenance: dict) -> bool:
+    """Whether a renderer was trained with the videos' sky at depth 0 (then its evaluation reads depth so too)."""
+    return bool((provenance.get("train_config") or {}).get("sky_to_zero", False))
 
 
 def evaluate(
@@ -165,20 +173,21 @@ def evaluate(
     """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`."""
     loaded = load_renderer(checkpoint, device=device)
     cfg = loaded.model.config
+    sky_to_zero = trained_sky_to_zero(loaded.provenance)
     cache_dir = extract(
         video,
         cache_root,
         size=cfg.image_size,
         flow=DEFAULT_EXTRACTORS["flow"],
         depth=DEFAULT_EXTRACTORS["depth"],
-        teacher=None,
+        teacher="deeplab" if sky_to_zero else None,  # its segmentation is the sky mask
         start=start,
         max_frames=frames + 1,
         progress=progress,
     )
     cache = Cache(cache_dir)
-    clip = load_eval_clip(cache, frames, cfg.patch_frames)
-    stats = with_eval_source(loaded.stats, cache)
+    clip = load_eval_clip(cache, frames, cfg.patch_frames, sky_to_zero=sky_to_zero)
+    stats = with_eval_source(loaded.stats, cache, sky_to_zero)
     make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
     figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed)
     info = {
@@ -190,6 +199,7 @@ def evaluate(
         "window": window,
         "seed": seed,
         "stats_source": "the clip's own statistics (video_source_stats of its cache)",
+        "sky_to_zero": sky_to_zero,
     }
     return {**figures, **info}
 

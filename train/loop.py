@@ -196,11 +196,12 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 caches = prepare_caches(config.videos, stage.image_size, progress=config.progress, **kw)
                 eval_cache = prepare_caches([config.eval_video or config.videos[0]], stage.image_size, **kw)[0]
                 game = game_source_stats(stage.image_size, config.game_stats_frames, seed=config.seed)
-                sources = {"game": game, **video_stats(caches, config.videos, config.skips)}
+                sources = {"game": game, **video_stats(caches, config.videos, config.skips, config.sky_to_zero)}
                 stats = ConditionStats(sources=sources)
                 batches = ClipBatches(
-                    caches, config.videos, stats, stage.clip_frames, config.skips, config.seed, config.irepa
-                )
+                    caches, config.videos, stats, stage.clip_frames, config.skips, config.seed, config.irepa,
+                    sky_to_zero=config.sky_to_zero, balance=config.balance_videos,
+                )  # fmt: skip
                 if state is not None and state["data"]["stage"] == index:
                     batches.load_state(state["data"])
                 stage_index = index

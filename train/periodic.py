@@ -31,10 +31,10 @@ def run_evaluation(
     cfg = model.config
     window = config.window or 3
     cache = Cache(eval_cache)
-    clip = load_eval_clip(cache, config.eval_frames, cfg.patch_frames)
+    clip = load_eval_clip(cache, config.eval_frames, cfg.patch_frames, sky_to_zero=config.sky_to_zero)
     make = streaming_factory(
         model,
-        with_eval_source(stats, cache),
+        with_eval_source(stats, cache, config.sky_to_zero),
         window=window,
         num_steps=config.sample_steps,
         seed=config.seed,

@@ -31,6 +31,10 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--steps", type=int, default=None, help="total optimiser steps (cuts/stretches the curriculum)")
     parser.add_argument("--no-irepa", action="store_true", help="train without the iREPA alignment loss")
+    parser.add_argument("--no-sky-to-zero", action="store_true",
+                        help="keep the depth network's sky depth (default: 0 where the deeplab teacher sees sky)")
+    parser.add_argument("--no-balance", action="store_true",
+                        help="draw clips in proportion to video length (default: equally from every video)")
     parser.add_argument("--eval-video", default=None, help="held-out video for evaluation (default: the first)")
     parser.add_argument("--cache", default=None, help="pseudo-label cache root (default: the preset's)")
     parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
@@ -53,6 +57,7 @@ def build_config(args):
         config = dataclasses.replace(config, out=args.out, progress=not args.no_progress)
     else:
         overrides = {"videos": tuple(args.video), "out": args.out, "irepa": not args.no_irepa}
+        overrides |= {"sky_to_zero": not args.no_sky_to_zero, "balance_videos": not args.no_balance}
         overrides["progress"] = not args.no_progress
         for name, value in (("eval_video", args.eval_video), ("cache_root", args.cache), ("seed", args.seed)):
             if value is not None:

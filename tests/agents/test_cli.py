@@ -73,6 +73,31 @@ def test_train_agent_then_eval_and_record_it(tiny_ppo, tmp_path):
     assert _frames(out / "ep000.mp4") == summary["steps"] + 1
 
 
+def test_train_agent_keeps_the_best_evaluated_policy_and_repeats_actions(tmp_path):
+    """--eval-every picks the policy with the best most-likely-action distance; --action-repeat travels with it."""
+    out = tmp_path / "best.zip"
+    result = run_cli("train-agent", "--timesteps", 64, "--n-envs", 2, "--size", 40, "--seed", 1, "--action-repeat", 2,
+                     "--eval-every", 32, "--eval-episodes", 2, "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["observation"]["action_repeat"] == 2 and sidecar["selected"] == "best"
+    evaluations = sidecar["evaluations"]
+    assert [e["timesteps"] for e in evaluations] == [32, 64]
+    best = max(evaluations, key=lambda e: e["mean_distance"])
+    assert sidecar["selected_timesteps"] == best["timesteps"]
+    # The saved policy is the selected one: replaying its evaluation episodes (seeds 10000, 10001) agrees.
+    result = run_cli("eval-agent", "--agent", out, "--episodes", 2, "--seed", 10000, "--json")
+    assert result.returncode == 0, result.stderr
+    replay = json.loads(result.stdout)
+    assert replay["mean_distance"] == pytest.approx(best["mean_distance"], abs=0.6)
+    assert all(length % 2 == 0 or crashed for length, crashed in zip(replay["lengths"], replay["crashed"]))
+    # Recording plays the agent in lockstep: each decision is held for two game frames.
+    record = run_cli("record", "--agent", out, "--max-steps", 20, "--size", 32, "--out", tmp_path / "rec")
+    assert record.returncode == 0, record.stderr
+    actions = np.load(tmp_path / "rec" / "ep000.npz")["actions"]
+    assert len(actions) == 20 and np.array_equal(actions[0::2], actions[1::2])
+
+
 def test_stochastic_evaluation_is_seeded(tiny_ppo):
     args = ("eval-agent", "--agent", tiny_ppo, "--episodes", 2, "--seed", 9, "--stochastic", "--json")
     first, second = run_cli(*args), run_cli(*args)

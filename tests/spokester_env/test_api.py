@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import spokester_env
-from spokester_env import PackedObservation, SpokesterEnv
+from spokester_env import ActionRepeat, PackedObservation, SpokesterEnv
 
 
 def _rollout(env, seed, steps=40):
@@ -200,6 +200,34 @@ def test_packed_observation_layout(make_env):
     raw = env.unwrapped._last_inv_depth
     assert (packed[0][raw == 0] == 0).all() and packed[0].max() > 100  # sky black, near things bright
     assert abs(int(np.median(packed[1])) - 128) < 20  # flow is centred on 128
+
+
+def test_action_repeat_plays_each_action_for_several_frames(make_env):
+    """A step of ActionRepeat(3) is three plain steps with the same action: same frame, summed reward."""
+    kwargs = dict(width=32, height=32, observations=("depth",))
+    repeated, plain = ActionRepeat(make_env(**kwargs), 3), make_env(**kwargs)
+    assert repeated.frames_per_step == 3 and repeated.reset(seed=4)[1]["frames"] == 0
+    plain.reset(seed=4)
+    for action in (1, 0, 2, 2, 0):
+        obs, reward, terminated, truncated, info = repeated.step(action)
+        rewards = [plain.step(action) for _ in range(3)]
+        np.testing.assert_array_equal(obs["depth"], rewards[-1][0]["depth"])
+        assert reward == pytest.approx(sum(r[1] for r in rewards)) and info["frames"] == 3
+        assert info["distance"] == rewards[-1][4]["distance"] and not terminated
+    with pytest.raises(ValueError, match="repeat=0 must be an integer >= 1"):
+        ActionRepeat(plain, 0)
+
+
+def test_action_repeat_stops_at_a_crash(make_env):
+    """A crash inside a repeated step ends it there: fewer frames, terminated, the crash frame's distance."""
+    env = ActionRepeat(make_env(width=32, height=32, observations=("depth",)), 50)
+    env.reset(seed=0)
+    frames, terminated = [], False
+    while not terminated:
+        _, _, terminated, truncated, info = env.step(0)  # keep lane until a car ends the ride
+        frames.append(info["frames"])
+        assert not truncated
+    assert info["crashed"] and frames[-1] < 50 and set(frames[:-1]) == {50}
 
 
 def test_ppo_trains_on_the_env_out_of_the_box(make_env):

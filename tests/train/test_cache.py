@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neural_render.conditioning import ConditionStats
-from train.cache import MANIFEST, Cache, extract, load_manifest, video_source_stats
+from train.cache import MANIFEST, Cache, SkyZeroDepth, extract, load_manifest, video_source_stats
 from train.dataset import CachedClips
 from train.extract import main as extract_main
 from train.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
@@ -172,6 +172,32 @@ def test_default_extractors_fill_a_cache(road_clip, tmp_path):
     cuts = [stats["depth"]["log_inverse_depth"]["percentiles"][f"p{p}"] for p in PERCENTILES]
     assert cuts == sorted(cuts) and cuts[0] < cuts[-1] < 0  # relative inverse depth of PyDNet is below 1
     assert stats["teacher"]["values"]["mean"] > 0 and 0 < stats["sky"]["values"]["mean"] < 0.6
+
+
+def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_path):
+    """Where deeplab says sky, depth reads 0 (the game's sky) in clips, stats and lazy slices; elsewhere as cached."""
+    cache_dir = extract(road_clip, tmp_path, size=32, max_frames=5, chunk_frames=3, skips=(1,), progress=False)
+    cache = Cache(cache_dir)
+    raw, sky = cache.stream("depth").astype(np.float32), cache.stream("sky") > 0
+    assert 0.02 < sky.mean() < 0.6 and raw[sky].min() > 0.01  # PyDNet's sky is not 0, the mask finds some
+    masked = np.asarray(SkyZeroDepth.of(cache))[..., 0]
+    assert np.all(masked[sky] == 0) and np.array_equal(masked[~sky], raw[~sky])
+    assert np.array_equal(np.asarray(SkyZeroDepth.of(cache)[1:3]), masked[1:3, ..., None])  # a lazy slice
+    depth = CachedClips(cache_dir, clip_len=2, sky_to_zero=True).clip(ClipSpec(1, 1, 2))["depth"][..., 0].numpy()
+    assert np.array_equal(depth, masked[1:3])
+    plain, zeroed = video_source_stats(cache), video_source_stats(cache, sky_to_zero=True)
+    log_depth = np.log(np.maximum(masked.astype(np.float64), zeroed.depth_floor))
+    assert zeroed.depth_mean == pytest.approx(log_depth.mean(), rel=1e-6)
+    assert zeroed.depth_mean < plain.depth_mean - 0.5 and zeroed.depth_std > plain.depth_std  # sky at the floor
+    assert zeroed.flow_mean == plain.flow_mean
+
+
+def test_sky_to_zero_needs_a_sky_mask(road_clip, tmp_path):
+    cache_dir = _extract(road_clip, tmp_path, CountingDepth())
+    with pytest.raises(ValueError, match="sky_to_zero needs a cached sky mask"):
+        CachedClips(cache_dir, clip_len=2, sky_to_zero=True)
+    with pytest.raises(ValueError, match="no sky mask in this cache"):
+        video_source_stats(cache_dir, sky_to_zero=True)
 
 
 def test_video_source_stats_fit_the_mixture_of_skips(road_clip, tmp_path):

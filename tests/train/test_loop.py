@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from neural_render import FlowMatching, load_renderer
+from neural_render import ConditionStats, FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
 from train import state as train_state
 from train.batches import ClipBatches, parse_video, prepare_caches
@@ -208,6 +208,29 @@ def test_curriculum_is_cut_and_stretched_to_the_asked_steps():
     assert [s.steps for s in cut.stages] == [100] and cut.total_steps == 100
     stretched = config.with_total_steps(config.stages[0].steps + 5)
     assert [s.steps for s in stretched.stages] == [config.stages[0].steps, 5]
+
+
+def test_balanced_batches_draw_every_video_equally(cache_root, road_clip):
+    """Caches of 12 and 9 frames hold 5 and 4 clips of 2 frames; balanced, each gives 4 (the mean, rounded)."""
+    from train.cache import video_source_stats
+
+    videos = [f"{road_clip}@0:12", f"{road_clip}@0:9"]
+    kw = dict(cache_root=cache_root, extractors={"flow": "dis", "depth": "pydnet", "teacher": "deeplab"}, skips=(1,))
+    caches = prepare_caches(videos, SIZE, progress=False, **kw)
+    stats = ConditionStats(sources={"video/road_clip": video_source_stats(caches[0], (1,), sky_to_zero=True)})
+    plain = ClipBatches(caches, videos, stats, clip_frames=2, skips=(1,), seed=0, teacher=False)
+    assert [len(d) for d in plain.datasets] == [5, 4] and plain.offsets[-1] == 9
+    balanced = ClipBatches(caches, videos, stats, 2, (1,), 0, False, sky_to_zero=True, balance=True)
+    assert [len(d) for d in balanced.datasets] == [4, 4] and balanced.offsets[-1] == 8
+    assert sorted(int(i >= 4) for i in balanced._order) == [0] * 4 + [1] * 4
+    batch = balanced.next(8, "cpu")  # one epoch; the sky sits at the depth floor, far below the mean
+    assert batch["cond"].shape == (8, 2, SIZE, SIZE, 3) and float(batch["cond"][..., 0].min()) < -1.0
+
+
+def test_sky_to_zero_needs_the_deeplab_teacher():
+    with pytest.raises(ValueError, match="sky_to_zero=True needs the deeplab teacher"):
+        TrainConfig(extractors={"flow": "dis", "depth": "pydnet", "teacher": "dinov2"}, irepa=True)
+    assert not TrainConfig(extractors={"flow": "dis", "depth": "pydnet"}, irepa=False, sky_to_zero=False).sky_to_zero
 
 
 def test_parse_video_reads_start_and_end():
