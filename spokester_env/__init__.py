@@ -4,11 +4,13 @@ from gymnasium.envs.registration import register
 
 from .config import ACTION_MEANINGS, CameraConfig, GameConfig
 from .env import OBSERVATION_KEYS, SpokesterEnv
+from .scene import CLASS_NAMES
 from .visualize import depth_to_rgb, flow_to_rgb
 from .wrappers import ActionRepeat, PackedObservation
 
 __all__ = [
     "ACTION_MEANINGS",
+    "CLASS_NAMES",
     "CameraConfig",
     "GameConfig",
     "OBSERVATION_KEYS",

@@ -66,6 +66,10 @@ class SpokesterEnv(gym.Env):
     `info`: `distance` (m since reset), `speed` (m/s), `lane` (0-2, the lane the rider is in or heading
     to), `x` (m, lateral position), `crashed` (bool), all Python scalars.
 
+    Not an observation, for evaluation tools: `class_map()` gives the game's own class of every pixel of
+    the latest frame, (H, W) uint8 indices into `spokester_env.CLASS_NAMES` (sky, ground, buildings, cars,
+    rider; sky exactly where inverse depth is 0), from the segmentation mask that flow is made with.
+
     ## Arguments
     - `width`, `height` (int > 0, default 320): image size in pixels.
     - `observations` (tuple of `"depth"`, `"flow"`, `"rgb"`, default `("depth", "flow")`).
@@ -146,6 +150,7 @@ class SpokesterEnv(gym.Env):
         self._pose: CameraPose | None = None
         self._rgba: np.ndarray | None = None
         self._sky: np.ndarray | None = None
+        self._seg: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self._window = None
         self._clock = None
@@ -214,12 +219,19 @@ class SpokesterEnv(gym.Env):
             disp[self.scene.rider] = (rider_dx, travelled, 0.0)
             flow = analytic_flow(inv_depth, seg, disp, pose, prev, self.intrinsics)
             obs["flow"] = np.clip(flow, -self.flow_limit, self.flow_limit, out=flow)
-        self._rgba, self._sky = rgba, sky
+        self._rgba, self._sky, self._seg = rgba, sky, seg
         self._rgb = None  # the cube view is composed on demand (render() or the "rgb" observation)
         if "rgb" in self.observation_keys:
             obs["rgb"] = self._cube_view()
         self._pose = pose
         return obs
+
+    def class_map(self) -> np.ndarray:
+        """The game's class of every pixel of the latest frame: (H, W) uint8, indices into
+        `spokester_env.CLASS_NAMES` (see the class docstring)."""
+        if self._seg is None:
+            raise gym.error.ResetNeeded("Call reset() before class_map()")
+        return self.scene.classes(self._seg)
 
     def _cube_view(self) -> np.ndarray:
         if self._rgb is None:
@@ -297,4 +309,4 @@ class SpokesterEnv(gym.Env):
         if self._pose is not None:
             self.scene.sync(self.game.state, self._pose.eye[1])
             rgba, _, seg = self.scene.render(self._pose)
-            self._rgba, self._sky, self._rgb = rgba, seg < 0, None
+            self._rgba, self._sky, self._seg, self._rgb = rgba, seg < 0, seg, None

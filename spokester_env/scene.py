@@ -33,6 +33,8 @@ GROUND_HALF_LENGTH = 1500.0
 SKY_RGB = np.array([178, 204, 230], np.uint8)
 PARKED = (0.0, -5000.0, -100.0)
 """Where unused car bodies wait: far behind and below the camera."""
+CLASS_NAMES = ("sky", "ground", "buildings", "cars", "rider")
+"""The game's semantic classes; `Scene.classes` gives each pixel its index in this tuple (sky: nothing drawn)."""
 
 _COLOURS = {
     "rider": (0.15, 0.8, 0.25, 1),
@@ -264,6 +266,10 @@ class Scene:
             c.changeVisualShape(self.ground, -1, rgbaColor=[0.2, 0.2, 0.22, 1])
 
         self.num_bodies = c.getNumBodies()
+        self._body_class = np.zeros(self.num_bodies, np.uint8)  # body id -> index into CLASS_NAMES
+        bodies = {"ground": [self.ground], "buildings": self.buildings, "cars": self.cars, "rider": [self.rider]}
+        for name, ids in bodies.items():
+            self._body_class[ids] = CLASS_NAMES.index(name)
         self._rebase(0.0)
 
     # --- moving bodies ----------------------------------------------------------------------------------
@@ -327,6 +333,11 @@ class Scene:
             np.asarray(zbuf, np.float32).reshape(shape),
             np.asarray(seg, np.int32).reshape(shape),
         )
+
+    def classes(self, seg: np.ndarray) -> np.ndarray:
+        """A segmentation mask of `render` (body ids, -1 where nothing is drawn) -> (H, W) uint8 indices
+        into `CLASS_NAMES`: sky where nothing is drawn, else the class of the body seen there."""
+        return np.where(seg < 0, CLASS_NAMES.index("sky"), self._body_class[np.maximum(seg, 0)]).astype(np.uint8)
 
     def rider_hits_car(self, state: GameState) -> bool:
         """True if the rider's box touches a car's body or roof (pybullet's closest points)."""

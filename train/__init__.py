@@ -17,5 +17,6 @@ Training half:
     ``train.state``       atomic training checkpoints with every random state
     ``train.evaluate``    ``python -m train.evaluate --checkpoint PATH --video PATH --frames N --json``
     ``train.rollout``     game statistics, rollouts, contact sheets; ``python -m train.rollout --out PNG``
+    ``train.semantic``    does DeepLab see a road scene where the game has one? ``python -m train.semantic --json``
     ``train.train``       the command line: ``python -m train.train --preset cpu-tiny --video PATH --out DIR``
 """

@@ -31,19 +31,24 @@ __all__ = ["Rollout", "game_rollout", "game_source_stats", "render_rollout", "co
 
 @dataclass(frozen=True)
 class Rollout:
-    """A ride's observations: depth (t, s, s, 1) 1/m, flow (t, s, s, 2) px/frame, cube view (t, s, s, 3)."""
+    """A ride's observations: depth (t, s, s, 1) 1/m, flow (t, s, s, 2) px/frame, cube view (t, s, s, 3),
+    and if asked the game's class map (t, s, s) uint8, indices into `spokester_env.CLASS_NAMES`."""
 
     depth: np.ndarray
     flow: np.ndarray
     rgb: np.ndarray
     fps: float
+    classes: np.ndarray | None = None
 
 
-def game_rollout(size: int, frames: int, seed: int = 0, change_every: int = 30, warmup: int = 12) -> Rollout:
-    """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size`."""
+def game_rollout(
+    size: int, frames: int, seed: int = 0, change_every: int = 30, warmup: int = 12, classes: bool = False
+) -> Rollout:
+    """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size`; with `classes`,
+    keep each frame's class map too."""
     env = SpokesterEnv(width=size, height=size, observations=("depth", "flow", "rgb"))
     rng = np.random.default_rng(seed)
-    depth, flow, rgb = [], [], []
+    depth, flow, rgb, labels = [], [], [], []
     try:
         episode = seed
         obs, _ = env.reset(seed=episode)
@@ -57,9 +62,12 @@ def game_rollout(size: int, frames: int, seed: int = 0, change_every: int = 30, 
                 depth.append(obs["depth"])
                 flow.append(obs["flow"])
                 rgb.append(obs["rgb"])
+                if classes:
+                    labels.append(env.class_map())
     finally:
         env.close()
-    return Rollout(np.stack(depth), np.stack(flow), np.stack(rgb), float(env.metadata["render_fps"]))
+    fps = float(env.metadata["render_fps"])
+    return Rollout(np.stack(depth), np.stack(flow), np.stack(rgb), fps, np.stack(labels) if classes else None)
 
 
 def game_source_stats(size: int, frames: int, seed: int = 0, log_depth: bool = True) -> SourceStats:

@@ -49,7 +49,12 @@ class DeepLabFeatures(FrameLabeler):
     WEIGHTS = "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
     FEATURES = "concat_projection/Relu"
     INPUT_SIDE = 513
-    SKY_CLASS = 10
+    CLASSES = (
+        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+        "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+    )  # fmt: skip
+    """The 19 Cityscapes training classes, in the order of the segmentation's class indices."""
+    SKY_CLASS = CLASSES.index("sky")
 
     def __init__(self, threads: int | None = None):
         self._net = load_litert(weight_file(self.WEIGHTS), threads, preserve_all_tensors=True)
