@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from neural_render.conditioning import SourceStats, fit_source_stats
 from neural_render.files import atomic_write_text
 from train.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
+from train.sky import cached_depth
 from train.stats import stream_stats
 from train.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, probe_video
 
@@ -300,46 +301,6 @@ class Cache:
         return np.load(self.dir / self.manifest["streams"][name]["file"], mmap_mode="r")[: self.n_frames]
 
 
-class SkyZeroDepth:
-    """A cache's depth stream (n, s, s, 1) read as float32 with the sky at 0, the game's sky.
-
-    Relative inverse depth from a depth network does not reach 0 at the sky (PyDNet puts it a little nearer
-    than the horizon), while the game's sky is exactly 0 (infinitely far). Where the teacher's segmentation
-    says sky (the cache's ``sky`` stream), the depth is replaced by 0, so that both sources meet the
-    conditioning's depth floor at the sky. Slices are lazy views; `np.asarray` (or an index array) reads
-    only the frames asked for, so memory maps stay on disk.
-    """
-
-    def __init__(self, depth: np.ndarray, sky: np.ndarray):
-        if depth.shape != sky.shape:
-            raise ValueError(f"depth {depth.shape} and sky mask {sky.shape} differ in shape")
-        self.depth, self.sky = depth, sky
-        self.shape = (*depth.shape, 1)
-
-    @classmethod
-    def of(cls, cache: Cache) -> SkyZeroDepth:
-        if "sky" not in cache.streams:
-            raise ValueError(f"{cache.dir}: no sky mask in this cache (extract it with the deeplab teacher)")
-        return cls(cache.stream("depth"), cache.stream("sky"))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return SkyZeroDepth(self.depth[index], self.sky[index])
-        return np.asarray(SkyZeroDepth(self.depth[index], self.sky[index]))
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        depth = np.where(np.asarray(self.sky) > 0, np.float32(0), np.asarray(self.depth, dtype=np.float32))
-        return depth[..., None] if dtype is None else depth[..., None].astype(dtype)
-
-
-def cached_depth(cache: Cache, sky_to_zero: bool = False):
-    """The depth stream (n, s, s, 1), with the sky at 0 if asked (`SkyZeroDepth`)."""
-    return SkyZeroDepth.of(cache) if sky_to_zero else cache.stream("depth")[..., None]
-
-
 def video_source_stats(
     cache: Cache | str | os.PathLike,
     skips: Sequence[int] | None = None,
@@ -348,7 +309,7 @@ def video_source_stats(
 ):
     """The renderer's conditioning statistics of a cached video (``neural_render`` source "video").
 
-    Depth is fitted on every frame (with the sky at 0 if `sky_to_zero`: see `SkyZeroDepth`); flow is the
+    Depth is fitted on every frame (with the sky at 0 if `sky_to_zero`: see `train.sky`); flow is the
     mixture the dataset draws (skips equally likely), so its mean and std come from each skip's fit:
     mean = avg(m_k), var = avg(s_k^2 + m_k^2) - mean^2.
     """

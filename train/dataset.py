@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from train.cache import Cache, flow_stream
+from train.sky import sky_mask
 from train.video import ClipSpec, sample_clip
 
 
@@ -39,7 +40,7 @@ class CachedClips(Dataset):
         skips: frame skips to draw from (default: all the cache has flow for).
         seed: base seed of the clip draws.
         clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
-        sky_to_zero: read depth as 0 where the cached sky mask says sky (``train.cache.SkyZeroDepth``).
+        sky_to_zero: read depth as 0 where the cached sky mask says sky (``train.sky``).
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class CachedClips(Dataset):
         if "depth" in arrays:
             depth = arrays["depth"][idx].astype(np.float32)
             if self.sky_to_zero:
-                depth[arrays["sky"][idx] > 0] = 0.0
+                depth[arrays["sky_grown"][idx] > 0] = 0.0
             item["depth"] = torch.from_numpy(depth[..., None])  # (t, s, s, 1)
         if "teacher" in arrays:
             teacher = self.cache.spec("teacher").decode(arrays["teacher"][idx])
@@ -109,6 +110,8 @@ class CachedClips(Dataset):
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             self._arrays = {name: self.cache.stream(name) for name in self.cache.streams}
+            if self.sky_to_zero:
+                self._arrays["sky_grown"] = sky_mask(self.cache)
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:

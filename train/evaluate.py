@@ -31,9 +31,10 @@ import numpy as np
 
 from neural_render import ConditionStats, StreamingRenderer, load_renderer
 from neural_render.checkpoint import CheckpointError
-from train.cache import Cache, cached_depth, extract, flow_stream, video_source_stats
+from train.cache import Cache, extract, flow_stream, video_source_stats
 from train.cli import OneLineParser, cache_step_key, parse_cache_steps
 from train.extractors import DEFAULT_EXTRACTORS, warp_error
+from train.sky import cached_depth
 from train.video import VideoError
 
 __all__ = ["EvalClip", "load_eval_clip", "psnr", "evaluate_clip", "evaluate", "main"]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from neural_render.conditioning import ConditionStats
-from train.cache import MANIFEST, Cache, SkyZeroDepth, extract, load_manifest, video_source_stats
+from train.cache import MANIFEST, Cache, extract, load_manifest, video_source_stats
 from train.dataset import CachedClips
 from train.extract import main as extract_main
 from train.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
+from train.sky import SkyZeroDepth, grow_sky, sky_mask
 from train.stats import PERCENTILES
 from train.video import ClipSpec, VideoError, crop_resize, read_video
 
@@ -178,7 +179,9 @@ def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_pa
     """Where deeplab says sky, depth reads 0 (the game's sky) in clips, stats and lazy slices; elsewhere as cached."""
     cache_dir = extract(road_clip, tmp_path, size=32, max_frames=5, chunk_frames=3, skips=(1,), progress=False)
     cache = Cache(cache_dir)
-    raw, sky = cache.stream("depth").astype(np.float32), cache.stream("sky") > 0
+    raw, seed = cache.stream("depth").astype(np.float32), cache.stream("sky") > 0
+    sky = np.asarray(sky_mask(cache)) > 0
+    assert (cache_dir / "sky_grown.npy").is_file() and np.all(sky[seed])  # grown from deeplab's sky, stored
     assert 0.02 < sky.mean() < 0.6 and raw[sky].min() > 0.01  # PyDNet's sky is not 0, the mask finds some
     masked = np.asarray(SkyZeroDepth.of(cache))[..., 0]
     assert np.all(masked[sky] == 0) and np.array_equal(masked[~sky], raw[~sky])
@@ -190,6 +193,26 @@ def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_pa
     assert zeroed.depth_mean == pytest.approx(log_depth.mean(), rel=1e-6)
     assert zeroed.depth_mean < plain.depth_mean - 0.5 and zeroed.depth_std > plain.depth_std  # sky at the floor
     assert zeroed.flow_mean == plain.flow_mean
+
+
+def test_grow_sky_follows_a_clear_sky_and_stops_at_edges_and_near_things():
+    """A blue gradient sky above a green hill: a strip of seed grows over the whole sky and nothing else."""
+    side = 64
+    frame = np.zeros((side, side, 3), np.uint8)
+    rows = np.arange(side)[:, None]
+    frame[:32] = np.stack([40 + rows[:32] * 2, 90 + rows[:32] * 2, np.full((32, 1), 220)], -1)  # 2 levels a row
+    frame[32:] = (40, 120, 40)  # the hill
+    depth = np.full((side, side), 0.05, np.float32)
+    depth[32:, 32:] = 0.2  # the right half of the hill is nearer than the sky; the left half only differs in colour
+    depth[2:6, 50:54] = 0.5  # a near object painted exactly like the sky around it
+    seed = np.zeros((side, side), bool)
+    seed[20:24, 10:30] = True  # what the segmentation found
+    grown = grow_sky(frame, seed, depth)
+    expected = np.zeros((side, side), bool)
+    expected[:32] = True
+    expected[2:6, 50:54] = False
+    assert np.array_equal(grown, expected)
+    assert not grow_sky(frame, np.zeros_like(seed), depth).any()  # nothing to grow from
 
 
 def test_sky_to_zero_needs_a_sky_mask(road_clip, tmp_path):
