@@ -16,7 +16,9 @@ complete, the JSON last; an interrupted episode leaves nothing behind under an e
 
 The recording env renders at `size` (for a neural view: the renderer's size). A built-in agent plays that env
 directly; a PPO agent plays its own env (the observations it was trained on) in lockstep: both envs get the
-same seed and the same actions, and the game does not depend on the image size, so they ride the same ride.
+same seed and the same actions (a decision of an agent that decides every few frames is played as its env
+plays it, `spokester_env.frame_actions`), and the game does not depend on the image size, so they ride the
+same ride.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from agents.evaluate import Agent, load_agent
 from agents.heuristic import AGENT_NAMES
 from agents.painter import FrameletPainter
 from neural_render.files import publish, temporary_path
+from spokester_env import KEEP_LANE, frame_actions
 
 __all__ = ["RecordConfig", "VIEWS", "record", "record_episode"]
 
@@ -172,13 +175,15 @@ def _play(agent, env, video, seed, view, painter, max_steps, npz_path: Path) -> 
     actions, rewards = [], []
     video.write(_picture(view, obs["rgb"], neural[0] if neural else None))
     pending: list[np.ndarray] = []  # cube frames waiting for their framelet's neural frames
-    done, action = False, 0
+    done, decision = False, [KEEP_LANE]
     while not done:
         t = len(actions)
-        if t % repeat == 0:
-            action = agent.act(agent_obs)
+        if t % repeat == 0:  # the agent decides; its env plays the decision over `repeat` frames
+            chosen = agent.act(agent_obs)
+            decision = frame_actions(chosen, repeat)
             if separate:
-                agent_obs = agent.env.step(action)[0]
+                agent_obs = agent.env.step(chosen)[0]
+        action = decision[t % repeat]
         obs, reward, terminated, truncated, info = env.step(action)
         if not separate:
             agent_obs = obs

@@ -2,7 +2,8 @@
 
 Framelets and steps: the renderer makes `patch_frames` (F = 2) frames at a time, from the depth and flow
 of F consecutive game frames. So one wrapper step advances the game by one framelet: the action is
-repeated for F game frames, the rewards are summed, and `info["frames"]` says how many game frames were
+played on its first frame and "keep lane" on the others (`spokester_env.frame_actions`: a move is one
+lane, however many frames a decision lasts), the rewards are summed, and `info["frames"]` says how many game frames were
 advanced (F, or fewer when the episode ended inside the framelet; then the missing frames' depth and flow
 repeat the last frame's, so a whole framelet can still be rendered). The observation's depth and flow are
 those of the last advanced game frame and `"neural"` is the rendered frame of that same game frame: the
@@ -26,6 +27,7 @@ from gymnasium.vector import AutoresetMode
 
 from neural_render.checkpoint import load_renderer
 from neural_render.sampler import StreamingRenderer
+from spokester_env import frame_actions
 
 __all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
 
@@ -69,8 +71,10 @@ class _Framelets:
 
     def step(self, action) -> tuple:
         observations, reward, terminated, truncated, info = [], 0.0, False, False, {}
-        while len(observations) < self.frames and not (terminated or truncated):
-            observation, r, terminated, truncated, info = self.env.step(action)
+        for played in frame_actions(action, self.frames):
+            if terminated or truncated:
+                break
+            observation, r, terminated, truncated, info = self.env.step(played)
             observations.append(observation)
             reward += float(r)
         depth, flow = self._stack(observations, self.frames)

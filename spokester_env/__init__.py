@@ -2,7 +2,7 @@
 
 from gymnasium.envs.registration import register
 
-from .config import ACTION_MEANINGS, CameraConfig, GameConfig
+from .config import ACTION_MEANINGS, KEEP_LANE, CameraConfig, GameConfig, frame_actions
 from .env import OBSERVATION_KEYS, SpokesterEnv
 from .scene import CLASS_NAMES
 from .visualize import depth_to_rgb, flow_to_rgb
@@ -10,6 +10,7 @@ from .wrappers import ActionRepeat, PackedObservation
 
 __all__ = [
     "ACTION_MEANINGS",
+    "KEEP_LANE",
     "CLASS_NAMES",
     "CameraConfig",
     "GameConfig",
@@ -19,6 +20,7 @@ __all__ = [
     "SpokesterEnv",
     "depth_to_rgb",
     "flow_to_rgb",
+    "frame_actions",
 ]
 
 register(id="Spokester-v0", entry_point="spokester_env.env:SpokesterEnv", max_episode_steps=3000)

@@ -11,6 +11,19 @@ from dataclasses import dataclass, field
 
 ACTION_MEANINGS = ("keep lane", "move one lane left", "move one lane right")
 """Meaning of each `Discrete(3)` action; the index is the action."""
+KEEP_LANE = 0
+"""The action that changes nothing."""
+
+
+def frame_actions(action: int, frames: int) -> list[int]:
+    """How one decision plays over `frames` game frames: the action on the first frame, "keep lane" after.
+
+    A move is an impulse: every frame that plays "move one lane right" moves the rider's target one lane
+    further, so holding a move for a repeated step would cross two lanes in two frames. Wrappers that
+    decide once per several frames (`ActionRepeat`, the neural renderer's framelets, recordings in lockstep
+    with them) play each decision through this, so that one decision moves at most one lane.
+    """
+    return [int(action)] + [KEEP_LANE] * (frames - 1)
 
 
 @dataclass(frozen=True)

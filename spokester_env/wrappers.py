@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .config import frame_actions
+
 DEPTH_LOG_GAIN = 20.0
 """Packed depth = 255 * log(1 + g * inv_depth) / log(1 + g * max_inv_depth) with g = this gain (1/m)^-1."""
 FLOW_SCALE = 4.0
@@ -45,13 +47,15 @@ class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 
 
 class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Repeats each action for `repeat` game frames (Atari's frame skip, without its max-pooling).
+    """One decision per `repeat` game frames (Atari's frame skip, without its max-pooling).
 
-    One step plays the action for up to `repeat` frames, stopping early at a crash or the time limit; the
-    observation is the last frame's, the reward the sum over the frames played, and `info["frames"]` the number
-    of frames played (0 after `reset`). `frames_per_step` is `repeat`. Lane changes take about 0.6 s (14 frames
-    at 24 fps), so deciding every 2-4 frames loses no control while making each decision matter more to a
-    learner. SB3's `MaxAndSkipEnv` is not used: it max-pools the last two frames, which is wrong for flow.
+    One step plays the decision over up to `repeat` frames (`frame_actions`: the action on the first frame,
+    "keep lane" on the rest, so a move is one lane, never several), stopping early at a crash or the time
+    limit; the observation is the last frame's, the reward the sum over the frames played, and
+    `info["frames"]` the number of frames played (0 after `reset`). `frames_per_step` is `repeat`. Lane
+    changes take about 0.6 s (14 frames at 24 fps), so deciding every 2-4 frames loses no control while
+    making each decision matter more to a learner. SB3's `MaxAndSkipEnv` is not used: it repeats the action
+    itself and max-pools the last two frames, both wrong here.
     """
 
     def __init__(self, env: gym.Env, repeat: int) -> None:
@@ -67,8 +71,8 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         total, frames = 0.0, 0
-        for _ in range(self.repeat):
-            observation, reward, terminated, truncated, info = self.env.step(action)
+        for played in frame_actions(action, self.repeat):
+            observation, reward, terminated, truncated, info = self.env.step(played)
             total += float(reward)
             frames += 1
             if terminated or truncated:

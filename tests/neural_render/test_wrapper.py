@@ -42,7 +42,7 @@ def test_observations_lie_in_the_space_and_show_the_same_game_frame(checkpoint):
         observation, reward, terminated, truncated, info = env.step(action)
         assert env.observation_space.contains(observation)
         assert info["frames"] == 2 and info["neural_frames"].shape == (2, SIZE, SIZE, 3)
-        expected = [plain.step(action) for _ in range(2)]
+        expected = [plain.step(action), plain.step(0)]  # a decision is one lane: the move, then keep lane
         np.testing.assert_array_equal(observation["depth"], expected[-1][0]["depth"])  # no lag
         assert reward == pytest.approx(sum(e[1] for e in expected))
         np.testing.assert_array_equal(observation["neural"], info["neural_frames"][-1])

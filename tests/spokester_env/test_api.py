@@ -202,18 +202,21 @@ def test_packed_observation_layout(make_env):
     assert abs(int(np.median(packed[1])) - 128) < 20  # flow is centred on 128
 
 
-def test_action_repeat_plays_each_action_for_several_frames(make_env):
-    """A step of ActionRepeat(3) is three plain steps with the same action: same frame, summed reward."""
+def test_action_repeat_plays_each_decision_over_several_frames(make_env):
+    """A step of ActionRepeat(3) is three plain steps: the action, then keep lane twice; rewards summed."""
     kwargs = dict(width=32, height=32, observations=("depth",))
     repeated, plain = ActionRepeat(make_env(**kwargs), 3), make_env(**kwargs)
     assert repeated.frames_per_step == 3 and repeated.reset(seed=4)[1]["frames"] == 0
     plain.reset(seed=4)
-    for action in (1, 0, 2, 2, 0):
+    for action in (2, 0, 2, 2, 1):
         obs, reward, terminated, truncated, info = repeated.step(action)
-        rewards = [plain.step(action) for _ in range(3)]
-        np.testing.assert_array_equal(obs["depth"], rewards[-1][0]["depth"])
-        assert reward == pytest.approx(sum(r[1] for r in rewards)) and info["frames"] == 3
-        assert info["distance"] == rewards[-1][4]["distance"] and not terminated
+        steps = [plain.step(played) for played in (action, 0, 0)]
+        np.testing.assert_array_equal(obs["depth"], steps[-1][0]["depth"])
+        assert reward == pytest.approx(sum(r[1] for r in steps)) and info["frames"] == 3
+        assert info["distance"] == steps[-1][4]["distance"] and not terminated
+    # one lane per decision: right, keep, right (already at the right edge), right, left -> lanes 2, then 1
+    assert repeated.unwrapped.game.state.rider.target_lane == 1
+    assert spokester_env.frame_actions(2, 4) == [2, 0, 0, 0]
     with pytest.raises(ValueError, match="repeat=0 must be an integer >= 1"):
         ActionRepeat(plain, 0)
 
