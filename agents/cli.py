@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=_positive(int), default=None, help="parallel envs (default: the YAML's)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy", help="packed view: env processes")
     p.add_argument("--hyperparams", default=None, help="zoo-format YAML (default: agents/hyperparams/ppo.yaml)")
-    p.add_argument("--action-repeat", type=_positive(int), default=1,
-                   help="packed view: play each action for N game frames (default 1)")
+    p.add_argument("--action-repeat", type=_positive(int), default=None,
+                   help="packed view: one decision per N game frames (default: the YAML's action_repeat, else 1)")
     p.add_argument("--eval-every", type=int, default=25_000,
                    help="env steps between evaluations of the most likely action; the best policy is saved "
                         "(0 = never, save the last; default 25000)")
@@ -160,11 +160,12 @@ def run(args: argparse.Namespace) -> int:
 
         size = args.size if args.size is not None else 64 if args.view == "packed" else _renderer_size(args.checkpoint)
         settings = ObservationSettings(view=args.view, size=size, checkpoint=args.checkpoint,
-                                       render_steps=args.render_steps, action_repeat=args.action_repeat)
+                                       render_steps=args.render_steps)
         train_agent(TrainAgentConfig(out=args.out, timesteps=args.timesteps, minutes=args.minutes, seed=args.seed,
                                      observation=settings, n_envs=args.n_envs, vec_env=args.vec_env,
                                      hyperparams=args.hyperparams, torch_threads=args.threads,
-                                     eval_every=args.eval_every or None, eval_episodes=args.eval_episodes))
+                                     eval_every=args.eval_every or None, eval_episodes=args.eval_episodes,
+                                     action_repeat=args.action_repeat))
     elif args.command == "eval-agent":
         from agents.evaluate import evaluate, print_table
 

@@ -13,6 +13,7 @@ the observation settings (so that evaluation rebuilds the same env) and what the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ PPO_ARGUMENTS = (
     "vf_coef", "gamma", "gae_lambda", "max_grad_norm", "normalize_advantage", "target_kl", "policy_kwargs",
     "use_sde", "sde_sample_freq",
 )  # fmt: skip
-"""Keys of a zoo entry that go to `PPO(...)`; `n_envs`, `n_timesteps` and `normalize` are read here."""
+"""Keys of a zoo entry that go to `PPO(...)`; `n_envs`, `n_timesteps`, `normalize` and `action_repeat` (ours:
+game frames per decision of the packed view, `spokester_env.ActionRepeat`) are read here."""
 
 MIN_CNN_SIZE = 36
 """NatureCNN's smallest input side (8x8 stride 4, 4x4 stride 2, 3x3 stride 1), px."""
@@ -60,6 +62,9 @@ class TrainAgentConfig:
     """What the agent sees."""
     n_envs: int | None = None
     """Parallel envs (None = the YAML's `n_envs`)."""
+    action_repeat: int | None = None
+    """Packed view: game frames per decision (None = the YAML's `action_repeat`, else 1); it is saved in the
+    sidecar's observation settings. The neural view always decides once per framelet."""
     vec_env: str = "dummy"
     """`"dummy"` (all envs in this process) or `"subproc"` (one process each); packed view only."""
     hyperparams: str | None = None
@@ -91,7 +96,7 @@ def load_hyperparams(path: str | os.PathLike | None = None, env_id: str = ENV_ID
     if env_id not in table:
         raise ValueError(f"{path or 'agents/hyperparams/ppo.yaml'}: no entry for {env_id!r}")
     entry = dict(table[env_id])
-    unknown = set(entry) - set(PPO_ARGUMENTS) - {"n_envs", "n_timesteps", "normalize"}
+    unknown = set(entry) - set(PPO_ARGUMENTS) - {"n_envs", "n_timesteps", "normalize", "action_repeat"}
     if unknown:
         raise ValueError(f"{path or 'ppo.yaml'}: unknown keys {sorted(unknown)} for {env_id!r}")
     return entry
@@ -203,14 +208,14 @@ class KeepBest(BaseCallback):
 
 
 def _evaluator(
-    config: TrainAgentConfig, n_envs: int, training_env: VecEnv, console: Console
+    config: TrainAgentConfig, settings: ObservationSettings, n_envs: int, training_env: VecEnv, console: Console
 ) -> tuple[EvalCallback, KeepBest, LogEvaluation]:
     """SB3's `EvalCallback` playing the most likely action on seeded episodes, keeping the best policy.
 
     The reward is metres per frame, so an episode's return is the distance ridden (VecMonitor reports it raw).
     """
     envs = min(config.eval_episodes, 5)
-    eval_env = make_vec_env(config.observation, envs, config.eval_seed, "dummy")
+    eval_env = make_vec_env(settings, envs, config.eval_seed, "dummy")
     if isinstance(training_env, VecNormalize):  # EvalCallback syncs the normalisation wrappers pairwise
         eval_env = VecNormalize(eval_env, training=False, norm_obs=False, norm_reward=False)
     keep, log = KeepBest(), LogEvaluation(console)
@@ -242,16 +247,20 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     if total < 1 or n_envs < 1:
         raise ValueError(f"timesteps ({total}) and n_envs ({n_envs}) must be positive")
     normalize = _normalize(hp.pop("normalize", None))
+    repeat = hp.pop("action_repeat", 1) if config.action_repeat is None else config.action_repeat
+    settings = config.observation
+    if settings.view == "packed":
+        settings = dataclasses.replace(settings, action_repeat=int(repeat))
     kwargs = {key: _schedule(value) for key, value in hp.items()}
     kwargs["n_steps"] = min(int(kwargs.get("n_steps", 128)), max(total // n_envs, 2))
     kwargs["batch_size"] = min(int(kwargs.get("batch_size", 64)), kwargs["n_steps"] * n_envs)
 
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
-    if kwargs.get("policy") == "CnnPolicy" and config.observation.size < MIN_CNN_SIZE:
-        raise ValueError(f"size {config.observation.size}: CnnPolicy (NatureCNN) needs at least {MIN_CNN_SIZE} px")
+    if kwargs.get("policy") == "CnnPolicy" and settings.size < MIN_CNN_SIZE:
+        raise ValueError(f"size {settings.size}: CnnPolicy (NatureCNN) needs at least {MIN_CNN_SIZE} px")
     set_random_seed(config.seed)
-    venv = make_vec_env(config.observation, n_envs, config.seed, config.vec_env)
+    venv = make_vec_env(settings, n_envs, config.seed, config.vec_env)
     if normalize:
         venv = VecNormalize(venv, gamma=float(hp.get("gamma", 0.99)), **normalize)
     model = PPO(env=venv, seed=config.seed, device=config.device, verbose=0, **kwargs)
@@ -259,10 +268,11 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     progress = Progress(budget, total, config.log_every_s, console)
     callbacks, evaluator, keep, log = [progress], None, None, None
     if config.eval_every:
-        evaluator, keep, log = _evaluator(config, n_envs, venv, console)
+        evaluator, keep, log = _evaluator(config, settings, n_envs, venv, console)
         callbacks.append(evaluator)
     console.print(
-        f"PPO on {ENV_ID}, {config.observation.view} view at {config.observation.size} px, "
+        f"PPO on {ENV_ID}, {settings.view} view at {settings.size} px, one decision per "
+        f"{settings.action_repeat if settings.view == 'packed' else 'framelet'} frame(s), "
         f"{n_envs} envs, up to {total:,d} steps" + (f" or {config.minutes:g} min" if budget else "")
     )
     start = time.monotonic()
@@ -288,7 +298,7 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     out = save_model(model, config.out)
     write_sidecar(
         out,
-        config.observation,
+        settings,
         algorithm="PPO",
         seed=config.seed,
         n_envs=n_envs,

@@ -255,7 +255,7 @@ def cpu_tiny(**overrides) -> TrainConfig:
     base = TrainConfig(
         preset="cpu-tiny",
         renderer="tiny",
-        stages=(Stage(steps=2400, image_size=128, clip_frames=8, batch_size=4),),
+        stages=(Stage(steps=4500, image_size=128, clip_frames=8, batch_size=4),),
         lr=5e-4,
         warmup_steps=100,
         ema_decay=0.998,
