@@ -37,7 +37,8 @@ def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="heuristic", help="heuristic, random, or the path of a PPO .zip from train-agent")
     p.add_argument("--episodes", type=_positive(int), default=1, help="number of episodes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="episode i is played with seed S + i (default 0)")
-    p.add_argument("--max-steps", type=_positive(int), default=None, help="cut each episode after M game frames")
+    p.add_argument("--max-steps", type=_positive(int), default=None,
+                   help="cut each episode after M game frames (an agent deciding every k frames ends its decision)")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

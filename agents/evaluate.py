@@ -92,7 +92,8 @@ def load_agent(
 
 
 def run_episode(agent: Agent, seed: int, max_steps: int | None = None) -> dict:
-    """One seeded episode; returns distance (m), length (game frames), crashed and the step count."""
+    """One seeded episode; returns distance (m), length (game frames), crashed and the step count. `max_steps`
+    cuts the episode at the first step that reaches that many frames (a step may be several frames)."""
     agent.start_episode(seed)
     obs, info = agent.env.reset(seed=seed)
     frames, steps, done = 0, 0, False
