@@ -247,7 +247,8 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     if total < 1 or n_envs < 1:
         raise ValueError(f"timesteps ({total}) and n_envs ({n_envs}) must be positive")
     normalize = _normalize(hp.pop("normalize", None))
-    repeat = hp.pop("action_repeat", 1) if config.action_repeat is None else config.action_repeat
+    repeat = hp.pop("action_repeat", 1)
+    repeat = repeat if config.action_repeat is None else config.action_repeat
     settings = config.observation
     if settings.view == "packed":
         settings = dataclasses.replace(settings, action_repeat=int(repeat))

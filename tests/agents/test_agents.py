@@ -81,6 +81,7 @@ def test_sidecar_round_trip_and_errors(tmp_path):
 def test_hyperparams_are_zoo_format():
     hp = load_hyperparams()
     assert hp["policy"] == "CnnPolicy" and hp["n_envs"] >= 1 and hp["normalize"]["norm_obs"] is False
+    assert hp["action_repeat"] == 8 and hp["gamma"] == 0.98  # the recipe the README measures
     schedule = _schedule(hp["learning_rate"])
     assert schedule(1.0) == pytest.approx(2.5e-4) and schedule(0.5) == pytest.approx(1.25e-4)
     assert _schedule(0.3) == 0.3

@@ -113,6 +113,7 @@ def test_train_agent_stops_on_the_clock(tmp_path):
     assert result.returncode == 0, result.stderr
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["stopped_by"] == "clock" and sidecar["timesteps"] < 1000
+    assert sidecar["observation"]["action_repeat"] == 8  # the YAML's, when --action-repeat is not given
 
 
 def test_record_neural_both(tiny_checkpoint, tmp_path):
