@@ -5,10 +5,10 @@ evaluation, recording and play rebuild exactly the observations it was trained o
 
 - `"packed"`: the game's depth+flow at `size` x `size`, packed by `spokester_env.PackedObservation` into one
   channel-first uint8 image (3 channels) for SB3's `CnnPolicy`. One step = `action_repeat` game frames
-  (default 1), the action repeated.
+  (default 1): the action on the first, keep lane on the rest (`spokester_env.frame_actions`).
 - `"neural"`: the neural renderer's frame alone (uint8 (S, S, 3), S = the renderer's size), through
   `neural_render.NeuralRenderObservation` (one env) or `NeuralRenderVectorEnv` (training, one batched
-  renderer pass for all envs). One step = one framelet = `patch_frames` game frames, the action repeated.
+  renderer pass for all envs). One step = one framelet = `patch_frames` game frames, played the same way.
 """
 
 from __future__ import annotations
