@@ -6,9 +6,12 @@ Observations (see `agents.envs`): by default the game's inverse depth and flow a
 an 84 x 84 one, and the network a little over half, which is what a 2-core CPU can afford.
 
 Hyperparameters come from `agents/hyperparams/ppo.yaml`, keyed by env id in the rl-baselines3-zoo format
-(`lin_<value>` = a linear schedule to 0). Training stops at `timesteps` or after `minutes` of wall-clock
-time, whichever comes first; the model is saved atomically as `OUT` (a `.zip`) with a JSON sidecar holding
-the observation settings (so that evaluation rebuilds the same env) and what the run did.
+(`lin_<value>` = a linear schedule to 0), plus `action_repeat`: game frames per decision of the packed view
+(`spokester_env.ActionRepeat`). Training stops at `timesteps` or after `minutes` of wall-clock time,
+whichever comes first. Every `eval_every` steps SB3's `EvalCallback` plays the most likely action on seeded
+episodes; the best policy so evaluated is what is saved (rl-zoo's `best_model`), atomically, as `OUT` (a
+`.zip`) with a JSON sidecar holding the observation settings (so that evaluation rebuilds the same env),
+every evaluation, and what the run did.
 """
 
 from __future__ import annotations
