@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from train.cache import Cache, flow_stream
-from train.sky import sky_mask
+from train.sky import cached_depth
 from train.video import ClipSpec, sample_clip
 
 
@@ -96,10 +96,7 @@ class CachedClips(Dataset):
             "fps": torch.tensor(self.cache.fps / spec.skip, dtype=torch.float32),
         }
         if "depth" in arrays:
-            depth = arrays["depth"][idx].astype(np.float32)
-            if self.sky_to_zero:
-                depth[arrays["sky_grown"][idx] > 0] = 0.0
-            item["depth"] = torch.from_numpy(depth[..., None])  # (t, s, s, 1)
+            item["depth"] = torch.from_numpy(np.asarray(arrays["depth"][idx], dtype=np.float32))  # (t, s, s, 1)
         if "teacher" in arrays:
             teacher = self.cache.spec("teacher").decode(arrays["teacher"][idx])
             item["teacher"] = torch.from_numpy(teacher.astype(np.float32))  # (t, gh, gw, c)
@@ -110,8 +107,8 @@ class CachedClips(Dataset):
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             self._arrays = {name: self.cache.stream(name) for name in self.cache.streams}
-            if self.sky_to_zero:
-                self._arrays["sky_grown"] = sky_mask(self.cache)
+            if "depth" in self._arrays:  # (n, s, s, 1), the sky at 0 with sky_to_zero
+                self._arrays["depth"] = cached_depth(self.cache, self.sky_to_zero)
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:

@@ -5,7 +5,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from spokester_env import CLASS_NAMES
 from train.extractors.teacher import DeepLabFeatures
@@ -18,19 +17,6 @@ SKY, GROUND, BUILDINGS, CARS, RIDER = range(5)
 @pytest.fixture(scope="module")
 def deeplab():
     return DeepLabFeatures()
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A one-block 32 px renderer with small random weights."""
-    from neural_render import build_renderer, save_renderer
-
-    model = build_renderer("tiny", image_size=32, width=64, depth=1, heads=1)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(0.2 * torch.randn(param.shape, generator=generator))
-    return save_renderer(tmp_path_factory.mktemp("renderer") / "tiny", model, provenance={"test": "semantic"})
 
 
 def test_mapping_names_every_game_class_and_only_cityscapes_classes():
