@@ -1,13 +1,14 @@
 """Benchmark of the streaming renderer: ms per framelet, frames/s, TFLOP/s, with and without the KV cache.
 
     python -m neural_render.bench                # tiny preset at 128x128 on the CPU (and CUDA if present)
-    python -m neural_render.bench --preset base --size 320 --steps 12 --window 3 --device cuda
+    python -m neural_render.bench --preset base --size 320 --steps 12 --window 3 --device cuda --cuda-graph
 
 "No cache" is the baseline a cache replaces: every denoising pass recomputes the whole window (the
 context framelets' inputs are kept and run again with the new framelet under the window mask). The cached
 run also reports the first-100 and last-100 framelet times and whether the cache's tensors stayed where
-they were allocated, which is what constant memory and time per frame means here. Weights are random:
-speed does not depend on them.
+they were allocated, which is what constant memory and time per frame means here. `--cuda-graph` also
+times the same renderer replaying CUDA graphs and prints its speed-up over eager; `--batch B` renders B
+streams per forward pass (frames/s counts every stream). Weights are random: speed does not depend on them.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def forward_flops(config: RendererConfig, queries: int, keys: int) -> float:
     return float(config.depth * block + adaln + ends)
 
 
-def _inputs(config: RendererConfig, seed: int = 0):
+def _inputs(config: RendererConfig, seed: int = 0, batch: int = 1):
     rng = np.random.default_rng(seed)
     shape = (config.patch_frames, config.image_size, config.image_size)
+    shape = shape if batch == 1 else (batch, *shape)
     depth = rng.uniform(0.0, 10.0, (*shape, 1)).astype(np.float32)
     flow = rng.normal(0.0, 4.0, (*shape, 2)).astype(np.float32)
     return depth, flow
@@ -70,7 +72,7 @@ def _inputs(config: RendererConfig, seed: int = 0):
 def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -> tuple[BenchResult, bool]:
     """Time `framelets` cached steps; also report whether the cache tensors never moved."""
     cfg, cache = renderer.config, renderer.cache
-    depth, flow = _inputs(cfg)
+    depth, flow = _inputs(cfg, batch=renderer.batch_size)
     for _ in range(warmup):
         renderer.step(depth, flow)
     pointers = [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
@@ -82,15 +84,17 @@ def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -
     still = pointers == [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
     s, w = cfg.tokens_per_framelet, renderer.window
     passes = renderer.num_steps + (1 if renderer.cache_at_step is None else 0)
-    return BenchResult(times, passes * forward_flops(cfg, s, w * s), cfg.patch_frames), still
+    b = renderer.batch_size
+    return BenchResult(times, b * passes * forward_flops(cfg, s, w * s), b * cfg.patch_frames), still
 
 
 @torch.no_grad()
 def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2) -> BenchResult:
     """Time the baseline that reruns the whole window in every denoising pass (same steps, same model)."""
-    model, cfg, window = renderer.model, renderer.config, renderer.window
-    depth, flow = _inputs(cfg)
-    cond = renderer.stats.normalize(depth[None], flow[None], renderer.source).to(renderer.device, renderer.dtype)
+    model, cfg, window, b = renderer.model, renderer.config, renderer.window, renderer.batch_size
+    depth, flow = _inputs(cfg, batch=b)
+    depth, flow = (depth[None], flow[None]) if b == 1 else (depth, flow)
+    cond = renderer.stats.normalize(depth, flow, renderer.source).to(renderer.device, renderer.dtype)
     context: list[tuple[torch.Tensor, float]] = []
     times = []
     for index in range(warmup + framelets):
@@ -99,7 +103,7 @@ def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2)
         kept = None
         for step, (t, t_next) in enumerate(zip(renderer.times[:-1], renderer.times[1:], strict=True)):
             xs = torch.cat([c[0] for c in context] + [z], dim=1)
-            ts = torch.tensor([[c[1] for c in context] + [t]], device=renderer.device, dtype=renderer.dtype)
+            ts = torch.tensor([[c[1] for c in context] + [t]] * b, device=renderer.device, dtype=renderer.dtype)
             cs = cond.repeat(1, len(context) + 1, 1, 1, 1)
             with torch.autocast(renderer.device.type, dtype=torch.bfloat16, enabled=renderer.autocast):
                 x_hat = model(xs, ts, cs, window=window)[:, -cfg.patch_frames :]
@@ -112,7 +116,8 @@ def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2)
         if index >= warmup:
             times.append(time.perf_counter() - start)
     s = cfg.tokens_per_framelet
-    return BenchResult(times, renderer.num_steps * forward_flops(cfg, window * s, window * s), cfg.patch_frames)
+    flops = b * renderer.num_steps * forward_flops(cfg, window * s, window * s)
+    return BenchResult(times, flops, b * cfg.patch_frames)
 
 
 def _peak(device: torch.device, given: float | None) -> float | None:
@@ -122,35 +127,57 @@ def _peak(device: torch.device, given: float | None) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
-def run(args: argparse.Namespace, device: torch.device) -> None:
-    """Benchmark one device and print the figures."""
-    overrides = {"image_size": args.size} if args.size else {}
-    model: Renderer = build_renderer(args.preset, **overrides)
-    renderer = StreamingRenderer(
+def _renderer(model: Renderer, args: argparse.Namespace, device: torch.device, **options) -> StreamingRenderer:
+    return StreamingRenderer(
         model,
         window=args.window,
         num_steps=args.steps,
         cache_at_step=args.cache_at_step,
+        batch_size=args.batch,
         device=device,
         compile=args.compile,
+        **options,
     )
+
+
+def _cached_line(label: str, renderer: StreamingRenderer, result: BenchResult, still: bool, peak) -> str:
+    of_peak = f" ({100 * result.tflops / peak:.1f}% of {peak:.0f})" if peak else ""
+    first, last = result.times[:100], result.times[-100:]
+    cache = renderer.cache
+    return (
+        f"  {label:<9} {result.ms:8.2f} ms/framelet {result.fps:8.1f} frames/s {result.tflops:7.3f} TFLOP/s{of_peak}"
+        f"  [{len(result.times)} framelets; median first 100 {1000 * np.median(first):.2f} ms, "
+        f"last 100 {1000 * np.median(last):.2f} ms; cache tensors never moved: {still}; "
+        f"cache {(cache.keys.nbytes * 2 + cache.staged_keys.nbytes * 2) / 2**20:.2f} MiB]"
+    )
+
+
+def run(args: argparse.Namespace, device: torch.device) -> None:
+    """Benchmark one device and print the figures."""
+    overrides = {"image_size": args.size} if args.size else {}
+    model: Renderer = build_renderer(args.preset, **overrides)
+    renderer = _renderer(model, args, device)
     cfg = model.config
     params = sum(p.numel() for p in model.parameters()) / 1e6
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"[{device}] preset {args.preset} ({params:.1f}M parameters), {cfg.image_size}x{cfg.image_size}, "
+        f"[{device}: {name}] preset {args.preset} ({params:.1f}M parameters), {cfg.image_size}x{cfg.image_size}, "
         f"{cfg.patch_frames} frames per framelet, {args.steps} steps, window {args.window}, "
-        f"cache_at_step {args.cache_at_step}, {'bf16 autocast' if renderer.autocast else 'float32'}"
+        f"cache_at_step {args.cache_at_step}, {args.batch} stream(s), "
+        f"{'bf16 autocast' if renderer.autocast else 'float32'}{', torch.compile' if args.compile else ''}"
     )
-    cached, still = bench_cached(renderer, args.framelets)
     peak = _peak(device, args.peak_tflops)
-    of_peak = f" ({100 * cached.tflops / peak:.1f}% of {peak:.0f})" if peak else ""
-    first, last = cached.times[:100], cached.times[-100:]
-    print(
-        f"  cached:   {cached.ms:8.2f} ms/framelet {cached.fps:8.1f} frames/s {cached.tflops:7.3f} TFLOP/s{of_peak}"
-        f"  [{len(cached.times)} framelets; median first 100 {1000 * np.median(first):.2f} ms, "
-        f"last 100 {1000 * np.median(last):.2f} ms; cache tensors never moved: {still}; "
-        f"cache {(renderer.cache.keys.nbytes * 2 + renderer.cache.staged_keys.nbytes * 2) / 2**20:.2f} MiB]"
-    )
+    cached, still = bench_cached(renderer, args.framelets)
+    print(_cached_line("cached:", renderer, cached, still, peak), flush=True)
+    if args.cuda_graph:
+        if device.type != "cuda":
+            print("  cuda graph: needs a CUDA device, skipped")
+        else:
+            graphed = _renderer(model, args, device, cuda_graph=True)
+            replayed, still = bench_cached(graphed, args.framelets)
+            print(_cached_line("graphed:", graphed, replayed, still, peak), flush=True)
+            print(f"  cuda graph speed-up over eager: {cached.ms / replayed.ms:.2f}x", flush=True)
+            del graphed
     renderer.reset(0)
     baseline = bench_uncached(renderer, args.baseline_framelets)
     print(
@@ -172,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--framelets", type=int, default=300, help="cached framelets to time")
     parser.add_argument("--baseline-framelets", type=int, default=30, help="uncached framelets to time")
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu, then cuda when present)")
+    parser.add_argument("--batch", type=int, default=1, help="streams rendered together")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)

@@ -6,6 +6,9 @@ framelet being generated simply overwrites the ring slot of the oldest framelet,
 window as it enters: no rolls, no concatenations, no whole-cache copies, and the tensors are allocated
 once. Per framelet the cache copies at most one framelet's keys and values (when `stage` is used).
 
+The write slot is addressed through a device tensor of token indices (`index_copy_`), not a Python slice,
+so a compiled model is not specialised on the slot and one captured CUDA graph serves every slot.
+
 Legend: l blocks, b batch (environments), h heads, w window (slots), s tokens per framelet, e head width.
 """
 
@@ -51,6 +54,8 @@ class KVCache:
         self.staged_keys = torch.zeros(one, device=device, dtype=dtype)
         self.staged_values = torch.zeros(one, device=device, dtype=dtype)
         self.write_index = 0
+        self._slots = torch.arange(window * tokens_per_framelet, device=device).view(window, tokens_per_framelet)
+        self._index = self._slots[0].clone()  # token indices of the write slot, updated in place by begin()
         self._valid = np.zeros((batch_size, window), dtype=bool)  # host copy: no device sync to decide
         self._mask: torch.Tensor | None = None
         self._mask_stale = True
@@ -64,15 +69,13 @@ class KVCache:
         """Framelets each environment can see now (committed context plus a begun framelet), (b,)."""
         return self._valid.sum(axis=1)
 
-    def _slot(self) -> slice:
-        start = self.write_index * self.tokens_per_framelet
-        return slice(start, start + self.tokens_per_framelet)
-
     def begin(self) -> None:
         """Claim the write slot for a new framelet; the oldest framelet there leaves the window."""
+        self._index.copy_(self._slots[self.write_index])
         if not self._valid[:, self.write_index].all():
             self._valid[:, self.write_index] = True
             self._mask_stale = True
+        self.key_mask()  # settle the mask here, outside any compiled or captured forward pass
 
     def key_mask(self) -> torch.Tensor | None:
         """Boolean (b, 1, 1, w*s) of slots that hold a framelet, or None when all of them do."""
@@ -90,23 +93,24 @@ class KVCache:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Write the new framelet's keys/values (b, h, s, e) of one block into the write slot; return that
         block's whole ring (b, h, w*s, e) twice and the key mask to attend with."""
-        slot = self._slot()
-        self.keys[layer, :, :, slot] = keys
-        self.values[layer, :, :, slot] = values
+        self.keys[layer].index_copy_(2, self._index, keys.to(self.keys.dtype))
+        self.values[layer].index_copy_(2, self._index, values.to(self.values.dtype))
         return self.keys[layer], self.values[layer], self.key_mask()
 
     def stage(self) -> None:
         """Set aside the keys/values the latest pass wrote into the write slot (all blocks)."""
-        slot = self._slot()
-        self.staged_keys.copy_(self.keys[:, :, :, slot])
-        self.staged_values.copy_(self.values[:, :, :, slot])
+        self.staged_keys.copy_(self.keys.index_select(3, self._index))
+        self.staged_values.copy_(self.values.index_select(3, self._index))
+
+    def restore_staged(self) -> None:
+        """Put the staged keys/values back into the write slot (all blocks); device work only."""
+        self.keys.index_copy_(3, self._index, self.staged_keys)
+        self.values.index_copy_(3, self._index, self.staged_values)
 
     def commit(self, *, use_staged: bool = False) -> None:
         """Keep the write slot as context (the staged pass if `use_staged`) and advance the write index."""
         if use_staged:
-            slot = self._slot()
-            self.keys[:, :, :, slot] = self.staged_keys
-            self.values[:, :, :, slot] = self.staged_values
+            self.restore_staged()
         self.write_index = (self.write_index + 1) % self.window
 
     def reset(self, slots=None) -> None:

@@ -17,6 +17,23 @@ from torch import nn
 from neural_render.kv_cache import KVCache
 from neural_render.layout import apply_rope
 
+try:
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # older torch: the "flex" attention backend is unavailable
+    BlockMask, flex_attention = None, None
+
+_compiled_flex = None
+
+
+def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask) -> torch.Tensor:
+    """FlexAttention with a block mask: compiled on CUDA (its fast path), eager elsewhere (a reference)."""
+    global _compiled_flex
+    if q.device.type != "cuda":
+        return flex_attention(q, k, v, block_mask=block_mask)
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex(q, k, v, block_mask=block_mask)
+
 __all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "modulate"]
 
 
@@ -74,7 +91,10 @@ class Attention(nn.Module):
         k = apply_rope(self.k_norm(k), cos, sin)
         if cache is not None:
             k, v, mask = cache.attend(layer, k, v)  # (b, h, K, e) twice, mask (b, 1, 1, K) or None
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)  # (b, h, L, e)
+        if BlockMask is not None and isinstance(mask, BlockMask):
+            out = flex(q, k.to(q.dtype), v.to(q.dtype), mask)  # (b, h, L, e)
+        else:
+            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)  # (b, h, L, e)
         return self.proj(rearrange(out, "b h L e -> b L (h e)"))
 
 

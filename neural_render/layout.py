@@ -13,10 +13,21 @@ Videos are channel-last: (b, n*f, H, W, k), values of frames in [-1, 1].
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from einops import rearrange, repeat
 
-__all__ = ["patchify", "unpatchify", "framelet_mask", "rope_tables", "apply_rope", "to_uint8", "from_uint8"]
+__all__ = [
+    "patchify",
+    "unpatchify",
+    "framelet_mask",
+    "framelet_block_mask",
+    "rope_tables",
+    "apply_rope",
+    "to_uint8",
+    "from_uint8",
+]
 
 
 def from_uint8(frames) -> torch.Tensor:
@@ -73,6 +84,23 @@ def framelet_mask(
     if window is not None:
         allowed &= lag < window
     return repeat(allowed, "i j -> (i s) (j r)", s=tokens_per_framelet, r=tokens_per_framelet)
+
+
+@functools.lru_cache(maxsize=16)
+def framelet_block_mask(num_framelets: int, tokens_per_framelet: int, window: int | None, device: str):
+    """`framelet_mask` as a FlexAttention BlockMask: the same allowed pairs, but the attention kernel skips
+    every block of tokens that the window hides (with long clips, most of them). Cached per shape."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    size = num_framelets * tokens_per_framelet
+
+    def allowed(b, h, q, k):
+        lag = q // tokens_per_framelet - k // tokens_per_framelet
+        return (lag >= 0) & (lag < window) if window is not None else lag >= 0
+
+    return create_block_mask(allowed, B=None, H=None, Q_LEN=size, KV_LEN=size, device=device)
 
 
 def rope_tables(grid: tuple[int, int], head_dim: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,9 +27,15 @@ from torch import nn
 from neural_render.conditioning import CONDITION_CHANNELS
 from neural_render.kv_cache import KVCache
 from neural_render.layers import DiTBlock, FinalLayer, TimestepEmbedder
-from neural_render.layout import framelet_mask, patchify, rope_tables, unpatchify
+from neural_render.layout import framelet_block_mask, framelet_mask, patchify, rope_tables, unpatchify
 
-__all__ = ["RendererConfig", "Renderer", "RENDERER_PRESETS", "build_renderer", "preset_name"]
+__all__ = ["RendererConfig", "Renderer", "RENDERER_PRESETS", "ATTENTION_BACKENDS", "build_renderer", "preset_name"]
+
+ATTENTION_BACKENDS = ("sdpa", "flex")
+"""How a multi-framelet (training) pass applies the framelet mask: "sdpa" gives scaled_dot_product_attention
+a dense (L, L) boolean mask, which costs O(L^2) however small the window; "flex" gives FlexAttention a
+block mask, which skips the blocks the window hides (long clips: 256 frames are 51,200 tokens at 320^2).
+Cached streaming passes need no mask and ignore this."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,17 @@ class RendererConfig:
 
 
 class Renderer(nn.Module):
-    """Depth+flow-conditioned pixel-space video DiT with x-prediction."""
+    """Depth+flow-conditioned pixel-space video DiT with x-prediction.
 
-    def __init__(self, config: RendererConfig):
+    `attention` ("sdpa" or "flex", see ATTENTION_BACKENDS) picks how multi-framelet passes are masked; it
+    changes speed and memory, not results (beyond rounding), and is not part of the config.
+    """
+
+    def __init__(self, config: RendererConfig, attention: str = "sdpa"):
         super().__init__()
+        if attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention={attention!r}: choose one of {', '.join(ATTENTION_BACKENDS)}")
+        self.attention = attention
         self.config = config
         width, f, p = config.width, config.patch_frames, config.patch_size
         self.x_embedder = nn.Linear(f * p * p * config.channels, width)
@@ -195,7 +208,12 @@ class Renderer(nn.Module):
         condition = self.adaln(c) if self.adaln is not None else c  # (b, L, 6d) shared, else (b, L, d)
         cos = repeat(self.rope_cos, "s m -> (n s) m", n=n)  # (L, e/2)
         sin = repeat(self.rope_sin, "s m -> (n s) m", n=n)
-        mask = None if cache is not None or n == 1 else framelet_mask(n, s, window, device=x.device)
+        if cache is not None or n == 1:
+            mask = None
+        elif self.attention == "flex":
+            mask = framelet_block_mask(n, s, window, str(x.device))
+        else:
+            mask = framelet_mask(n, s, window, device=x.device)
 
         hidden = {}
         for index, block in enumerate(self.blocks):

@@ -15,6 +15,14 @@ Which keys/values become context (`cache_at_step`):
 Either way, the frames equal what the masked parallel forward pass (`Renderer.forward` with the same
 window) gives on the sequence of context inputs, which is what the tests check.
 
+CUDA graphs (`cuda_graph=True`, CUDA only): a framelet is num_steps (+1) passes of a dozen blocks, a few
+thousand small kernel launches, and at 320x320 one pass is too little work to hide their launch cost. Once
+every stream's window is full (no key mask), the whole denoising of one framelet (all passes, Euler steps,
+the staging of the cached step) is captured once and replayed for every framelet: the cache addresses its
+write slot through a device index tensor, so one graph serves every ring slot. Inputs are copied into
+static buffers; noise is still drawn from each stream's own generator, outside the graph. Framelets made
+while a window is filling (after a reset) run eagerly; the frames are the same.
+
 Legend: B environments (batch), F frames per framelet, H/W frame height/width.
 """
 
@@ -49,6 +57,7 @@ class StreamingRenderer:
         device, dtype: where and in which precision the model runs.
         autocast: bf16 autocast; None = on for CUDA, off elsewhere.
         compile: wrap the model in torch.compile (CUDA mostly; the first framelets are slow).
+        cuda_graph: capture and replay each framelet's denoising as a CUDA graph (see the module docstring).
     """
 
     def __init__(
@@ -66,10 +75,13 @@ class StreamingRenderer:
         dtype: torch.dtype = torch.float32,
         autocast: bool | None = None,
         compile: bool = False,
+        cuda_graph: bool = False,
     ):
         if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
             raise ValueError(f"cache_at_step must be None or in [0, {num_steps}), got {cache_at_step}")
         self.device = torch.device(device)
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device, got device={str(self.device)!r}")
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.config = model.config
         self.stats = stats if stats is not None else ConditionStats.unit(source)
@@ -88,6 +100,9 @@ class StreamingRenderer:
         self.cache = model.new_cache(batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype)
         self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.cuda_graph = cuda_graph
+        self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.graph_captures = 0
         self.reset(seed)
 
     def reset(self, seed: int | Sequence[int] | None = None, *, slots: Sequence[int] | None = None) -> None:
@@ -128,15 +143,17 @@ class StreamingRenderer:
         draws = [torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for g in self.generators]
         return torch.stack(draws)
 
-    @torch.no_grad()
-    def step_tensor(self, depth, flow, *, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
-        cond = self._condition(depth, flow)  # (B, F, H, W, 3)
-        z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
+    def _autocast(self):
+        if not self.autocast:
+            return contextlib.nullcontext()
+        # A captured graph must not rely on autocast's weight-cast cache, which is freed when the context ends.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graph)
+
+    def _denoise(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """All passes of one framelet between `cache.begin()` and `cache.commit()`: device work only, so
+        that it can be captured as a CUDA graph. Returns the frames (B, F, H, W, 3) in [-1, 1]."""
         batch = cond.shape[0]
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
-        self.cache.begin()
-        with autocast:
+        with self._autocast():
             for index, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:], strict=True)):
                 time = torch.full((batch, 1), t, device=self.device, dtype=self.dtype)
                 x_hat = self._forward(z, time, cond, cache=self.cache)  # (B, F, H, W, 3)
@@ -147,8 +164,43 @@ class StreamingRenderer:
             if self.cache_at_step is None:
                 clean = torch.ones((batch, 1), device=self.device, dtype=self.dtype)
                 self._forward(frames, clean, cond, cache=self.cache)
-        staged = self.cache_at_step is not None and self.cache_at_step < self.num_steps - 1
-        self.cache.commit(use_staged=staged)
+        if self.cache_at_step is not None and self.cache_at_step < self.num_steps - 1:
+            self.cache.restore_staged()
+        return frames
+
+    def _replay(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """`_denoise` through the captured CUDA graph, capturing it on first use."""
+        if self._graph is None:
+            static_z, static_cond = z.clone(), cond.clone()
+            # Warm up on a side stream (this pass writes only the slot being made, as the replay will),
+            # then capture; the replay below recomputes that slot from the same inputs.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._denoise(static_z, static_cond)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                frames = self._denoise(static_z, static_cond)
+            self._graph = (graph, static_z, static_cond, frames)
+            self.graph_captures += 1
+        graph, static_z, static_cond, frames = self._graph
+        static_z.copy_(z)
+        static_cond.copy_(cond)
+        graph.replay()
+        return frames.clone()
+
+    @torch.no_grad()
+    def step_tensor(self, depth, flow, *, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
+        cond = self._condition(depth, flow)  # (B, F, H, W, 3)
+        z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
+        self.cache.begin()
+        if self.cuda_graph and self.cache.key_mask() is None:
+            frames = self._replay(z, cond)
+        else:
+            frames = self._denoise(z, cond)
+        self.cache.commit()
         return frames
 
     def step(self, depth: np.ndarray, flow: np.ndarray, *, noise: torch.Tensor | None = None) -> np.ndarray:

@@ -95,6 +95,7 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         device: where the renderer runs.
         window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`.
         pixels_only: observe the neural frame alone, as a Box image, instead of the dict.
+        compile, cuda_graph: GPU speed options, see `StreamingRenderer` (cuda_graph needs a CUDA device).
     """
 
     def __init__(
@@ -107,6 +108,8 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         num_steps: int = 12,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
+        compile: bool = False,
+        cuda_graph: bool = False,
     ):
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -116,10 +119,19 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
             num_steps=num_steps,
             cache_at_step=cache_at_step,
             pixels_only=pixels_only,
+            compile=compile,
+            cuda_graph=cuda_graph,
         )
         gym.ObservationWrapper.__init__(self, env)
         self.renderer = _streaming_renderer(
-            checkpoint, batch_size=1, device=device, window=window, num_steps=num_steps, cache_at_step=cache_at_step
+            checkpoint,
+            batch_size=1,
+            device=device,
+            window=window,
+            num_steps=num_steps,
+            cache_at_step=cache_at_step,
+            compile=compile,
+            cuda_graph=cuda_graph,
         )
         size = self.renderer.config.image_size
         _check_space(env.observation_space, size)
@@ -179,6 +191,8 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         num_steps: int = 12,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
+        compile: bool = False,
+        cuda_graph: bool = False,
     ):
         self.envs = [make() for make in env_fns]
         self.num_envs = len(self.envs)
@@ -191,6 +205,8 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
             window=window,
             num_steps=num_steps,
             cache_at_step=cache_at_step,
+            compile=compile,
+            cuda_graph=cuda_graph,
         )
         size = self.renderer.config.image_size
         for env in self.envs:

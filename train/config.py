@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neural_render import RENDERER_PRESETS
+from neural_render.model import ATTENTION_BACKENDS
 
 __all__ = ["Stage", "Augment", "TrainConfig", "TRAIN_PRESETS", "make_config", "config_from_dict", "irepa_layer"]
 
@@ -133,6 +134,9 @@ class TrainConfig:
     """Torch device; bf16 autocast is used on CUDA only."""
     compile: bool = False
     """Wrap the network in torch.compile (CUDA only)."""
+    attention: str = "sdpa"
+    """How training passes apply the framelet window mask: "sdpa" (a dense mask, O(L^2) in the clip's
+    tokens) or "flex" (a FlexAttention block mask that skips hidden blocks; needs CUDA for backward)."""
     threads: int | None = None
     """CPU threads of torch during the run (None = torch's default); 1 is much faster on a busy shared CPU."""
     log_every: int = 10
@@ -179,6 +183,10 @@ class TrainConfig:
             raise ValueError("log_every, checkpoint_every must be >= 1, eval_every >= 0, eval_frames >= 2")
         if self.compile and not self.device.startswith("cuda"):
             raise ValueError(f"compile=True needs a CUDA device, got device={self.device!r}")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention={self.attention!r}: choose one of {', '.join(ATTENTION_BACKENDS)}")
+        if self.attention == "flex" and not self.device.startswith("cuda"):
+            raise ValueError(f"attention='flex' needs a CUDA device (no backward on the CPU), got {self.device!r}")
         if self.irepa and not self.extractors.get("teacher"):
             raise ValueError("irepa=True needs a teacher extractor in extractors")
         if self.sky_to_zero and self.extractors.get("teacher") != "deeplab":
@@ -224,6 +232,7 @@ RESUMABLE_CHANGES = (
     "out",
     "device",
     "compile",
+    "attention",
     "threads",
     "log_every",
     "checkpoint_every",

@@ -18,9 +18,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["Projector", "normalise_teacher", "irepa_loss"]
+__all__ = ["TEACHER_CHANNELS", "TEACHER_GRID", "Projector", "normalise_teacher", "irepa_loss"]
 
 EPS = 1e-6
+TEACHER_CHANNELS = 128
+"""Channels of the default teacher's features (DeepLab's concat_projection)."""
+TEACHER_GRID = (33, 33)
+"""Grid of the default teacher's features per frame."""
 
 
 class Projector(nn.Module):

@@ -28,19 +28,15 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render import ConditionStats, FlowMatching, Renderer, build_renderer, save_renderer
-from train.augment import augment_condition
 from train.batches import ClipBatches, cache_provenance, parse_video, prepare_caches, video_stats
 from train.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict, irepa_layer
-from train.irepa import Projector, irepa_loss, normalise_teacher
+from train.irepa import TEACHER_CHANNELS, Projector
 from train.periodic import run_evaluation
 from train.rollout import game_source_stats
 from train.state import CHECKPOINT, capture_rng, load_state, restore_rng, save_state
+from train.step import apply_update, learning_rate, make_optimizer, step_loss
 
 __all__ = ["NonFiniteLoss", "TrainResult", "train", "learning_rate"]
-
-TEACHER_CHANNELS = 128
-"""Channels of the default teacher's features (DeepLab's concat_projection)."""
-
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the step."""
@@ -56,32 +52,12 @@ class TrainResult:
     renderer: Path | None = None
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Rate of optimiser step `step` (0-based): linear warm-up, steady, linear cool-down at the end."""
-    total = config.total_steps
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    cooldown = round(config.cooldown_fraction * total)
-    if cooldown and step >= total - cooldown:
-        progress = (step - (total - cooldown) + 1) / cooldown
-        return config.lr * (1.0 - (1.0 - config.final_lr_fraction) * progress)
-    return config.lr
-
-
-def _optimizer(model: Renderer, projector: Projector | None, config: TrainConfig) -> torch.optim.AdamW:
-    params = list(model.parameters()) + (list(projector.parameters()) if projector is not None else [])
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
-
-
 def _resized(model: Renderer, size: int) -> Renderer:
     """The same weights in a network for `size` x `size` frames (only the rotary tables change)."""
     if model.config.image_size == size:
         return model
-    resized = Renderer(dataclasses.replace(model.config, image_size=size)).to(model.x_embedder.weight.device)
+    resized = Renderer(dataclasses.replace(model.config, image_size=size), attention=model.attention)
+    resized = resized.to(model.x_embedder.weight.device)
     resized.load_state_dict(model.state_dict())
     return resized
 
@@ -148,14 +124,14 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
     torch.manual_seed(config.seed)  # the initial weights
     first_size = config.stages[0].image_size
     model = build_renderer(config.renderer, device=device, image_size=first_size, **config.renderer_overrides)
+    model.attention = config.attention
     layer = irepa_layer(config, model.config.depth)
     projector = (
         Projector(model.config.width, model.config.patch_frames, TEACHER_CHANNELS).to(device) if config.irepa else None
     )
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = _optimizer(model, projector, config)
+    optimizer = make_optimizer(model, projector, config)
     generator = torch.Generator(device).manual_seed(config.seed)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     step, history, started, stage_index, renderer_path = 0, [], time.time(), None, None
     saved_step = 0
     if state is not None:
@@ -166,7 +142,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
         ema.load_state_dict(state["ema"])
         if projector is not None:
             projector.load_state_dict(state["projector"])
-        optimizer = _optimizer(model, projector, config)
+        optimizer = make_optimizer(model, projector, config)
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(state["rng"], generator)
     log = _Log(out, step)
@@ -188,7 +164,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 if model.config.image_size != stage.image_size:
                     model, ema = _resized(model, stage.image_size), _resized(ema, stage.image_size)
                     moved = optimizer.state_dict()
-                    optimizer = _optimizer(model, projector, config)
+                    optimizer = make_optimizer(model, projector, config)
                     optimizer.load_state_dict(moved)
                 forward = torch.compile(model) if config.compile else model
                 diffusion = FlowMatching.for_config(model.config)
@@ -207,42 +183,16 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 stage_index = index
 
             batch = batches.next(stage.batch_size, device)
-            cond = augment_condition(batch["cond"], config.augment, stats.clip, generator)
-            drop = torch.rand(stage.batch_size, generator=generator, device=device) < config.uncond_prob
-            with autocast:
-                result = diffusion.loss(
-                    forward,
-                    batch["x"],
-                    cond,
-                    generator=generator,
-                    drop_cond=drop,
-                    window=config.window,
-                    return_layers=(layer,) if config.irepa else (),
-                )
-                loss, parts = result.loss, {"diffusion": result.loss.item()}
-                if projector is not None:
-                    grid = (batch["teacher"].shape[2], batch["teacher"].shape[3])
-                    projected = projector(result.hidden[layer].float(), model.config.grid, grid)
-                    align = irepa_loss(projected, normalise_teacher(batch["teacher"]))
-                    loss = loss + config.irepa_weight * align
-                    parts["irepa"] = align.item()
+            loss, parts = step_loss(
+                forward, model, diffusion, batch, config,
+                clip=stats.clip, generator=generator, projector=projector, layer=layer,
+            )  # fmt: skip
             value = loss.item()
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
                     f"non-finite loss {value} at step {step + 1} ({parts}); last checkpoint: step {saved_step}"
                 )
-            lr = learning_rate(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
-            optimizer.step()
-            decay = min(config.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
-                    averaged.lerp_(current, 1.0 - decay)
+            lr, norm = apply_update(loss, step, optimizer, model, ema, config)
             step += 1
 
             record = {"step": step, "loss": value, **parts, "lr": lr, "grad_norm": float(norm), "stage": index}

@@ -40,6 +40,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy CPU)")
+    parser.add_argument("--attention", default=None, choices=("sdpa", "flex"),
+                        help="window-mask backend (default: the preset's; flex needs CUDA)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     for name in ("steps", "threads"):
@@ -63,7 +65,7 @@ def build_config(args):
             if value is not None:
                 overrides[name] = value
         config = make_config(args.preset, **overrides)
-    for name in ("device", "threads"):
+    for name in ("device", "threads", "attention"):
         if getattr(args, name) is not None:
             config = dataclasses.replace(config, **{name: getattr(args, name)})
     return config.with_total_steps(args.steps) if args.steps is not None else config

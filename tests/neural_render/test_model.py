@@ -6,6 +6,8 @@ import torch
 from neural_render import RENDERER_PRESETS, Renderer, build_renderer
 from neural_render.layout import framelet_mask, from_uint8, patchify, to_uint8, unpatchify
 
+from .conftest import randomize
+
 
 def test_framelet_mask_has_the_expected_pattern():
     """4 framelets of 2 tokens, window 2: a framelet sees itself and the one before, never the future."""
@@ -109,3 +111,26 @@ def test_shared_adaln_is_one_projection_for_all_blocks():
 def test_unknown_preset_is_named():
     with pytest.raises(ValueError, match="unknown renderer preset 'huge'; known: tiny, small, base"):
         build_renderer("huge")
+
+
+@pytest.mark.parametrize("window", [1, 3, None])
+def test_flex_attention_equals_dense_mask(window):
+    """The FlexAttention block mask gives the dense-mask pass's output, windowed or not (forward only:
+    FlexAttention has no backward on the CPU; tests/neural_render/test_cuda.py checks gradients)."""
+    model = randomize(build_renderer("tiny", image_size=32, depth=2, width=64, heads=2))
+    generator = torch.Generator().manual_seed(4)
+    n, f = 6, model.config.patch_frames
+    x, cond = (torch.randn(2, n * f, 32, 32, 3, generator=generator) for _ in range(2))
+    t = torch.rand(2, n, generator=generator)
+    with torch.no_grad():
+        dense = model(x, t, cond, window=window)
+        model.attention = "flex"
+        flexed = model(x, t, cond, window=window)
+        torch.testing.assert_close(flexed, dense, atol=1e-5, rtol=1e-4)
+        if window is not None:  # the window is really applied
+            assert not torch.allclose(model(x, t, cond, window=None), flexed)
+
+
+def test_unknown_attention_backend_is_an_error():
+    with pytest.raises(ValueError, match="attention='xformers': choose one of sdpa, flex"):
+        Renderer(RENDERER_PRESETS["tiny"](), attention="xformers")

@@ -186,3 +186,8 @@ def test_time_and_memory_are_flat_over_500_framelets():
         times.append(time.perf_counter() - start)
     assert np.median(times[-100:]) < 1.5 * np.median(times[:100])
     assert [t.data_ptr() for t in (renderer.cache.keys, renderer.cache.values)] == pointers
+
+
+def test_cuda_graph_needs_cuda(tiny_model):
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        StreamingRenderer(tiny_model, cuda_graph=True, device="cpu")
