@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from neural_render.conditioning import CONDITION_CHANNELS
 from neural_render.kv_cache import KVCache
@@ -105,8 +106,10 @@ class RendererConfig:
 class Renderer(nn.Module):
     """Depth+flow-conditioned pixel-space video DiT with x-prediction.
 
-    `attention` ("sdpa" or "flex", see ATTENTION_BACKENDS) picks how multi-framelet passes are masked; it
-    changes speed and memory, not results (beyond rounding), and is not part of the config.
+    `attention` ("sdpa" or "flex", see ATTENTION_BACKENDS) picks how multi-framelet passes are masked, and
+    `checkpoint_activations` makes training passes recompute each block in the backward pass instead of
+    storing its activations. Both change speed and memory, not results (beyond rounding), and are not part
+    of the config.
     """
 
     def __init__(self, config: RendererConfig, attention: str = "sdpa"):
@@ -114,6 +117,7 @@ class Renderer(nn.Module):
         if attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention={attention!r}: choose one of {', '.join(ATTENTION_BACKENDS)}")
         self.attention = attention
+        self.checkpoint_activations = False
         self.config = config
         width, f, p = config.width, config.patch_frames, config.patch_size
         self.x_embedder = nn.Linear(f * p * p * config.channels, width)
@@ -216,8 +220,12 @@ class Renderer(nn.Module):
             mask = framelet_mask(n, s, window, device=x.device)
 
         hidden = {}
+        recompute = self.checkpoint_activations and cache is None and torch.is_grad_enabled()
         for index, block in enumerate(self.blocks):
-            h = block(h, condition, cos, sin, mask, cache, index)  # (b, L, d)
+            if recompute:
+                h = checkpoint(block, h, condition, cos, sin, mask, None, index, use_reentrant=False)
+            else:
+                h = block(h, condition, cos, sin, mask, cache, index)  # (b, L, d)
             if index + 1 in layers:
                 hidden[index + 1] = rearrange(h, "b (n s) d -> b n s d", n=n)
         out = self.final_layer(h, c)  # (b, L, o)

@@ -79,6 +79,7 @@ def time_stage(config: TrainConfig, stage: Stage, *, steps: int, warmup: int) ->
     device = torch.device(config.device)
     model = build_renderer(config.renderer, device=device, image_size=stage.image_size, **config.renderer_overrides)
     model.attention = config.attention
+    model.checkpoint_activations = stage.checkpoint_activations
     layer = irepa_layer(config, model.config.depth)
     projector = Projector(model.config.width, model.config.patch_frames, TEACHER_CHANNELS) if config.irepa else None
     projector = projector.to(device) if projector is not None else None
@@ -112,7 +113,8 @@ def _line(timing: StageTiming, peak_tflops: float | None) -> str:
     of_peak = f" ({100 * timing.tflops / peak_tflops:.1f}% of {peak_tflops:.0f})" if peak_tflops else ""
     memory = f", peak {timing.peak_gib:.1f} GiB" if timing.peak_gib is not None else ""
     return (
-        f"  {st.image_size}^2 x {st.clip_frames} frames x batch {st.batch_size}, {timing.attention}: "
+        f"  {st.image_size}^2 x {st.clip_frames} frames x batch {st.batch_size}, {timing.attention}"
+        f"{', recompute' if st.checkpoint_activations else ''}: "
         f"{1000 * timing.seconds:9.1f} ms/step {timing.steps_per_s:7.2f} steps/s "
         f"{st.batch_size * timing.steps_per_s:7.1f} clips/s {timing.tflops:7.2f} TFLOP/s{of_peak}{memory}; "
         f"{st.steps} steps = {timing.stage_hours:.2f} h"
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=None, help="override every stage's frame side")
     parser.add_argument("--clip-frames", type=int, default=None, help="override every stage's clip length")
     parser.add_argument("--batch", type=int, default=None, help="override every stage's batch size")
+    parser.add_argument("--checkpoint-activations", action=argparse.BooleanOptionalAction, default=None,
+                        help="override every stage's activation checkpointing")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides |= {"device": args.device} if args.device else {}
     overrides |= {"compile": args.compile} if args.compile is not None else {}
     config = make_config(args.preset, **overrides)
-    changes = {"image_size": args.size, "clip_frames": args.clip_frames, "batch_size": args.batch}
+    changes = {"image_size": args.size, "clip_frames": args.clip_frames, "batch_size": args.batch,
+               "checkpoint_activations": args.checkpoint_activations}  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}
     stages = [dataclasses.replace(stage, **changes) for stage in config.stages]
     if args.stage != "all":

@@ -166,6 +166,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                     moved = optimizer.state_dict()
                     optimizer = make_optimizer(model, projector, config)
                     optimizer.load_state_dict(moved)
+                model.checkpoint_activations = stage.checkpoint_activations
                 forward = torch.compile(model) if config.compile else model
                 diffusion = FlowMatching.for_config(model.config)
                 kw = dict(cache_root=config.cache_root, extractors=config.extractors, skips=config.skips)

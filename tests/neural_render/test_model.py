@@ -134,3 +134,27 @@ def test_flex_attention_equals_dense_mask(window):
 def test_unknown_attention_backend_is_an_error():
     with pytest.raises(ValueError, match="attention='xformers': choose one of sdpa, flex"):
         Renderer(RENDERER_PRESETS["tiny"](), attention="xformers")
+
+
+def test_activation_checkpointing_recomputes_blocks_with_equal_gradients():
+    """Recomputing each block in the backward pass gives the same loss and gradients, and really
+    recomputes: every block runs twice per training step instead of once."""
+    model = randomize(build_renderer("tiny", image_size=32, depth=2, width=64, heads=2, dtype=torch.float64))
+    generator = torch.Generator().manual_seed(8)
+    x, cond = (torch.randn(2, 6, 32, 32, 3, generator=generator, dtype=torch.float64) for _ in range(2))
+    t = torch.rand(2, 3, generator=generator, dtype=torch.float64)
+    calls = []
+    model.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))  # recomputation may stop early
+    results = []
+    for recompute in (False, True):
+        model.checkpoint_activations = recompute
+        calls.clear()
+        loss = model(x, t, cond, window=2).square().mean()
+        grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+        results.append((loss.detach(), [g for g in grads if g is not None], len(calls)))
+    (loss, grads, plain_calls), (loss_r, grads_r, recompute_calls) = results
+    assert (plain_calls, recompute_calls) == (1, 2)
+    assert len(grads_r) == len(grads) > 20
+    torch.testing.assert_close(loss_r, loss)
+    for a, b in zip(grads_r, grads, strict=True):
+        torch.testing.assert_close(a, b)
