@@ -143,7 +143,12 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {"progress": False, "irepa": not args.no_irepa}
     overrides |= {"device": args.device} if args.device else {}
     overrides |= {"compile": args.compile} if args.compile is not None else {}
-    config = make_config(args.preset, **overrides)
+    try:
+        config = make_config(args.preset, **overrides)
+        for attention in args.attention or []:
+            dataclasses.replace(config, attention=attention)  # validates the backend for the device
+    except ValueError as error:
+        parser.error(str(error))
     changes = {"image_size": args.size, "clip_frames": args.clip_frames, "batch_size": args.batch,
                "checkpoint_activations": args.checkpoint_activations}  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}
