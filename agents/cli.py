@@ -109,11 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("args", nargs=argparse.REMAINDER, help=f"options of python -m {module}")
         p.set_defaults(module=module)
 
-    p = sub.add_parser("bench", help="benchmarks: the env's (spokester_env.bench) and the renderer's")
-    p.add_argument("which", nargs="?", choices=("env", "render", "all"), default="all",
-                   help="env, render or all (default; each with its default options)")
+    p = sub.add_parser("bench", help="benchmarks: the env's (spokester_env.bench), the renderer's, training's")
+    p.add_argument("which", nargs="?", choices=("env", "render", "train", "all"), default="all",
+                   help="env, render, train (a training step) or all (env and render, default options)")
     p.add_argument("args", nargs=argparse.REMAINDER,
-                   help="options forwarded to python -m spokester_env.bench or neural_render.bench")
+                   help="options forwarded to python -m spokester_env.bench, neural_render.bench or train.bench")
     return parser
 
 
@@ -191,12 +191,14 @@ def _renderer_size(checkpoint: str | None) -> int:
 
 def _bench(which: str, argv: list[str]) -> int:
     if which == "all" and argv:
-        raise ValueError("options can only be forwarded to one benchmark: spokester bench env|render OPTIONS")
+        raise ValueError("options can only be forwarded to one benchmark: spokester bench env|render|train OPTIONS")
     status = 0
     if which in ("env", "all"):
         status |= _forward("spokester_env.bench", argv) or 0
     if which in ("render", "all"):
         status |= _forward("neural_render.bench", argv) or 0
+    if which == "train":
+        status |= _forward("train.bench", argv) or 0
     return status
 
 

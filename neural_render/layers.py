@@ -61,6 +61,14 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(frequencies)  # (..., d)
 
 
+def _norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """RMSNorm in the input's precision: under bf16 autocast the fp32 weight would otherwise send
+    torch.rms_norm to its unfused fallback (with a warning) on every pass."""
+    if isinstance(norm, nn.RMSNorm):
+        return F.rms_norm(x, norm.normalized_shape, norm.weight.to(x.dtype), norm.eps)
+    return norm(x)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with RMS-normalised queries/keys, 2D rotary positions and an optional
     KV cache."""
@@ -87,8 +95,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         qkv = rearrange(self.qkv(x), "b L (three h e) -> three b h L e", three=3, h=self.heads)
         q, k, v = qkv.unbind(0)  # each (b, h, L, e)
-        q = apply_rope(self.q_norm(q), cos, sin)
-        k = apply_rope(self.k_norm(k), cos, sin)
+        q = apply_rope(_norm(self.q_norm, q), cos, sin)
+        k = apply_rope(_norm(self.k_norm, k), cos, sin)
         if cache is not None:
             k, v, mask = cache.attend(layer, k, v)  # (b, h, K, e) twice, mask (b, 1, 1, K) or None
         if BlockMask is not None and isinstance(mask, BlockMask):

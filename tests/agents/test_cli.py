@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import av
 import numpy as np
@@ -170,6 +171,14 @@ def test_bench_render_forwards_options():
                      "--baseline-framelets", 1, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "32x32" in result.stdout and "ms/framelet" in result.stdout
+
+
+def test_bench_train_forwards_options():
+    result = run_cli("bench", "train", "--steps", 1, "--warmup", 0, "--size", 32, "--clip-frames", 2, "--batch", 1,
+                     "--no-irepa")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "irepa False" in result.stdout
+    assert re.search(r"32\^2 x 2 frames x batch 1, sdpa: +[\d.]+ ms/step", result.stdout)
 
 
 @pytest.mark.parametrize("command, module", [("train-renderer", "train.train"), ("eval-renderer", "train.evaluate")])
