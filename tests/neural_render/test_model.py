@@ -113,6 +113,7 @@ def test_unknown_preset_is_named():
         build_renderer("huge")
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")  # eager is the reference here
 @pytest.mark.parametrize("window", [1, 3, None])
 def test_flex_attention_equals_dense_mask(window):
     """The FlexAttention block mask gives the dense-mask pass's output, windowed or not (forward only:
