@@ -91,7 +91,7 @@ def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -
 @torch.no_grad()
 def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2) -> BenchResult:
     """Time the baseline that reruns the whole window in every denoising pass (same steps, same model)."""
-    model, cfg, window, b = renderer.model, renderer.config, renderer.window, renderer.batch_size
+    model, cfg, window, b = renderer.network, renderer.config, renderer.window, renderer.batch_size
     depth, flow = _inputs(cfg, batch=b)
     depth, flow = (depth[None], flow[None]) if b == 1 else (depth, flow)
     cond = renderer.stats.normalize(depth, flow, renderer.source).to(renderer.device, renderer.dtype)

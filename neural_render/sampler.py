@@ -29,6 +29,7 @@ Legend: B environments (batch), F frames per framelet, H/W frame height/width.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +41,11 @@ from neural_render.layout import to_uint8
 from neural_render.model import Renderer
 
 __all__ = ["StreamingRenderer"]
+
+
+def _bf16_copy(model: Renderer) -> Renderer:
+    """A bf16 copy of the network for autocast inference (its matmuls would cast to bf16 anyway)."""
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
 class StreamingRenderer:
@@ -55,9 +61,13 @@ class StreamingRenderer:
         batch_size: number of streams (environments) rendered together.
         seed: seed of stream 0 (stream j gets seed + j); each stream has its own torch.Generator.
         device, dtype: where and in which precision the model runs.
-        autocast: bf16 autocast; None = on for CUDA, off elsewhere.
+        autocast: bf16 autocast; None = on for CUDA, off elsewhere. With autocast the passes run a bf16 copy
+            of the network (made once; `model` itself is not changed).
         compile: wrap the model in torch.compile (CUDA mostly; the first framelets are slow).
         cuda_graph: capture and replay each framelet's denoising as a CUDA graph (see the module docstring).
+
+    Attributes: `model` is the network as given (moved to `device`/`dtype`); `network` is what the passes
+    run: `model` itself, or its bf16 copy under autocast.
     """
 
     def __init__(
@@ -99,7 +109,12 @@ class StreamingRenderer:
         cache_dtype = torch.bfloat16 if self.autocast else dtype
         self.cache = model.new_cache(batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype)
         self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
-        self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        # Under bf16 autocast every matmul casts its fp32 weights to bf16; with a captured graph or a compiled
+        # model (no autocast weight cache) that happens in every pass. A bf16 copy of the network, made once,
+        # computes the same products without re-reading and re-writing all the weights each pass. The fp32
+        # `self.model` (the caller's module) is left as it was.
+        self.network = _bf16_copy(self.model) if self.autocast and dtype == torch.float32 else self.model
+        self._forward = torch.compile(self.network, dynamic=False) if compile else self.network
         self.cuda_graph = cuda_graph
         self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_captures = 0

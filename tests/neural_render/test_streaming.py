@@ -191,3 +191,24 @@ def test_time_and_memory_are_flat_over_500_framelets():
 def test_cuda_graph_needs_cuda(tiny_model):
     with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
         StreamingRenderer(tiny_model, cuda_graph=True, device="cpu")
+
+
+def test_autocast_runs_a_bf16_copy_and_leaves_the_model_alone(tiny_model):
+    """bf16 autocast (here on the CPU) renders through a bf16 copy made once: frames within bf16 rounding
+    of float32, and the caller's model keeps its float32 weights."""
+    model = tiny_model.float()
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    shape = (cfg.patch_frames, cfg.image_size, cfg.image_size)
+    inputs = [(rng.uniform(0, 5, (*shape, 1)).astype(np.float32), rng.normal(0, 2, (*shape, 2)).astype(np.float32))
+              for _ in range(4)]  # fmt: skip
+    frames = {}
+    for autocast in (False, True):
+        renderer = StreamingRenderer(model, window=2, num_steps=3, seed=5, autocast=autocast)
+        frames[autocast] = torch.stack([renderer.step_tensor(d, f).float() for d, f in inputs])
+        network = renderer.network
+        assert (network is model) != autocast
+        assert network.x_embedder.weight.dtype == (torch.bfloat16 if autocast else torch.float32)
+    assert model.x_embedder.weight.dtype == torch.float32
+    error = (frames[True] - frames[False]).norm() / frames[False].norm()
+    assert 1e-4 < error < 0.05, f"relative error {error:.5f}"  # rounded, but the same picture
