@@ -154,27 +154,39 @@ class ClipBatches:
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         self._order = self._permutation()
 
-    def _item(self, index: int) -> tuple[dict[str, torch.Tensor], str]:
+    def _item(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
         video = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        return self.datasets[video][index - int(self.offsets[video])], self.sources[video]
+        dataset = self.datasets[video]
+        return dataset.raw_clip(dataset.spec(index - int(self.offsets[video]))), video
 
     def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
         """The next batch: "x" (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, and
-        "teacher" (b, t, gh, gw, c) when asked for."""
-        xs, conds, teachers = [], [], []
-        for _ in range(batch_size):
+        "teacher" (b, t, gh, gw, c) when asked for.
+
+        The host only gathers each clip's streams as stored (uint8 frames and teacher codes, depth and flow
+        in the cache's dtype) and moves them; decoding and normalisation run on `device`, clip by clip, which
+        on a GPU keeps the host from becoming the bottleneck (a float32 teacher clip is 4x its codes)."""
+        device = torch.device(device)
+        batch: dict[str, torch.Tensor] = {}
+        for row in range(batch_size):
             if self.cursor == len(self._order):
                 self.epoch, self.cursor = self.epoch + 1, 0
                 self._order = self._permutation()
-            item, source = self._item(int(self._order[self.cursor]))
+            item, video = self._item(int(self._order[self.cursor]))
             self.cursor += 1
-            xs.append(from_uint8(item["frames"]))
-            conds.append(self.stats.normalize(item["depth"], item["flow"], source))
+            raw = {key: item[key].to(device) for key in ("frames", "depth", "flow")}
+            decoded = {
+                "x": from_uint8(raw["frames"]),  # (t, s, s, 3)
+                "cond": self.stats.normalize(raw["depth"].float(), raw["flow"].float(), self.sources[video]),
+            }
             if self.teacher:
-                teachers.append(item["teacher"])
-        batch = {"x": torch.stack(xs).to(device), "cond": torch.stack(conds).to(device)}
-        if self.teacher:
-            batch["teacher"] = torch.stack(teachers).to(device)
+                spec = self.datasets[video].cache.spec("teacher")
+                codes = item["teacher"].to(device).float()  # (t, gh, gw, c)
+                decoded["teacher"] = codes if spec.scale is None else codes.mul_(spec.scale).add_(spec.offset)
+            for key, value in decoded.items():
+                if key not in batch:
+                    batch[key] = torch.empty((batch_size, *value.shape), dtype=value.dtype, device=device)
+                batch[key][row] = value
         return batch
 
 

@@ -268,3 +268,34 @@ def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, caps
     result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3", "--no-progress"])
     assert result.step == 3 and [h["step"] for h in result.history] == [3]
     assert load_state(tmp_path / "run" / CHECKPOINT)["config"]["stages"][0]["steps"] == 3
+
+
+def test_batches_decode_on_the_device_what_the_clips_decode_on_the_host(cache_root, road_clip, tmp_path):
+    """A batch gathered as stored and decoded at the end equals each clip decoded by `CachedClips`
+    (uint8 frames to [-1, 1], depth and flow normalised with that video's own statistics, teacher codes
+    dequantised), across two videos with different statistics."""
+    import shutil
+
+    from neural_render.layout import from_uint8
+    from train.cache import video_source_stats
+
+    other = tmp_path / "other_road.mp4"
+    shutil.copy(road_clip, other)
+    videos = [f"{road_clip}@0:12", f"{other}@3:12"]
+    kw = dict(cache_root=cache_root, extractors={"flow": "dis", "depth": "pydnet", "teacher": "deeplab"}, skips=(1,))
+    caches = prepare_caches(videos, SIZE, progress=False, **kw)
+    sources = ["video/road_clip", "video/other_road"]
+    parts = [video_source_stats(cache, (1,), sky_to_zero=True) for cache in caches]
+    assert parts[0].depth_mean != parts[1].depth_mean  # different frames, different statistics
+    stats = ConditionStats(sources=dict(zip(sources, parts, strict=True)))
+    batches = ClipBatches(caches, videos, stats, 2, (1,), seed=3, teacher=True, sky_to_zero=True)
+    order = [int(i) for i in batches._order[:8]]
+    assert {int(i >= batches.offsets[1]) for i in order} == {0, 1}  # both videos in the batch
+    batch = batches.next(8, "cpu")
+    for row, index in enumerate(order):
+        video = int(index >= batches.offsets[1])
+        clip = batches.datasets[video][index - int(batches.offsets[video])]
+        torch.testing.assert_close(batch["x"][row], from_uint8(clip["frames"]))
+        torch.testing.assert_close(batch["cond"][row], stats.normalize(clip["depth"], clip["flow"], sources[video]))
+        torch.testing.assert_close(batch["teacher"][row], clip["teacher"])
+    assert batch["teacher"].dtype == torch.float32 and float(batch["teacher"].std()) > 0
