@@ -143,6 +143,9 @@ class TrainConfig:
     tokens) or "flex" (a FlexAttention block mask that skips hidden blocks; needs CUDA for backward)."""
     threads: int | None = None
     """CPU threads of torch during the run (None = torch's default); 1 is much faster on a busy shared CPU."""
+    loader_workers: int = 0
+    """DataLoader worker processes that gather the next batches' clips while a step runs (0 = in the
+    training process, between steps). On a GPU the synchronous gather can take longer than the step."""
     log_every: int = 10
     """Steps between JSONL log lines."""
     checkpoint_every: int = 250
@@ -187,6 +190,8 @@ class TrainConfig:
             raise ValueError("log_every, checkpoint_every must be >= 1, eval_every >= 0, eval_frames >= 2")
         if self.compile and not self.device.startswith("cuda"):
             raise ValueError(f"compile=True needs a CUDA device, got device={self.device!r}")
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers={self.loader_workers}: must be >= 0")
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention={self.attention!r}: choose one of {', '.join(ATTENTION_BACKENDS)}")
         if self.attention == "flex" and not self.device.startswith("cuda"):
@@ -238,6 +243,7 @@ RESUMABLE_CHANGES = (
     "compile",
     "attention",
     "threads",
+    "loader_workers",
     "log_every",
     "checkpoint_every",
     "eval_every",
@@ -294,6 +300,7 @@ def gpu_base(**overrides) -> TrainConfig:
         device="cuda",
         compile=True,
         attention="flex",
+        loader_workers=8,
         checkpoint_every=1000,
         eval_every=5000,
         eval_frames=64,

@@ -73,8 +73,9 @@ class CachedClips(Dataset):
         """Draw a fresh set of clips (call once per epoch, like a DistributedSampler)."""
         self.epoch = epoch
 
-    def spec(self, index: int) -> ClipSpec:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def spec(self, index: int, epoch: int | None = None) -> ClipSpec:
+        """The clip of item `index` in `epoch` (default: the epoch last set)."""
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
         return sample_clip(self.cache.n_frames, self.clip_len, rng, self.skips, name=str(self.cache_dir))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ Legend: b clips, t frames, s side.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -155,7 +156,8 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
         TextColumn("{task.fields[rate]:.2f} steps/s"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, disable=not config.progress) as bar:
+    batches: ClipBatches | None = None
+    with contextlib.ExitStack() as opened, Progress(*columns, disable=not config.progress) as bar:
         task = bar.add_task("train", total=config.total_steps, completed=step, loss=float("nan"), rate=0.0)
         tick, ticked = time.perf_counter(), step
         while step < config.total_steps:
@@ -175,10 +177,12 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 game = game_source_stats(stage.image_size, config.game_stats_frames, seed=config.seed)
                 sources = {"game": game, **video_stats(caches, config.videos, config.skips, config.sky_to_zero)}
                 stats = ConditionStats(sources=sources)
-                batches = ClipBatches(
+                if batches is not None:
+                    batches.close()  # the last stage's loader workers
+                batches = opened.enter_context(ClipBatches(
                     caches, config.videos, stats, stage.clip_frames, config.skips, config.seed, config.irepa,
-                    sky_to_zero=config.sky_to_zero, balance=config.balance_videos,
-                )  # fmt: skip
+                    sky_to_zero=config.sky_to_zero, balance=config.balance_videos, workers=config.loader_workers,
+                ))  # fmt: skip
                 if state is not None and state["data"]["stage"] == index:
                     batches.load_state(state["data"])
                 stage_index = index

@@ -42,6 +42,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy CPU)")
     parser.add_argument("--attention", default=None, choices=("sdpa", "flex"),
                         help="window-mask backend (default: the preset's; flex needs CUDA)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None, dest="loader_workers",
+                        help="DataLoader workers gathering clips ahead (default: the preset's; 0 = none)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     for name in ("steps", "threads"):
@@ -65,7 +67,7 @@ def build_config(args):
             if value is not None:
                 overrides[name] = value
         config = make_config(args.preset, **overrides)
-    for name in ("device", "threads", "attention"):
+    for name in ("device", "threads", "attention", "loader_workers"):
         if getattr(args, name) is not None:
             config = dataclasses.replace(config, **{name: getattr(args, name)})
     return config.with_total_steps(args.steps) if args.steps is not None else config

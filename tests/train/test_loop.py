@@ -299,3 +299,51 @@ def test_batches_decode_on_the_device_what_the_clips_decode_on_the_host(cache_ro
         torch.testing.assert_close(batch["cond"][row], stats.normalize(clip["depth"], clip["flow"], sources[video]))
         torch.testing.assert_close(batch["teacher"][row], clip["teacher"])
     assert batch["teacher"].dtype == torch.float32 and float(batch["teacher"].std()) > 0
+
+
+def test_loader_workers_give_the_same_batches_and_resume_exactly(cache_root, road_clip):
+    """With DataLoader workers running ahead, the batches (across an epoch boundary) and the saved state
+    are those of the synchronous path, and a resumed loader continues with the same next batch."""
+    from train.cache import video_source_stats
+
+    videos = [f"{road_clip}@0:12", f"{road_clip}@0:9"]
+    kw = dict(cache_root=cache_root, extractors={"flow": "dis", "depth": "pydnet", "teacher": "deeplab"}, skips=(1,))
+    caches = prepare_caches(videos, SIZE, progress=False, **kw)
+    stats = ConditionStats(sources={"video/road_clip": video_source_stats(caches[0], (1,), sky_to_zero=True)})
+
+    def make(workers):
+        return ClipBatches(caches, videos, stats, 2, (1,), 5, True, sky_to_zero=True, workers=workers)
+
+    plain = make(0)
+    assert plain.offsets[-1] == 9  # 3 batches of 4 cross into the second epoch
+    with make(2) as ahead:
+        for _ in range(3):
+            expected, got = plain.next(4, "cpu"), ahead.next(4, "cpu")
+            for key in ("x", "cond", "teacher"):
+                torch.testing.assert_close(got[key], expected[key])
+            assert ahead.state() == plain.state()
+        state = ahead.state()
+    assert state == {"epoch": 1, "cursor": 3} and ahead._loader is None
+    with make(2) as resumed:
+        resumed.load_state(state)
+        torch.testing.assert_close(resumed.next(4, "cpu")["x"], plain.next(4, "cpu")["x"])
+    with pytest.raises(ValueError, match="workers=-1: must be >= 0"):
+        make(-1)
+
+
+
+def test_loader_workers_reach_the_config_from_the_command_line_and_preset():
+    from train.train import build_config, parse_args
+
+    assert make_config("gpu-base").loader_workers == 8 and make_config("cpu-tiny").loader_workers == 0
+    args = parse_args(["--preset", "cpu-tiny", "--video", "v.mp4", "--out", "o", "--workers", "3"])
+    assert build_config(args).loader_workers == 3
+    with pytest.raises(ValueError, match="loader_workers=-2: must be >= 0"):
+        make_config("cpu-tiny", loader_workers=-2)
+
+
+def test_training_with_loader_workers_takes_the_same_steps(tiny_config, tmp_path):
+    plain = train(tiny_config(out=str(tmp_path / "plain")))
+    ahead = train(tiny_config(out=str(tmp_path / "ahead"), loader_workers=1))
+    assert len(plain.history) == 4
+    assert [r["loss"] for r in ahead.history] == pytest.approx([r["loss"] for r in plain.history], rel=1e-6)
