@@ -41,6 +41,18 @@ def _add_agent_options(p: argparse.ArgumentParser) -> None:
                    help="cut each episode after M game frames (an agent deciding every k frames ends its decision)")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", type=_device,
+                   help="where the renderer runs: cpu (default) or cuda[:N] (bf16, CUDA-graph replay)")
+
+
+def _device(text: str) -> str:
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive(int), default=1,
                    help="torch CPU threads (default 1: on a shared 2-core CPU a second thread was 10x slower)")
@@ -59,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
     p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--max-frames", type=_positive(int), default=None, help="quit after this many frames")
+    _add_device(p)
     _add_threads(p)
 
     p = sub.add_parser("record", help="record episodes of an agent: mp4, trajectory npz and JSON summary")
@@ -71,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
+    _add_device(p)
     _add_threads(p)
 
     p = sub.add_parser("train-agent", help="train PPO on depth+flow (or neural) observations")
@@ -148,13 +162,14 @@ def run(args: argparse.Namespace) -> int:
         from agents.play import PlayConfig, play
 
         play(PlayConfig(view=args.view, checkpoint=args.checkpoint, size=args.size, scale=args.scale,
-                        seed=args.seed, render_steps=args.render_steps, max_frames=args.max_frames))
+                        seed=args.seed, render_steps=args.render_steps, max_frames=args.max_frames,
+                        device=args.device))
     elif args.command == "record":
         from agents.record import RecordConfig, record
 
         record(RecordConfig(agent=args.agent, view=args.view, episodes=args.episodes, max_steps=args.max_steps,
                             out=args.out, checkpoint=args.checkpoint, seed=args.seed, size=args.size,
-                            render_steps=args.render_steps, stochastic=args.stochastic))
+                            render_steps=args.render_steps, stochastic=args.stochastic, device=args.device))
     elif args.command == "train-agent":
         from agents.envs import ObservationSettings
         from agents.ppo import TrainAgentConfig, train_agent

@@ -37,13 +37,23 @@ class FrameletPainter:
     def __init__(
         self, checkpoint: str | os.PathLike | None = None, *, num_steps: int = 12, window: int = 3, device="cpu"
     ):
+        import torch
+
         from neural_render import StreamingRenderer, load_renderer
 
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: no CUDA device is available here; use cpu")
         loaded = load_renderer(checkpoint, device=device)
         self.path = loaded.path
         self.checkpoint_id = _checkpoint_id(loaded.path)
-        self.renderer = StreamingRenderer(
-            loaded.model, stats=loaded.stats, num_steps=num_steps, window=window, device=device
+        self.renderer = StreamingRenderer(  # on a GPU each framelet replays one captured CUDA graph
+            loaded.model,
+            stats=loaded.stats,
+            num_steps=num_steps,
+            window=window,
+            device=device,
+            cuda_graph=device.type == "cuda",
         )
         self.size = loaded.model.config.image_size
         self.frames = loaded.model.config.patch_frames

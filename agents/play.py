@@ -49,6 +49,8 @@ class PlayConfig:
     """Seed of the first ride (each restart adds one); None = unseeded."""
     render_steps: int = 12
     """Renderer Euler steps per framelet."""
+    device: str = "cpu"
+    """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     max_frames: int | None = None
     """Quit after this many loop frames (tests, demos); None = until Esc."""
     realtime: bool = True
@@ -142,7 +144,8 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
     view = _resolve_view(config)
     painter = None
     if view == "neural" or (view == "both" and checkpoint_available(config.checkpoint)):
-        painter = ThreadedPainter(FrameletPainter(config.checkpoint, num_steps=config.render_steps))
+        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
+        painter = ThreadedPainter(painter)
     size = painter.painter.size if painter is not None else (config.size or 128)
     if painter is not None and config.size is not None and config.size != size:
         painter.close()

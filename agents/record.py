@@ -67,6 +67,8 @@ class RecordConfig:
     """Renderer checkpoint for neural views (None = the shipped default)."""
     render_steps: int = 12
     """Renderer Euler steps per framelet."""
+    device: str = "cpu"
+    """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     stochastic: bool = False
     """A PPO agent samples its actions (seeded per episode) instead of taking the likeliest."""
 
@@ -234,7 +236,7 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
     painter = None
     size = config.size or DEFAULT_SIZE
     if config.view != "cube":
-        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps)
+        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
         if config.size is not None and config.size != painter.size:
             raise ValueError(f"--size {config.size}: the renderer {painter.path} paints {painter.size} px frames")
         size = painter.size

@@ -144,11 +144,21 @@ def test_record_neural_both(tiny_checkpoint, tmp_path):
         (("record", "--agent", "random", "--view", "sideways", "--out", "x"), ("--view",)),
         (("train-agent", "--out", "model.pt", "--timesteps", "8"), (".zip",)),
         (("bench", "all", "--sizes", "32"), ("one benchmark",)),
+        (("record", "--view", "neural", "--device", "gpu", "--out", "x"), ("--device", "cuda:N")),
+        (("play", "--device", "cpu:1"), ("--device",)),
         (("fly",), ("invalid choice",)),
     ],
 )
 def test_bad_arguments_give_one_line_errors(args, words, tmp_path):
     _one_line_error(run_cli(*args), *words)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_device_cuda_without_cuda_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    result = run_cli("record", "--view", "neural", "--checkpoint", tiny_checkpoint, "--device", "cuda",
+                     "--out", tmp_path / "rec", "--max-steps", 2)  # fmt: skip
+    _one_line_error(result, "no CUDA device", "use cpu")
+    assert not (tmp_path / "rec").exists()  # nothing half-written
 
 
 def test_play_headless_subprocess(tiny_checkpoint):
