@@ -75,10 +75,13 @@ class _Log:
 
     def __init__(self, out: Path, after_step: int):
         self.path = out / "log.jsonl"
+        self.elapsed = 0.0  # wall seconds the run had spent up to `after_step` (from its last kept line)
         if self.path.is_file():
             kept = [
                 ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= after_step
             ]
+            times = [json.loads(ln)["elapsed_s"] for ln in kept if "elapsed_s" in json.loads(ln)]
+            self.elapsed = float(times[-1]) if times else 0.0
             temporary = self.path.with_suffix(".tmp")
             temporary.write_text("".join(f"{ln}\n" for ln in kept))
             temporary.replace(self.path)
@@ -147,6 +150,8 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(state["rng"], generator)
     log = _Log(out, step)
+    started -= log.elapsed  # a resumed run's wall time goes on from where it stopped
+    resumed_at = [*state.get("resumed_at", []), step] if state is not None else []
 
     columns = (
         TextColumn("[bold]train"),
@@ -219,6 +224,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                     "stats": stats.to_dict(),
                     "data": {**batches.state(), "stage": index},
                     "rng": capture_rng(generator),
+                    "resumed_at": resumed_at,
                 }
                 save_state(out / CHECKPOINT, state_dict)
                 saved_step = step
@@ -231,6 +237,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                     "extractors": config.extractors,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "train_wall_s": round(time.time() - started, 1),
+                    "resumed_at_steps": resumed_at,
                     "train_config": config.to_dict(),
                 }
                 renderer_path = save_renderer(out / "renderer", ema, stats, provenance)

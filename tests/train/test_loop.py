@@ -265,9 +265,19 @@ def test_train_command_missing_video_is_one_line(tmp_path, capsys):
 
 def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, capsys):
     train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    log = tmp_path / "run" / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:  # pretend the first part took 1000 s, and a third step that the checkpoint lacks
+        if line.get("step") == 2 and "elapsed_s" in line:
+            line["elapsed_s"] = 1000.0
+    lines.append({"step": 3, "loss": 1.0, "elapsed_s": 5000.0})
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3", "--no-progress"])
     assert result.step == 3 and [h["step"] for h in result.history] == [3]
     assert load_state(tmp_path / "run" / CHECKPOINT)["config"]["stages"][0]["steps"] == 3
+    provenance = load_renderer(result.renderer).provenance
+    assert provenance["resumed_at_steps"] == [2]  # the run's wall time goes on from its log at step 2
+    assert 1000.0 <= provenance["train_wall_s"] < 1500.0
 
 
 def test_batches_decode_on_the_device_what_the_clips_decode_on_the_host(cache_root, road_clip, tmp_path):
