@@ -229,7 +229,7 @@ class ClipBatches:
         """The raw clips of the next batch on `device` (each with its "video" index); advances the state."""
         if self.workers == 0:
             keys, _, _ = _take(self.order, batch_size, self.epoch, self.cursor)
-            clips = [{k: v.to(device) for k, v in self._raw[key].items()} for key in keys]
+            clips = [{k: v if k == "video" else v.to(device) for k, v in self._raw[key].items()} for key in keys]
         else:
             if self._loader is None or self._loader[0] != batch_size:
                 loader = torch.utils.data.DataLoader(
@@ -242,7 +242,7 @@ class ClipBatches:
                 self._loader = (batch_size, iter(loader))
             stacked = next(self._loader[1])  # collated in the workers, (b, ...) each
             pinned = device.type == "cuda"
-            stacked = {k: v.to(device, non_blocking=pinned) for k, v in stacked.items()}
+            stacked = {k: v if k == "video" else v.to(device, non_blocking=pinned) for k, v in stacked.items()}
             clips = [{k: v[row] for k, v in stacked.items()} for row in range(batch_size)]
         _, self.epoch, self.cursor = _take(lambda e: range(int(self.offsets[-1])), batch_size, self.epoch, self.cursor)
         return clips
