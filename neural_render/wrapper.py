@@ -111,28 +111,18 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         compile: bool = False,
         cuda_graph: bool = False,
     ):
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            checkpoint=None if checkpoint is None else str(checkpoint),
+        options = dict(
             device=device,
             window=window,
             num_steps=num_steps,
             cache_at_step=cache_at_step,
-            pixels_only=pixels_only,
             compile=compile,
             cuda_graph=cuda_graph,
         )
+        checkpoint_arg = None if checkpoint is None else str(checkpoint)
+        gym.utils.RecordConstructorArgs.__init__(self, checkpoint=checkpoint_arg, pixels_only=pixels_only, **options)
         gym.ObservationWrapper.__init__(self, env)
-        self.renderer = _streaming_renderer(
-            checkpoint,
-            batch_size=1,
-            device=device,
-            window=window,
-            num_steps=num_steps,
-            cache_at_step=cache_at_step,
-            compile=compile,
-            cuda_graph=cuda_graph,
-        )
+        self.renderer = _streaming_renderer(checkpoint, batch_size=1, **options)
         size = self.renderer.config.image_size
         _check_space(env.observation_space, size)
         self.pixels_only = pixels_only

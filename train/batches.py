@@ -143,6 +143,16 @@ class _Keys(torch.utils.data.Sampler):
             yield keys
 
 
+def _advance(total: int, count: int, epoch: int, cursor: int) -> tuple[int, int]:
+    """(epoch, cursor) after `count` more clips of epochs of `total` clips, as `_take` moves."""
+    while count:
+        if cursor == total:
+            epoch, cursor = epoch + 1, 0
+        step = min(count, total - cursor)
+        cursor, count = cursor + step, count - step
+    return epoch, cursor
+
+
 def _take(order, count: int, epoch: int, cursor: int) -> tuple[list[tuple[int, int]], int, int]:
     """`count` keys from (epoch, cursor) on, moving to the next epoch's permutation at its end; returns
     the keys and the (epoch, cursor) after them."""
@@ -244,7 +254,7 @@ class ClipBatches:
             pinned = device.type == "cuda"
             stacked = {k: v if k == "video" else v.to(device, non_blocking=pinned) for k, v in stacked.items()}
             clips = [{k: v[row] for k, v in stacked.items()} for row in range(batch_size)]
-        _, self.epoch, self.cursor = _take(lambda e: range(int(self.offsets[-1])), batch_size, self.epoch, self.cursor)
+        self.epoch, self.cursor = _advance(int(self.offsets[-1]), batch_size, self.epoch, self.cursor)
         return clips
 
     def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
