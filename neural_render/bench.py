@@ -8,7 +8,11 @@ context framelets' inputs are kept and run again with the new framelet under the
 run also reports the first-100 and last-100 framelet times and whether the cache's tensors stayed where
 they were allocated, which is what constant memory and time per frame means here. `--cuda-graph` also
 times the same renderer replaying CUDA graphs and prints its speed-up over eager; `--batch B` renders B
-streams per forward pass (frames/s counts every stream). Weights are random: speed does not depend on them.
+streams per forward pass (frames/s counts every stream). `--compile [MODE]` runs torch.compile (a mode from
+`COMPILE_MODES`, e.g. max-autotune-no-cudagraphs). `--profile N` profiles N framelets of the last renderer
+timed (the graphed one with --cuda-graph) and prints where the time goes: on CUDA the kernels' summed time
+against the wall time (the gap is launch and host overhead) and the kernels that take most of it; on the CPU
+the operators by self time. Weights are random: speed does not depend on them.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import numpy as np
 import torch
 
 from neural_render.model import Renderer, RendererConfig, build_renderer
-from neural_render.sampler import StreamingRenderer
+from neural_render.sampler import COMPILE_MODES, StreamingRenderer
 
-__all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "main"]
+__all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "profile_framelets", "main"]
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "4090": 165.0}
 """Dense bf16 tensor-core peaks by device-name fragment, for the 'of peak' figure on CUDA."""
@@ -120,6 +124,65 @@ def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2)
     return BenchResult(times, flops, b * cfg.patch_frames)
 
 
+@dataclass(frozen=True)
+class ProfileRow:
+    """One kernel (CUDA) or operator (CPU) name: its summed time and calls per framelet."""
+
+    name: str
+    us_per_framelet: float
+    calls_per_framelet: float
+
+
+def profile_framelets(renderer: StreamingRenderer, framelets: int) -> tuple[float, float, list[ProfileRow]]:
+    """Profile `framelets` cached steps. Returns the wall time per framelet (us), the device time per
+    framelet (us: summed CUDA kernel time, or on the CPU the summed self time of the operators) and the rows
+    of that time, largest first."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = renderer.device.type == "cuda"
+    depth, flow = _inputs(renderer.config, batch=renderer.batch_size)
+    for _ in range(3):
+        renderer.step(depth, flow)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(framelets):
+            renderer.step(depth, flow)  # returns host frames: every framelet ends synchronised
+        wall = (time.perf_counter() - start) / framelets * 1e6
+    totals: dict[str, list[float]] = {}
+    if cuda:
+        for event in prof.events():
+            if event.device_type == DeviceType.CUDA:
+                row = totals.setdefault(event.name, [0.0, 0])
+                row[0] += event.device_time
+                row[1] += 1
+    else:
+        for event in prof.key_averages():
+            if event.self_cpu_time_total > 0:
+                totals[event.key] = [event.self_cpu_time_total, event.count]
+    rows = [ProfileRow(name, us / framelets, calls / framelets) for name, (us, calls) in totals.items()]
+    rows.sort(key=lambda row: -row.us_per_framelet)
+    return wall, sum(row.us_per_framelet for row in rows), rows
+
+
+def _profile_lines(renderer: StreamingRenderer, framelets: int, top: int = 15) -> list[str]:
+    wall, busy, rows = profile_framelets(renderer, framelets)
+    what = "CUDA kernels" if renderer.device.type == "cuda" else "CPU operators (self time)"
+    calls = sum(row.calls_per_framelet for row in rows)
+    lines = [
+        f"  profile ({framelets} framelets): wall {wall / 1000:.2f} ms/framelet, {what} {busy / 1000:.2f} ms "
+        f"({100 * busy / wall:.0f}% of wall), {calls:.0f} calls/framelet"
+    ]
+    for row in rows[:top]:
+        name = row.name if len(row.name) <= 90 else row.name[:87] + "..."
+        lines.append(
+            f"    {row.us_per_framelet / 1000:7.3f} ms {100 * row.us_per_framelet / busy:5.1f}% "
+            f"{row.calls_per_framelet:6.0f} calls  {name}"
+        )
+    return lines
+
+
 def _peak(device: torch.device, given: float | None) -> float | None:
     if given is not None or device.type != "cuda":
         return given
@@ -164,11 +227,13 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
         f"[{device}: {name}] preset {args.preset} ({params:.1f}M parameters), {cfg.image_size}x{cfg.image_size}, "
         f"{cfg.patch_frames} frames per framelet, {args.steps} steps, window {args.window}, "
         f"cache_at_step {args.cache_at_step}, {args.batch} stream(s), "
-        f"{'bf16 autocast' if renderer.autocast else 'float32'}{', torch.compile' if args.compile else ''}"
+        f"{'bf16 autocast' if renderer.autocast else 'float32'}"
+        f"{f', torch.compile ({args.compile})' if args.compile else ''}"
     )
     peak = _peak(device, args.peak_tflops)
     cached, still = bench_cached(renderer, args.framelets)
     print(_cached_line("cached:", renderer, cached, still, peak), flush=True)
+    graphed = None
     if args.cuda_graph:
         if device.type != "cuda":
             print("  cuda graph: needs a CUDA device, skipped")
@@ -177,7 +242,6 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
             replayed, still = bench_cached(graphed, args.framelets)
             print(_cached_line("graphed:", graphed, replayed, still, peak), flush=True)
             print(f"  cuda graph speed-up over eager: {cached.ms / replayed.ms:.2f}x", flush=True)
-            del graphed
     renderer.reset(0)
     baseline = bench_uncached(renderer, args.baseline_framelets)
     print(
@@ -185,6 +249,10 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
         f"{baseline.tflops:7.3f} TFLOP/s  [{len(baseline.times)} framelets]"
     )
     print(f"  cache speed-up: {baseline.ms / cached.ms:.2f}x")
+    if args.profile:
+        renderer.reset(0)
+        profiled = graphed if graphed is not None else renderer
+        print("\n".join(_profile_lines(profiled, args.profile)), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,7 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-framelets", type=int, default=30, help="uncached framelets to time")
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu, then cuda when present)")
     parser.add_argument("--batch", type=int, default=1, help="streams rendered together")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
+        help=f"torch.compile the model (MODE: {', '.join(COMPILE_MODES)}; default: default)",
+    )  # fmt: skip
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N framelets (see above)")
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

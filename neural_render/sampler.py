@@ -40,7 +40,11 @@ from neural_render.diffusion import FlowMatching
 from neural_render.layout import to_uint8
 from neural_render.model import Renderer
 
-__all__ = ["StreamingRenderer"]
+__all__ = ["StreamingRenderer", "COMPILE_MODES"]
+
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+"""torch.compile modes `compile=` accepts. "max-autotune-no-cudagraphs" also benchmarks matmul kernels
+(slower to compile); the last two capture CUDA graphs of their own, so they do not mix with cuda_graph=True."""
 
 
 def _bf16_copy(model: Renderer) -> Renderer:
@@ -63,7 +67,8 @@ class StreamingRenderer:
         device, dtype: where and in which precision the model runs.
         autocast: bf16 autocast; None = on for CUDA, off elsewhere. With autocast the passes run a bf16 copy
             of the network (made once; `model` itself is not changed).
-        compile: wrap the model in torch.compile (CUDA mostly; the first framelets are slow).
+        compile: wrap the network in torch.compile (CUDA mostly; the first framelets are slow): True for
+            torch's default mode, or one of COMPILE_MODES.
         cuda_graph: capture and replay each framelet's denoising as a CUDA graph (see the module docstring).
 
     Attributes: `model` is the network as given (moved to `device`/`dtype`); `network` is what the passes
@@ -84,11 +89,19 @@ class StreamingRenderer:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         autocast: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         cuda_graph: bool = False,
     ):
         if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
             raise ValueError(f"cache_at_step must be None or in [0, {num_steps}), got {cache_at_step}")
+        mode = "default" if compile is True else compile or None
+        if mode is not None and mode not in COMPILE_MODES:
+            raise ValueError(f"compile={compile!r}: choose True, False or one of {', '.join(COMPILE_MODES)}")
+        if cuda_graph and mode in COMPILE_MODES[2:]:
+            raise ValueError(
+                f"compile={mode!r} captures CUDA graphs of its own; with cuda_graph=True use "
+                f"{COMPILE_MODES[0]!r} or {COMPILE_MODES[1]!r}"
+            )
         self.device = torch.device(device)
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"cuda_graph=True needs a CUDA device, got device={str(self.device)!r}")
@@ -114,7 +127,8 @@ class StreamingRenderer:
         # computes the same products without re-reading and re-writing all the weights each pass. The fp32
         # `self.model` (the caller's module) is left as it was.
         self.network = _bf16_copy(self.model) if self.autocast and dtype == torch.float32 else self.model
-        self._forward = torch.compile(self.network, dynamic=False) if compile else self.network
+        self.compile_mode = mode
+        self._forward = torch.compile(self.network, dynamic=False, mode=mode) if mode else self.network
         self.cuda_graph = cuda_graph
         self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_captures = 0

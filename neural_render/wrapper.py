@@ -108,7 +108,7 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         num_steps: int = 12,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         cuda_graph: bool = False,
     ):
         options = dict(
@@ -181,7 +181,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         num_steps: int = 12,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         cuda_graph: bool = False,
     ):
         self.envs = [make() for make in env_fns]

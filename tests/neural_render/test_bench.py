@@ -20,3 +20,16 @@ def test_flop_count_of_the_base_preset():
     flops = forward_flops(config, 400, 1200)
     attention = 4 * 400 * 1200 * config.width * config.depth
     assert 0.9 < (flops - attention) / (2 * 400 * 94.1e6) < 1.0
+
+
+def test_profile_lists_where_the_time_goes(capsys):
+    """On the CPU the profile sums operator self times: the matmuls (addmm) of a 2-step framelet are 3
+    passes x (4 blocks x 4 linears + 7 others) = 69 calls per framelet, and its share is the largest."""
+    main(["--size", "32", "--steps", "2", "--framelets", "2", "--baseline-framelets", "1", "--device", "cpu",
+          "--profile", "3"])  # fmt: skip
+    out = capsys.readouterr().out
+    head = re.search(r"profile \(3 framelets\): wall ([\d.]+) ms/framelet, CPU operators \(self time\) ([\d.]+) ms", out)
+    assert head and 0 < float(head[2]) <= float(head[1]), out
+    rows = re.findall(r"^ +([\d.]+) ms +([\d.]+)% +(\d+) calls  (\S+)$", out, flags=re.M)
+    assert rows and [float(r[0]) for r in rows] == sorted((float(r[0]) for r in rows), reverse=True)
+    assert ("69", "aten::addmm") in [(r[2], r[3]) for r in rows], rows

@@ -193,6 +193,15 @@ def test_cuda_graph_needs_cuda(tiny_model):
         StreamingRenderer(tiny_model, cuda_graph=True, device="cpu")
 
 
+def test_compile_modes_are_checked(tiny_model):
+    with pytest.raises(ValueError, match="compile='fast': choose True, False or one of default, max-autotune"):
+        StreamingRenderer(tiny_model, compile="fast")
+    with pytest.raises(ValueError, match="'reduce-overhead' captures CUDA graphs of its own"):
+        StreamingRenderer(tiny_model, compile="reduce-overhead", cuda_graph=True, device="cuda")
+    assert StreamingRenderer(tiny_model, compile=True).compile_mode == "default"
+    assert StreamingRenderer(tiny_model).compile_mode is None
+
+
 def test_autocast_runs_a_bf16_copy_and_leaves_the_model_alone(tiny_model):
     """bf16 autocast (here on the CPU) renders through a bf16 copy made once: frames within bf16 rounding
     of float32, and the caller's model keeps its float32 weights."""

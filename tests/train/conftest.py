@@ -5,8 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.video import iter_frames, probe_video
-
 ROAD_CLIP = Path(__file__).resolve().parents[1] / "data" / "road_clip.mp4"
 
 
@@ -20,11 +18,15 @@ def road_clip() -> Path:
 @pytest.fixture(scope="session")
 def road_full_frames(road_clip) -> np.ndarray:
     """The first 4 full (uncropped) frames of the road clip, (4, 180, 320, 3) uint8."""
+    from train.video import iter_frames
+
     return np.stack(list(iter_frames(road_clip, 0, 4)))
 
 
 @pytest.fixture(scope="session")
 def road_box(road_clip):
+    from train.video import probe_video
+
     return probe_video(road_clip).box
 
 

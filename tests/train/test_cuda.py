@@ -6,8 +6,6 @@ import re
 import pytest
 import torch
 
-from neural_render import ConditionStats
-from train.batches import ClipBatches, prepare_caches
 from train.bench import main as bench_main
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -15,6 +13,10 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_decoded_on_the_gpu_equal_the_cpu_ones(tmp_path, road_clip, workers):
+    pytest.importorskip("av", reason="extracting the test cache decodes video with PyAV")
+    pytest.importorskip("cv2", reason="extracting the test cache runs OpenCV")
+    from neural_render import ConditionStats
+    from train.batches import ClipBatches, prepare_caches
     from train.cache import video_source_stats
 
     videos = [f"{road_clip}@0:12"]
