@@ -7,7 +7,9 @@ window as it enters: no rolls, no concatenations, no whole-cache copies, and the
 once. Per framelet the cache copies at most one framelet's keys and values (when `stage` is used).
 
 The write slot is addressed through a device tensor of token indices (`index_copy_`), not a Python slice,
-so a compiled model is not specialised on the slot and one captured CUDA graph serves every slot.
+so a compiled model is not specialised on the slot and one captured CUDA graph serves every slot. Blocks
+write through per-block views of the ring (made once): torch.compile then updates each view in place,
+whereas writing into `keys[layer]` made it copy the whole ring of every block back after each pass.
 
 Legend: l blocks, b batch (environments), h heads, w window (slots), s tokens per framelet, e head width.
 """
@@ -53,6 +55,8 @@ class KVCache:
         self.values = torch.zeros(ring, device=device, dtype=dtype)
         self.staged_keys = torch.zeros(one, device=device, dtype=dtype)
         self.staged_values = torch.zeros(one, device=device, dtype=dtype)
+        self._layer_keys = [self.keys[layer] for layer in range(depth)]  # (b, h, w*s, e) views, made once
+        self._layer_values = [self.values[layer] for layer in range(depth)]
         self.write_index = 0
         self._slots = torch.arange(window * tokens_per_framelet, device=device).view(window, tokens_per_framelet)
         self._index = self._slots[0].clone()  # token indices of the write slot, updated in place by begin()
@@ -93,9 +97,13 @@ class KVCache:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Write the new framelet's keys/values (b, h, s, e) of one block into the write slot; return that
         block's whole ring (b, h, w*s, e) twice and the key mask to attend with."""
-        self.keys[layer].index_copy_(2, self._index, keys.to(self.keys.dtype))
-        self.values[layer].index_copy_(2, self._index, values.to(self.values.dtype))
-        return self.keys[layer], self.values[layer], self.key_mask()
+        if torch.is_grad_enabled():  # autograd wants views taken after earlier in-place writes: fresh ones
+            layer_keys, layer_values = self.keys[layer], self.values[layer]
+        else:
+            layer_keys, layer_values = self._layer_keys[layer], self._layer_values[layer]  # (b, h, w*s, e)
+        layer_keys.index_copy_(2, self._index, keys.to(layer_keys.dtype))
+        layer_values.index_copy_(2, self._index, values.to(layer_values.dtype))
+        return layer_keys, layer_values, self.key_mask()
 
     def stage(self) -> None:
         """Set aside the keys/values the latest pass wrote into the write slot (all blocks)."""

@@ -93,10 +93,15 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
-        qkv = rearrange(self.qkv(x), "b L (three h e) -> three b h L e", three=3, h=self.heads)
-        q, k, v = qkv.unbind(0)  # each (b, h, L, e)
-        q = apply_rope(_norm(self.q_norm, q), cos, sin)
-        k = apply_rope(_norm(self.k_norm, k), cos, sin)
+        # Norm and rotate in the token-major layout the projection writes, then view heads-first for the
+        # attention kernels (which take strided inputs): rotating heads-first views cost a badly strided
+        # kernel per block on the GPU.
+        qkv = rearrange(self.qkv(x), "b L (three h e) -> three b L h e", three=3, h=self.heads)
+        q, k, v = qkv.unbind(0)  # each (b, L, h, e)
+        cos, sin = cos[:, None], sin[:, None]  # (L, 1, e/2)
+        q = apply_rope(_norm(self.q_norm, q), cos, sin).transpose(1, 2)  # (b, h, L, e)
+        k = apply_rope(_norm(self.k_norm, k), cos, sin).transpose(1, 2)
+        v = v.transpose(1, 2)
         if cache is not None:
             k, v, mask = cache.attend(layer, k, v)  # (b, h, K, e) twice, mask (b, 1, 1, K) or None
         if BlockMask is not None and isinstance(mask, BlockMask):

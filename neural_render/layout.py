@@ -120,7 +120,8 @@ def rope_tables(grid: tuple[int, int], head_dim: int, base: float, device=None) 
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x (b, h, L, e) by the angles whose cos/sin are (L, m)."""
+    """Rotate consecutive channel pairs of x (..., e) by angles whose cos/sin (..., m) broadcast against
+    x's pairs: for x (b, h, L, e) tables (L, m), for x (b, L, h, e) tables (L, 1, m)."""
     pairs = rearrange(x, "... (m two) -> ... m two", two=2)
     even, odd = pairs.unbind(-1)  # each (b, h, L, m)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)

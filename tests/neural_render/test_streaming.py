@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_render import ConditionStats, FlowMatching, StreamingRenderer
+from neural_render import ConditionStats, FlowMatching, StreamingRenderer, build_renderer
 
 
 def _random_video(cfg, batch, framelets, generator):
@@ -221,3 +221,29 @@ def test_autocast_runs_a_bf16_copy_and_leaves_the_model_alone(tiny_model):
     assert model.x_embedder.weight.dtype == torch.float32
     error = (frames[True] - frames[False]).norm() / frames[False].norm()
     assert 1e-4 < error < 0.05, f"relative error {error:.5f}"  # rounded, but the same picture
+
+
+@pytest.mark.slow
+def test_compiled_cached_pass_writes_the_ring_in_place():
+    """torch.compile must update the cache's ring in place: the generated kernels may index_copy into it
+    but must not copy_ it back whole after the pass (what writing through `keys[layer]` used to cost, two
+    copies of every block's ring per pass). Checked on the CPU's generated code, which shares this with
+    the GPU's."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    torch._dynamo.reset()
+    model = build_renderer("tiny", image_size=32, depth=2, width=64, heads=2).eval()
+    cache = model.new_cache(batch_size=1, window=2)
+    x, cond = torch.randn(1, 2, 32, 32, 3), torch.randn(1, 2, 32, 32, 3)
+    with torch.no_grad():
+        cache.begin()
+        cache.commit()
+        cache.begin()
+        expected = model(x, torch.full((1, 1), 0.5), cond, cache=cache)
+        out, code = run_and_get_code(torch.compile(model), x, torch.full((1, 1), 0.5), cond, cache=cache)
+    torch.testing.assert_close(out, expected)
+    kernels = re.findall(r"(\w*fused\w*) = async_compile", "\n".join(code))
+    assert any("index_copy" in name for name in kernels), kernels
+    assert not [name for name in kernels if re.search(r"(^|_)copy__", name)], kernels
