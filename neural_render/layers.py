@@ -17,6 +17,8 @@ from torch import nn
 from neural_render.kv_cache import KVCache
 from neural_render.layout import apply_rope
 
+__all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "modulate"]
+
 try:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
 except ImportError:  # older torch: the "flex" attention backend is unavailable
@@ -33,8 +35,6 @@ def flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask) -> torch
     if _compiled_flex is None:
         _compiled_flex = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex(q, k, v, block_mask=block_mask)
-
-__all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "modulate"]
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

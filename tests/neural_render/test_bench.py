@@ -28,7 +28,8 @@ def test_profile_lists_where_the_time_goes(capsys):
     main(["--size", "32", "--steps", "2", "--framelets", "2", "--baseline-framelets", "1", "--device", "cpu",
           "--profile", "3"])  # fmt: skip
     out = capsys.readouterr().out
-    head = re.search(r"profile \(3 framelets\): wall ([\d.]+) ms/framelet, CPU operators \(self time\) ([\d.]+) ms", out)
+    pattern = r"profile \(3 framelets\): wall ([\d.]+) ms/framelet, CPU operators \(self time\) ([\d.]+) ms"
+    head = re.search(pattern, out)
     assert head and 0 < float(head[2]) <= float(head[1]), out
     rows = re.findall(r"^ +([\d.]+) ms +([\d.]+)% +(\d+) calls  (\S+)$", out, flags=re.M)
     assert rows and [float(r[0]) for r in rows] == sorted((float(r[0]) for r in rows), reverse=True)
