@@ -123,7 +123,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate consecutive channel pairs of x (..., e) by angles whose cos/sin (..., m) broadcast against
     x's pairs: for x (b, h, L, e) tables (L, m), for x (b, L, h, e) tables (L, 1, m)."""
     pairs = rearrange(x, "... (m two) -> ... m two", two=2)
-    even, odd = pairs.unbind(-1)  # each (b, h, L, m)
+    even, odd = pairs.unbind(-1)  # each (..., m)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     turned = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
     return rearrange(turned, "... m two -> ... (m two)")
