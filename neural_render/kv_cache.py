@@ -27,8 +27,8 @@ class KVCache:
 
     Life of one framelet: `begin()` claims the write slot (the oldest framelet's), every forward pass of
     the new framelet writes its keys/values there through `attend`, `stage()` may set aside the keys and
-    values of one chosen pass, and `commit()` makes the slot part of the context (restoring the staged
-    pass if asked) and moves the write index on. `reset(slots)` forgets the context of some environments.
+    values of one chosen pass, `restore_staged()` puts them back into the slot, and `commit()` makes the
+    slot part of the context and moves the write index on. `reset(slots)` forgets the context of some environments.
     """
 
     def __init__(
@@ -115,10 +115,8 @@ class KVCache:
         self.keys.index_copy_(3, self._index, self.staged_keys)
         self.values.index_copy_(3, self._index, self.staged_values)
 
-    def commit(self, *, use_staged: bool = False) -> None:
-        """Keep the write slot as context (the staged pass if `use_staged`) and advance the write index."""
-        if use_staged:
-            self.restore_staged()
+    def commit(self) -> None:
+        """Keep the write slot as context and advance the write index."""
         self.write_index = (self.write_index + 1) % self.window
 
     def reset(self, slots=None) -> None:

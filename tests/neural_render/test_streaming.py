@@ -40,7 +40,8 @@ def test_cached_passes_equal_masked_parallel_pass(tiny_model, window, keep):
             outputs.append(tiny_model(*piece, cache=cache))
             cache.stage()
             tiny_model(_framelet(junk, j, f), t[:, j : j + 1], piece[2], cache=cache)
-            cache.commit(use_staged=True)
+            cache.restore_staged()
+            cache.commit()
     torch.testing.assert_close(torch.cat(outputs, dim=1), parallel)
     if window < n:  # the window really limits what is seen
         assert not torch.allclose(tiny_model(x, t, cond, window=None), parallel)
