@@ -4,7 +4,7 @@ Import cost stays light: the gym wrapper (which needs gymnasium and spokester_en
 """
 
 from neural_render.checkpoint import load_renderer, save_renderer
-from neural_render.conditioning import ConditionStats, SourceStats
+from neural_render.conditioning import ConditionSource, ConditionStats
 from neural_render.diffusion import FlowMatching
 from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, build_renderer
 from neural_render.sampler import StreamingRenderer
@@ -13,11 +13,11 @@ __all__ = [
     "NeuralRenderObservation",
     "NeuralRenderVectorEnv",
     "RENDERER_PRESETS",
+    "ConditionSource",
     "ConditionStats",
     "FlowMatching",
     "Renderer",
     "RendererConfig",
-    "SourceStats",
     "StreamingRenderer",
     "build_renderer",
     "load_renderer",

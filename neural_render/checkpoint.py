@@ -1,15 +1,19 @@
 """Renderer checkpoints: safetensors weights plus a JSON sidecar with everything needed to use them.
 
 A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and `NAME.json`:
-    {"format": "spokester-renderer", "version": 1, "checkpoint_id": "<hex>",
+    {"format": "spokester-renderer", "version": 2, "checkpoint_id": "<hex>",
      "preset": "tiny" | null,            # the preset whose config equals the saved one, as a label
      "config": {...RendererConfig...},   # the full config: loading never relies on code defaults
-     "stats": {...ConditionStats...} | null,
+     "stats": {"sources": {name: {...ConditionSource...}}} | null,   # statistics and transform flags
      "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
 Both files carry the same random `checkpoint_id`, so a weights file never silently pairs with the JSON of
 another save. Each file is written to a temporary file and moved into place (os.replace), so a crash
 never leaves a half-written file under the checkpoint's name. Every failure to load is a CheckpointError
 whose message is one line naming the file and what is wrong.
+
+Version 1 (before 2026-12) is still read: its config names the block count `depth`, and its statistics
+hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its provenance's training
+config gave (`train_config.sky_to_zero`, for the video sources).
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from neural_render.conditioning import ConditionStats
-from neural_render.files import atomic_write_bytes
 from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, preset_name
+from spokester_env.output import atomic_write_bytes
 
 __all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 """The project's shipped default renderer (weights; its JSON sits beside it)."""
 FORMAT = "spokester-renderer"
-VERSION = 1
+VERSION = 2
+"""The format version `save_renderer` writes; `load_renderer` reads 1 and 2."""
+VERSION_1_NAMES = {"depth": "num_blocks"}
+"""Config fields renamed since version 1: old name -> new name."""
 
 
 class CheckpointError(ValueError):
@@ -95,19 +102,36 @@ def _read_json(meta: Path) -> dict:
         raise CheckpointError(meta, f"corrupt JSON ({error})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(meta, f'not a renderer checkpoint JSON (no "format": "{FORMAT}")')
+    if info.get("version") not in (1, VERSION):
+        raise CheckpointError(meta, f"format version {info.get('version')!r}; this code reads versions 1 and {VERSION}")
     return info
 
 
 def _config(meta: Path, info: dict) -> RendererConfig:
     if info.get("config") is not None:
+        config = info["config"]
+        if info["version"] == 1 and isinstance(config, dict):
+            config = {VERSION_1_NAMES.get(name, name): value for name, value in config.items()}
         try:
-            return RendererConfig.from_dict(info["config"])
+            return RendererConfig.from_dict(config)
         except (TypeError, ValueError) as error:
             raise CheckpointError(meta, f"bad config: {error}") from None
     preset = info.get("preset")
     if preset not in RENDERER_PRESETS:
         raise CheckpointError(meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})")
     return RENDERER_PRESETS[preset]()
+
+
+def _stats(meta: Path, info: dict) -> ConditionStats | None:
+    if info.get("stats") is None:
+        return None
+    try:
+        if info["version"] == 1:
+            trained = (info.get("provenance") or {}).get("train_config") or {}
+            return ConditionStats.from_version_1(info["stats"], bool(trained.get("sky_to_zero", False)))
+        return ConditionStats.from_dict(info["stats"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(meta, f"bad statistics: {error}") from None
 
 
 def _read_weights(weights: Path) -> tuple[dict, dict]:
@@ -154,10 +178,7 @@ def load_renderer(
                 f"{tuple(expected[name].shape)}",
             )
     model.load_state_dict(tensors)
-    try:
-        stats = ConditionStats.from_dict(info["stats"]) if info.get("stats") is not None else None
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(meta, f"bad statistics: {error}") from None
+    stats = _stats(meta, info)
     return LoadedRenderer(
         model=model.to(device=device, dtype=dtype).eval(),
         stats=stats,

@@ -15,21 +15,24 @@ Every value is clamped to mean +- clip * std BEFORE it is standardised, so any f
 (a camera inside a car: inverse depth 1e6, flow 1e6) gives bounded values and never overflows; NaNs read
 as 0 (sky, no motion).
 
-The statistics live in the checkpoint (`to_dict` / `from_dict`), never as constants elsewhere.
+A `ConditionSource` is one source (the game seen by one camera, one video, the videos pooled): its
+statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `clip`). It is fitted here from
+depth and flow arrays (`fit`, `pool`) by every caller, and it is saved in the checkpoint's JSON as data
+(`to_dict` / `from_dict`), never as constants elsewhere. `ConditionStats` is a checkpoint's named sources.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 import torch
 
-__all__ = ["CONDITION_CHANNELS", "SourceStats", "ConditionStats", "fit_source_stats"]
+__all__ = ["CONDITION_CHANNELS", "DEFAULT_CLIP", "ConditionSource", "ConditionStats"]
 
 CONDITION_CHANNELS = 3
 """Channels of a normalised condition: depth, flow x, flow y."""
@@ -41,33 +44,6 @@ UNIT_DEPTH_FLOOR = 1e-2
 """Depth floor of the identity statistics, in the game's metres^-1 (100 m)."""
 MIN_STD = 1e-6
 """Smallest standard deviation a fit may record, so that a constant stream never divides by zero."""
-
-
-@dataclass(frozen=True)
-class SourceStats:
-    """Statistics of one condition source (e.g. "game", "video"), in that source's units."""
-
-    depth_floor: float
-    """Inverse depth below this (sky, very far) is raised to it before the transform."""
-    depth_mean: float
-    """Mean of the transformed depth (its log with `log_depth`)."""
-    depth_std: float
-    """Standard deviation of the transformed depth."""
-    flow_mean: tuple[float, float]
-    """Mean flow (x, y) in pixels per frame."""
-    flow_std: tuple[float, float]
-    """Standard deviation of the flow (x, y) in pixels per frame."""
-    frames: int = 0
-    """Number of frames the statistics were fitted on (0 = set by hand)."""
-
-    def __post_init__(self):
-        values = (self.depth_floor, self.depth_mean, self.depth_std, *self.flow_mean, *self.flow_std)
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"condition statistics must be finite: {self}")
-        if self.depth_floor <= 0 or self.depth_std <= 0 or min(self.flow_std) <= 0:
-            raise ValueError(f"depth floor and standard deviations must be positive: {self}")
-        object.__setattr__(self, "flow_mean", tuple(float(v) for v in self.flow_mean))
-        object.__setattr__(self, "flow_std", tuple(float(v) for v in self.flow_std))
 
 
 def _transform_depth(depth, floor: float, log_depth: bool):
@@ -87,127 +63,241 @@ def _standardise(value: torch.Tensor, mean, std, clip: float) -> torch.Tensor:
     return ((value - mean) / std).clamp(-clip, clip)  # the clamp again only fixes rounding at the bounds
 
 
-def fit_source_stats(
-    depth: np.ndarray,
-    flow: np.ndarray,
-    *,
-    log_depth: bool = True,
-    floor_fraction: float = DEFAULT_FLOOR_FRACTION,
-    chunk: int = 64,
-) -> SourceStats:
-    """Fit one source's statistics from depth (N, H, W, 1) and flow (N, H, W, 2) arrays (memmaps welcome:
-    they are read `chunk` frames at a time, with sums in float64)."""
-    if depth.shape[:-1] != flow.shape[:-1] or depth.shape[-1] != 1 or flow.shape[-1] != 2:
-        raise ValueError(f"need depth (N, H, W, 1) and flow (N, H, W, 2), got {depth.shape} and {flow.shape}")
-    step = max(1, depth.shape[0] // 16)
-    sample = np.nan_to_num(np.asarray(depth[::step], dtype=np.float64))
-    positive = sample[sample > 0]
-    if positive.size == 0:
-        raise ValueError("cannot fit depth statistics: no positive inverse depth in the sample")
-    floor = floor_fraction * float(np.percentile(positive, 99))
+def _moments(values, count: int | None = None, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (c,) over all but the last axis of (N, ..., c) values (memmaps read `chunk` at a time,
+    sums in float64); `values` may be a callable giving chunk i's float64 array."""
+    sums, squares, n = 0.0, 0.0, 0
+    for start in range(0, count, chunk):
+        part = values(start, start + chunk)
+        part = part.reshape(-1, part.shape[-1])
+        sums = sums + part.sum(axis=0)
+        squares = squares + np.square(part).sum(axis=0)
+        n += part.shape[0]
+    mean = sums / n
+    return mean, np.sqrt(np.maximum(squares / n - np.square(mean), 0.0))
 
-    sums = np.zeros(3)
-    squares = np.zeros(3)
-    count = 0
-    for start in range(0, depth.shape[0], chunk):
-        d = _transform_depth(np.asarray(depth[start : start + chunk], dtype=np.float64), floor, log_depth)
-        v = np.nan_to_num(np.asarray(flow[start : start + chunk], dtype=np.float64))
-        values = np.concatenate([d, v], axis=-1).reshape(-1, 3)
-        sums += values.sum(axis=0)
-        squares += np.square(values).sum(axis=0)
-        count += values.shape[0]
-    mean = sums / count
-    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
-    std = np.maximum(std, MIN_STD)
-    return SourceStats(
-        depth_floor=floor,
-        depth_mean=float(mean[0]),
-        depth_std=float(std[0]),
-        flow_mean=(float(mean[1]), float(mean[2])),
-        flow_std=(float(std[1]), float(std[2])),
-        frames=int(depth.shape[0]),
-    )
+
+def _mixture(means: np.ndarray, stds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (c,) of a mixture of parts (p, c) drawn with (unnormalised) weights (p,):
+    mean = sum w m / sum w, var = sum w (s^2 + m^2) / sum w - mean^2."""
+    total = weights.sum()
+    mean = (weights[:, None] * means).sum(axis=0) / total
+    var = (weights[:, None] * (np.square(stds) + np.square(means))).sum(axis=0) / total - np.square(mean)
+    return mean, np.sqrt(np.maximum(var, 0.0))
 
 
 @dataclass(frozen=True)
-class ConditionStats:
-    """How conditions are normalised: the shared transform and each source's statistics."""
+class ConditionSource:
+    """One condition source (the game, a video, the videos pooled): its statistics, in the source's own
+    units, and the flags of its transform."""
 
-    sources: Mapping[str, SourceStats] = field(default_factory=dict)
-    """Statistics by source name, e.g. {"game": ..., "video": ...}."""
+    depth_floor: float
+    """Inverse depth below this (sky, very far) is raised to it before the transform."""
+    depth_mean: float
+    """Mean of the transformed depth (its log with `log_depth`)."""
+    depth_std: float
+    """Standard deviation of the transformed depth."""
+    flow_mean: tuple[float, float]
+    """Mean flow (x, y) in pixels per frame."""
+    flow_std: tuple[float, float]
+    """Standard deviation of the flow (x, y) in pixels per frame."""
+    frames: int = 0
+    """Number of frames the statistics were fitted on (0 = set by hand)."""
     log_depth: bool = True
-    """Take the log of (floored) inverse depth before standardising."""
+    """Take the log of (floored) inverse depth before standardising: an unknown scale becomes an offset."""
+    sky_to_zero: bool = False
+    """The source's depth was read as 0 where its sky mask says sky (a video's, `train.data.sky`) when these
+    statistics were fitted, and must be read so wherever the source is used again (evaluation). The game's
+    sky is 0 already."""
     clip: float = DEFAULT_CLIP
-    """Normalised values are clipped to [-clip, clip]."""
+    """Normalised values are clipped to [-clip, clip] standard deviations."""
 
     def __post_init__(self):
-        if not self.clip > 0:
-            raise ValueError(f"clip must be positive, got {self.clip}")
-        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        values = (self.depth_floor, self.depth_mean, self.depth_std, *self.flow_mean, *self.flow_std, self.clip)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"condition statistics must be finite: {self}")
+        if self.depth_floor <= 0 or self.depth_std <= 0 or min(self.flow_std) <= 0 or self.clip <= 0:
+            raise ValueError(f"depth floor, standard deviations and clip must be positive: {self}")
+        object.__setattr__(self, "flow_mean", tuple(float(v) for v in self.flow_mean))
+        object.__setattr__(self, "flow_std", tuple(float(v) for v in self.flow_std))
+
+    @property
+    def flags(self) -> dict:
+        """The transform's flags: what two sources must share to be pooled."""
+        return {"log_depth": self.log_depth, "sky_to_zero": self.sky_to_zero, "clip": self.clip}
 
     @classmethod
-    def unit(cls, source: str = "game") -> ConditionStats:
+    def unit(cls) -> ConditionSource:
         """Identity statistics (mean 0, std 1, floor 1/100 m): for untrained models and tests only."""
-        stats = SourceStats(
-            depth_floor=UNIT_DEPTH_FLOOR,
-            depth_mean=0.0,
-            depth_std=1.0,
-            flow_mean=(0.0, 0.0),
-            flow_std=(1.0, 1.0),
-        )
-        return cls(sources={source: stats})
+        return cls(depth_floor=UNIT_DEPTH_FLOOR, depth_mean=0.0, depth_std=1.0, flow_mean=(0, 0), flow_std=(1, 1))
 
     @classmethod
     def fit(
         cls,
-        arrays: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        depth: np.ndarray,
+        flow: np.ndarray | Sequence[np.ndarray],
         *,
         log_depth: bool = True,
+        sky_to_zero: bool = False,
         clip: float = DEFAULT_CLIP,
-    ) -> ConditionStats:
-        """Fit statistics for each source from {name: (depth (N, H, W, 1), flow (N, H, W, 2))}."""
-        fitted = {name: fit_source_stats(d, v, log_depth=log_depth) for name, (d, v) in arrays.items()}
-        return cls(sources=fitted, log_depth=log_depth, clip=clip)
+        floor_fraction: float = DEFAULT_FLOOR_FRACTION,
+        chunk: int = 64,
+    ) -> ConditionSource:
+        """Fit a source from its depth (N, H, W, 1) and flow (N', H, W, 2) (memmaps welcome: read `chunk`
+        frames at a time, sums in float64). `flow` may be a list of arrays, the equally likely parts of a
+        mixture (a video's flow at each frame skip a training clip may be drawn with); its statistics are
+        the mixture's. `sky_to_zero` records that `depth` already reads 0 at the sky."""
+        flows = [flow] if isinstance(flow, np.ndarray) or not isinstance(flow, Sequence) else list(flow)
+        if len(depth.shape) < 2 or depth.shape[-1] != 1 or not flows:
+            raise ValueError(f"need depth (N, H, W, 1) and flow (N, H, W, 2), got {depth.shape}")
+        for part in flows:
+            if part.shape[-1] != 2 or part.shape[1:-1] != depth.shape[1:-1]:
+                raise ValueError(f"need depth (N, H, W, 1) and flow (N, H, W, 2), got {depth.shape} and {part.shape}")
+        step = max(1, depth.shape[0] // 16)
+        sample = np.nan_to_num(np.asarray(depth[::step], dtype=np.float64))
+        positive = sample[sample > 0]
+        if positive.size == 0:
+            raise ValueError("cannot fit depth statistics: no positive inverse depth in the sample")
+        floor = floor_fraction * float(np.percentile(positive, 99))
 
-    def with_source(self, name: str, depth: np.ndarray, flow: np.ndarray) -> ConditionStats:
-        """A copy with `name`'s statistics fitted (or refitted) from arrays, under this transform."""
-        fitted = fit_source_stats(depth, flow, log_depth=self.log_depth)
-        return dataclasses.replace(self, sources={**self.sources, name: fitted})
+        def depth_chunk(lo, hi):
+            return _transform_depth(np.asarray(depth[lo:hi], dtype=np.float64), floor, log_depth)
 
-    def normalize(self, depth, flow, source: str = "game") -> torch.Tensor:
+        depth_mean, depth_std = _moments(depth_chunk, depth.shape[0], chunk)
+        parts = [_moments(lambda lo, hi, f=f: np.nan_to_num(np.asarray(f[lo:hi], dtype=np.float64)), len(f), chunk)
+                 for f in flows]  # fmt: skip
+        means = np.array([m for m, _ in parts])  # (parts, 2)
+        stds = np.maximum(np.array([s for _, s in parts]), MIN_STD)
+        flow_mean, flow_std = (means[0], stds[0]) if len(parts) == 1 else _mixture(means, stds, np.ones(len(parts)))
+        return cls(
+            depth_floor=floor,
+            depth_mean=float(depth_mean[0]),
+            depth_std=float(max(depth_std[0], MIN_STD)),
+            flow_mean=tuple(flow_mean),
+            flow_std=tuple(np.maximum(flow_std, MIN_STD)),
+            frames=int(depth.shape[0]),
+            log_depth=log_depth,
+            sky_to_zero=sky_to_zero,
+            clip=clip,
+        )
+
+    @classmethod
+    def pool(cls, parts: Sequence[ConditionSource]) -> ConditionSource:
+        """Several sources as one (the moments of their mixture, weighted by their frames); their flags
+        must agree."""
+        if not parts:
+            raise ValueError("pool: need at least one condition source")
+        flags = {tuple(p.flags.items()) for p in parts}
+        if len(flags) > 1:
+            raise ValueError(f"cannot pool condition sources with different transforms: {sorted(flags)}")
+        weights = np.array([max(p.frames, 1) for p in parts], dtype=np.float64)
+        means = np.array([[p.depth_mean, *p.flow_mean] for p in parts])  # (parts, 3)
+        stds = np.array([[p.depth_std, *p.flow_std] for p in parts])
+        mean, std = _mixture(means, stds, weights)
+        std = np.maximum(std, MIN_STD)
+        return cls(
+            depth_floor=float(weights @ np.array([p.depth_floor for p in parts]) / weights.sum()),
+            depth_mean=float(mean[0]),
+            depth_std=float(std[0]),
+            flow_mean=(float(mean[1]), float(mean[2])),
+            flow_std=(float(std[1]), float(std[2])),
+            frames=int(sum(p.frames for p in parts)),
+            **parts[0].flags,
+        )
+
+    def normalize(self, depth, flow) -> torch.Tensor:
         """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2), arrays or tensors
         (tensors stay on their device)."""
-        if source not in self.sources:
-            raise KeyError(f"no condition statistics for source {source!r}; have {sorted(self.sources)}")
-        stats = self.sources[source]
         depth = torch.as_tensor(depth, dtype=torch.float32)
         flow = torch.as_tensor(flow, dtype=torch.float32, device=depth.device)
         if depth.shape[-1] != 1 or flow.shape[-1] != 2 or depth.shape[:-1] != flow.shape[:-1]:
             shapes = f"{tuple(depth.shape)} and {tuple(flow.shape)}"
             raise ValueError(f"need depth (..., 1) and flow (..., 2), got {shapes}")
-        d = _transform_depth(depth, stats.depth_floor, self.log_depth)
-        d = _standardise(d, stats.depth_mean, stats.depth_std, self.clip)
+        d = _transform_depth(depth, self.depth_floor, self.log_depth)
+        d = _standardise(d, self.depth_mean, self.depth_std, self.clip)
         v = torch.nan_to_num(flow, nan=0.0)
-        v = _standardise(v, stats.flow_mean, stats.flow_std, self.clip)
+        v = _standardise(v, self.flow_mean, self.flow_std, self.clip)
         return torch.cat([d, v], dim=-1)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return {
-            "log_depth": self.log_depth,
-            "clip": self.clip,
-            "sources": {name: dataclasses.asdict(stats) for name, stats in self.sources.items()},
-        }
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ConditionSource:
+        """Inverse of `to_dict`; unknown fields are errors, and so are missing statistics."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(data) - names:
+            raise ValueError(f"unknown fields {sorted(set(data) - names)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ConditionStats:
+    """The named condition sources a renderer knows, e.g. {"game": ..., "video": ..., "video/<stem>": ...}."""
+
+    sources: Mapping[str, ConditionSource] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+
+    @classmethod
+    def unit(cls, source: str = "game") -> ConditionStats:
+        """Identity statistics for one source: for untrained models and tests only."""
+        return cls(sources={source: ConditionSource.unit()})
+
+    @property
+    def clip(self) -> float:
+        """The clip of the normalised condition, which every source shares (the network saw one range)."""
+        clips = {s.clip for s in self.sources.values()}
+        if len(clips) > 1:
+            raise ValueError(f"condition sources disagree on the clip: {sorted(clips)}")
+        return clips.pop() if clips else DEFAULT_CLIP
+
+    def source(self, name: str) -> ConditionSource:
+        """The source named `name`; an unknown name is a KeyError listing the known ones."""
+        if name not in self.sources:
+            raise KeyError(f"no condition statistics for source {name!r}; have {sorted(self.sources)}")
+        return self.sources[name]
+
+    def with_source(self, name: str, source: ConditionSource) -> ConditionStats:
+        """A copy with `name` added (or replaced)."""
+        return ConditionStats(sources={**self.sources, name: source})
+
+    def normalize(self, depth, flow, source: str = "game") -> torch.Tensor:
+        """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2) of `source`."""
+        return self.source(source).normalize(depth, flow)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: {"sources": {name: every field of the source}}."""
+        return {"sources": {name: source.to_dict() for name, source in self.sources.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ConditionStats:
-        """Inverse of `to_dict`; unknown or missing fields are errors."""
-        if set(data) != {"log_depth", "clip", "sources"}:
-            raise ValueError(f"condition statistics need fields log_depth, clip, sources; got {sorted(data)}")
-        names = {f.name for f in dataclasses.fields(SourceStats)}
+        """Inverse of `to_dict`; unknown or missing fields are errors naming the source."""
+        if set(data) != {"sources"}:
+            raise ValueError(f"condition statistics need the field sources only; got {sorted(data)}")
         sources = {}
         for name, fields in data["sources"].items():
-            if set(fields) - names:
-                raise ValueError(f"statistics of source {name!r} have unknown fields {sorted(set(fields) - names)}")
-            sources[name] = SourceStats(**fields)
-        return cls(sources=sources, log_depth=bool(data["log_depth"]), clip=float(data["clip"]))
+            try:
+                sources[name] = ConditionSource.from_dict(fields)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"source {name!r}: {error}") from None
+        return cls(sources=sources)
+
+    @classmethod
+    def from_version_1(cls, data: Mapping, sky_to_zero_videos: bool = False) -> ConditionStats:
+        """Statistics as checkpoints of format version 1 saved them: the flags `log_depth` and `clip` once
+        for all sources, no `sky_to_zero` (its training config said it; pass it for the video sources)."""
+        if set(data) != {"log_depth", "clip", "sources"}:
+            raise ValueError(f"condition statistics need fields log_depth, clip, sources; got {sorted(data)}")
+        flags = {"log_depth": bool(data["log_depth"]), "clip": float(data["clip"])}
+        sources = {}
+        for name, fields in data["sources"].items():
+            video = name == "video" or name.startswith("video/")
+            fields = {**fields, **flags, "sky_to_zero": video and sky_to_zero_videos}
+            try:
+                sources[name] = ConditionSource.from_dict(fields)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"source {name!r}: {error}") from None
+        return cls(sources=sources)

@@ -34,7 +34,7 @@ class KVCache:
     def __init__(
         self,
         *,
-        depth: int,
+        num_blocks: int,
         batch_size: int,
         heads: int,
         head_dim: int,
@@ -49,14 +49,14 @@ class KVCache:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.window = window
         self.tokens_per_framelet = tokens_per_framelet
-        ring = (depth, batch_size, heads, window * tokens_per_framelet, head_dim)  # (l, b, h, w*s, e)
-        one = (depth, batch_size, heads, tokens_per_framelet, head_dim)  # (l, b, h, s, e)
+        ring = (num_blocks, batch_size, heads, window * tokens_per_framelet, head_dim)  # (l, b, h, w*s, e)
+        one = (num_blocks, batch_size, heads, tokens_per_framelet, head_dim)  # (l, b, h, s, e)
         self.keys = torch.zeros(ring, device=device, dtype=dtype)
         self.values = torch.zeros(ring, device=device, dtype=dtype)
         self.staged_keys = torch.zeros(one, device=device, dtype=dtype)
         self.staged_values = torch.zeros(one, device=device, dtype=dtype)
-        self._layer_keys = [self.keys[layer] for layer in range(depth)]  # (b, h, w*s, e) views, made once
-        self._layer_values = [self.values[layer] for layer in range(depth)]
+        self._layer_keys = [self.keys[layer] for layer in range(num_blocks)]  # (b, h, w*s, e) views, made once
+        self._layer_values = [self.values[layer] for layer in range(num_blocks)]
         self.write_index = 0
         self._slots = torch.arange(window * tokens_per_framelet, device=device).view(window, tokens_per_framelet)
         self._index = self._slots[0].clone()  # token indices of the write slot, updated in place by begin()

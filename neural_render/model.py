@@ -51,7 +51,7 @@ class RendererConfig:
     """Frames per framelet: a token spans this many frames, and one timestep covers them."""
     width: int = 256
     """Token width d."""
-    depth: int = 4
+    num_blocks: int = 4
     """Number of DiT blocks."""
     heads: int = 4
     """Attention heads; width / heads must be divisible by 4 for 2D rotary positions."""
@@ -73,8 +73,8 @@ class RendererConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ValueError(f"width {self.width} / heads {self.heads} must be an integer divisible by 4")
-        if min(self.patch_frames, self.depth, self.channels, self.cond_channels) < 1:
-            raise ValueError(f"patch_frames, depth and channel counts must be positive: {self}")
+        if min(self.patch_frames, self.num_blocks, self.channels, self.cond_channels) < 1:
+            raise ValueError(f"patch_frames, num_blocks and channel counts must be positive: {self}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -127,7 +127,7 @@ class Renderer(nn.Module):
         self.adaln = nn.Linear(width, 6 * width) if config.shared_adaln else None
         self.blocks = nn.ModuleList(
             DiTBlock(width, config.heads, config.mlp_ratio, config.qk_norm, config.shared_adaln)
-            for _ in range(config.depth)
+            for _ in range(config.num_blocks)
         )
         self.final_layer = FinalLayer(width, f * p * p * config.channels)
         cos, sin = rope_tables(config.grid, config.head_dim, config.rope_base)
@@ -191,7 +191,7 @@ class Renderer(nn.Module):
         drop_cond: bool (b,) or (b, n), True where the null condition replaces `cond`;
         window: framelets a token sees (its own included), None = all earlier ones (parallel pass only);
         cache: a KVCache for one framelet (n = 1) whose context is the cache's framelets;
-        return_layers: block counts l (1..depth) whose hidden states (b, n, s, d) after l blocks to return.
+        return_layers: block counts l (1..num_blocks) whose hidden states (b, n, s, d) after l blocks to return.
         Returns the prediction (b, n*f, H, W, 3), and a dict {l: hidden} too when `return_layers` is given.
         """
         cfg = self.config
@@ -202,8 +202,8 @@ class Renderer(nn.Module):
         if cache is not None and n != 1:
             raise ValueError(f"a cached pass takes one framelet at a time, got {n}")
         layers = sorted(set(return_layers))
-        if any(not 1 <= layer <= cfg.depth for layer in layers):
-            raise ValueError(f"return_layers must lie in 1..{cfg.depth}, got {layers}")
+        if any(not 1 <= layer <= cfg.num_blocks for layer in layers):
+            raise ValueError(f"return_layers must lie in 1..{cfg.num_blocks}, got {layers}")
 
         h = self.x_embedder(tokens)  # (b, n, s, d)
         c = self.embed_condition(cond, drop_cond, (b, n, s)) + self.t_embedder(t)[:, :, None]  # (b, n, s, d)
@@ -236,7 +236,7 @@ class Renderer(nn.Module):
         """An empty KV cache sized for this network."""
         cfg = self.config
         return KVCache(
-            depth=cfg.depth,
+            num_blocks=cfg.num_blocks,
             batch_size=batch_size,
             heads=cfg.heads,
             head_dim=cfg.head_dim,
@@ -249,17 +249,17 @@ class Renderer(nn.Module):
 
 def tiny() -> RendererConfig:
     """About 5M parameters at 128x128: the CPU default and the test size."""
-    return RendererConfig(image_size=128, patch_size=16, width=256, depth=4, heads=4)
+    return RendererConfig(image_size=128, patch_size=16, width=256, num_blocks=4, heads=4)
 
 
 def small() -> RendererConfig:
     """About 25M parameters at 256x256: a mid-size GPU model."""
-    return RendererConfig(image_size=256, patch_size=16, width=448, depth=9, heads=7)
+    return RendererConfig(image_size=256, patch_size=16, width=448, num_blocks=9, heads=7)
 
 
 def base() -> RendererConfig:
     """ViT-B: 12 blocks of width 768 at 320x320, about 95M parameters, the seed's size."""
-    return RendererConfig(image_size=320, patch_size=16, width=768, depth=12, heads=12)
+    return RendererConfig(image_size=320, patch_size=16, width=768, num_blocks=12, heads=12)
 
 
 RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {"tiny": tiny, "small": small, "base": base}

@@ -1,22 +1,32 @@
-"""Teach the renderer from a real video.
+"""Teach the renderer from real video. Three jobs, one sub-package each:
 
-Data half:
-    ``train.video``       decode any video into square frames; random frame skip; clips
-    ``train.extractors``  pluggable flow ("dis"), depth ("pydnet") and teacher ("deeplab") extractors
-    ``train.cache``       extract once into a resumable memory-mapped cache with a manifest and statistics
-    ``train.stats``       stream statistics (depth, flow, other), the same for a video and the game
-    ``train.dataset``     ``CachedClips``: random training clips read from a cache
-    ``train.extract``     the command line: ``python -m train.extract VIDEO --cache DIR --size 256``
+`train.data` — from a video file to training batches:
+    `video`        decode any video into square frames; clips with a random frame skip; `PATH@START:END`
+    `extractors`   pluggable flow ("dis"), depth ("pydnet") and teacher ("deeplab") pseudo-label networks
+    `extract`      write a video's label store once (resumable); `python -m train.data.extract VIDEO`
+    `store`        `LabelStore`: read a label store (manifest, memory-mapped streams)
+    `stream_stats` the summaries of a store's streams in its manifest
+    `sky`          a video's sky at inverse depth 0, as in the game
+    `game`         seeded game rides
+    `sources`      the renderer's condition sources: each video's, the videos' pooled, the game's
+    `clips`        `StoredClips`: random training clips of one store
+    `batches`      `ClipBatches`: batches from several stores in a resumable order
 
-Training half:
-    ``train.config``      ``TrainConfig`` (a docstring per field) and presets ``cpu-tiny``, ``gpu-base``
-    ``train.loop``        ``train(config)``: the flat loop (diffusion forcing, condition augmentation,
-                          iREPA, AdamW, EMA, atomic resumable checkpoints, JSONL log)
-    ``train.batches``     caches, per-video statistics and a resumable clip order for training
-    ``train.augment``     condition augmentation; ``train.irepa`` projector and cosine loss
-    ``train.state``       atomic training checkpoints with every random state
-    ``train.evaluate``    ``python -m train.evaluate --checkpoint PATH --video PATH --frames N --json``
-    ``train.rollout``     game statistics, rollouts, contact sheets; ``python -m train.rollout --out PNG``
-    ``train.semantic``    does DeepLab see a road scene where the game has one? ``python -m train.semantic --json``
-    ``train.train``       the command line: ``python -m train.train --preset cpu-tiny --video PATH --out DIR``
+`train.recipe` — the seed's training recipe:
+    `config`         `TrainConfig` (a docstring per field) and the presets `cpu-tiny`, `gpu-base`
+    `setup`          a run's set-up: run folder, networks, each curriculum stage's data, provenance
+    `loop`           `train(config)`: the flat loop
+    `optimizer_step` the loss of a batch and the update: shared by the loop and its benchmark
+    `augment`, `irepa`  condition augmentation; the iREPA projector and loss
+    `checkpoint`     atomic, resumable training checkpoints with every random state
+    `run_log`        the run's JSONL log
+    `bench`          time a training step; `python -m train.recipe.bench`
+
+`train.evaluation` — how good is a renderer:
+    `evaluate`        reconstruction of a real clip; `python -m train.evaluation.evaluate --video PATH --json`
+    `semantic`        does DeepLab see the game's classes in the neural frames; `python -m train.evaluation.semantic`
+    `pictures`        cube view vs neural view of a ride; `python -m train.evaluation.pictures --out PNG`
+    `during_training` the figures and pictures a run writes to `eval/` as it goes
+
+`python -m train` trains a renderer (`spokester train-renderer`).
 """

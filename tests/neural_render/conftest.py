@@ -23,4 +23,4 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture
 def tiny_model():
     """A random 2-block, 32x32 renderer in float64 (so cached and parallel passes agree to 1e-7)."""
-    return randomize(build_renderer("tiny", image_size=32, depth=2, width=64, heads=2, dtype=torch.float64))
+    return randomize(build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64))

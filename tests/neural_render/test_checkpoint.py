@@ -1,11 +1,12 @@
 """Checkpoints: exact round trip, atomic writes, and a one-line error naming the file for each fault."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from neural_render import ConditionStats, build_renderer, load_renderer, save_renderer
+from neural_render import ConditionSource, ConditionStats, build_renderer, load_renderer, save_renderer
 from neural_render.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
 
 from .conftest import randomize
@@ -13,7 +14,7 @@ from .conftest import randomize
 
 @pytest.fixture
 def saved(tmp_path):
-    model = randomize(build_renderer("tiny", image_size=32, depth=2))
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=2))
     stats = ConditionStats.unit("game")
     weights = save_renderer(tmp_path / "ckpt", model, stats=stats, provenance={"steps": 3, "data": "test"})
     return model, stats, weights, tmp_path / "ckpt.json"
@@ -106,3 +107,31 @@ def test_interrupted_save_keeps_the_previous_checkpoint(saved, monkeypatch):
     monkeypatch.undo()
     torch.testing.assert_close(load_renderer(weights).model(*_inputs()), before, rtol=0, atol=0)
     assert sorted(p.name for p in weights.parent.iterdir()) == ["ckpt.json", "ckpt.safetensors"]
+
+
+def test_version_1_checkpoints_still_load(tmp_path):
+    """Format version 1 named the block count `depth`, kept log_depth and clip once for all statistics and
+    left sky_to_zero to its provenance's training config."""
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=2))
+    video = ConditionSource(depth_floor=0.01, depth_mean=-3.0, depth_std=1.5, flow_mean=(0, 0), flow_std=(2, 1))
+    stats = ConditionStats(sources={"game": ConditionSource.unit(), "video": video})
+    weights = save_renderer(tmp_path / "old", model, stats, {"train_config": {"sky_to_zero": True}})
+    meta = tmp_path / "old.json"
+    info = json.loads(meta.read_text())
+    assert info["version"] == 2 and info["config"]["num_blocks"] == 2
+    info["version"] = 1
+    info["config"]["depth"] = info["config"].pop("num_blocks")
+    flags = ("log_depth", "sky_to_zero", "clip")
+    sources = {
+        name: {k: v for k, v in fields.items() if k not in flags} for name, fields in info["stats"]["sources"].items()
+    }
+    info["stats"] = {"log_depth": True, "clip": 4.0, "sources": sources}
+    meta.write_text(json.dumps(info))
+    loaded = load_renderer(weights)
+    assert loaded.model.config == model.config and loaded.model.config.num_blocks == 2
+    assert loaded.stats.sources["video"] == dataclasses.replace(video, sky_to_zero=True)
+    assert not loaded.stats.sources["game"].sky_to_zero
+    torch.testing.assert_close(loaded.model(*_inputs()), model(*_inputs()), rtol=0, atol=0)
+    info["version"] = 3
+    meta.write_text(json.dumps(info))
+    assert _error(weights) == f"{meta}: format version 3; this code reads versions 1 and 2"

@@ -1,4 +1,5 @@
-"""Condition normalisation: bounded for any input, fitted statistics standardise, JSON round trip."""
+"""Condition sources: bounded for any input, fitted statistics standardise, mixtures pool, JSON round trips
+(version 1 included)."""
 
 import json
 import warnings
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_render import ConditionStats
-from neural_render.conditioning import fit_source_stats
+from neural_render import ConditionSource, ConditionStats
 
 
 def _road(n=8, size=16, scale=1.0, seed=0):
@@ -23,7 +23,7 @@ def _road(n=8, size=16, scale=1.0, seed=0):
 def test_pathological_inputs_stay_finite_and_bounded(log_depth):
     """Camera inside a car: huge inverse depth and flow (also inf, negative, NaN) stay in [-clip, clip]."""
     depth, flow = _road()
-    stats = ConditionStats.fit({"game": (depth, flow)}, log_depth=log_depth)
+    stats = ConditionStats(sources={"game": ConditionSource.fit(depth, flow, log_depth=log_depth)})
     bad_depth = np.array([1e6, 1e30, 3e38, np.inf, -5.0, 0.0, np.nan, 1e-30], np.float32).reshape(8, 1)
     bad_flow = np.array([1e6, -1e6, 3e38, -np.inf, np.inf, np.nan, 0.0, -3e38], np.float32)
     bad_flow = np.stack([bad_flow, bad_flow[::-1]], axis=-1)
@@ -38,7 +38,7 @@ def test_pathological_inputs_stay_finite_and_bounded(log_depth):
 
 def test_fitted_statistics_standardise_their_data():
     depth, flow = _road(n=20)
-    out = ConditionStats.fit({"game": (depth, flow)}).normalize(depth, flow).reshape(-1, 3)
+    out = ConditionSource.fit(depth, flow).normalize(depth, flow).reshape(-1, 3)
     torch.testing.assert_close(out.mean(0), torch.zeros(3), atol=0.02, rtol=0)
     torch.testing.assert_close(out.std(0), torch.ones(3), atol=0.05, rtol=0)
 
@@ -46,18 +46,19 @@ def test_fitted_statistics_standardise_their_data():
 def test_log_depth_removes_the_unknown_scale_of_relative_depth():
     """A video's relative inverse depth (unknown scale x37) normalises like the game's metric one."""
     depth, flow = _road()
-    stats = ConditionStats.fit({"game": (depth, flow), "video": (37.0 * depth, flow)})
-    game, video = stats.normalize(depth, flow, "game"), stats.normalize(37.0 * depth, flow, "video")
-    torch.testing.assert_close(game, video, atol=1e-4, rtol=0)
-    linear = ConditionStats.fit({"video": (37.0 * depth, flow)}, log_depth=False)
-    assert not torch.allclose(linear.normalize(depth, flow, "video"), game, atol=1e-2)
+    game, video = ConditionSource.fit(depth, flow), ConditionSource.fit(37.0 * depth, flow)
+    torch.testing.assert_close(game.normalize(depth, flow), video.normalize(37.0 * depth, flow), atol=1e-4, rtol=0)
+    linear = ConditionSource.fit(37.0 * depth, flow, log_depth=False)
+    assert not torch.allclose(linear.normalize(depth, flow), game.normalize(depth, flow), atol=1e-2)
 
 
 def test_statistics_survive_json_and_refuse_unknown_fields():
     depth, flow = _road()
-    stats = ConditionStats.fit({"game": (depth, flow)}).with_source("video", 3 * depth, flow)
+    video = ConditionSource.fit(3 * depth, flow, sky_to_zero=True, clip=3.0)
+    stats = ConditionStats.unit("game").with_source("video", video)
     again = ConditionStats.from_dict(json.loads(json.dumps(stats.to_dict())))
     assert again == stats and sorted(again.sources) == ["game", "video"]
+    assert again.sources["video"].sky_to_zero and again.sources["video"].clip == 3.0  # the flags are data
     torch.testing.assert_close(again.normalize(depth, flow, "video"), stats.normalize(depth, flow, "video"))
     data = stats.to_dict()
     data["sources"]["game"]["depth_scale"] = 2.0
@@ -71,8 +72,60 @@ def test_fit_reads_memmaps_in_chunks(tmp_path):
     depth, flow = _road(n=10)
     stored = np.lib.format.open_memmap(tmp_path / "depth.npy", mode="w+", dtype=np.float32, shape=depth.shape)
     stored[:] = depth
-    whole, chunked = fit_source_stats(depth, flow, chunk=100), fit_source_stats(stored, flow, chunk=3)
+    whole, chunked = ConditionSource.fit(depth, flow, chunk=100), ConditionSource.fit(stored, flow, chunk=3)
     assert whole.frames == chunked.frames == 10
     assert np.isclose(whole.depth_mean, chunked.depth_mean) and np.isclose(whole.flow_std[1], chunked.flow_std[1])
     with pytest.raises(ValueError, match="no positive inverse depth"):
-        fit_source_stats(np.zeros_like(depth), flow)
+        ConditionSource.fit(np.zeros_like(depth), flow)
+
+
+def _moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = values.astype(np.float64).reshape(-1, values.shape[-1])
+    return flat.mean(axis=0), flat.std(axis=0)
+
+
+def test_a_flow_mixture_weighs_its_parts_equally():
+    """Flow given as parts (a video's skips) is fitted as the mixture a clip is drawn from: each part
+    equally likely, whatever its frame count; depth comes from the depth array alone."""
+    depth, slow = _road(n=12)
+    fast = 3.0 * _road(n=6, seed=1)[1] + 2.0
+    source = ConditionSource.fit(depth, [slow, fast])
+    equal = np.concatenate([slow, np.concatenate([fast, fast])])  # fast repeated: as many frames as slow
+    mean, std = _moments(equal)
+    np.testing.assert_allclose(source.flow_mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(source.flow_std, std, rtol=1e-9)
+    assert not np.allclose(source.flow_mean, _moments(np.concatenate([slow, fast]))[0], rtol=1e-3)  # not pooled
+    alone = ConditionSource.fit(depth, slow)
+    assert (source.depth_mean, source.depth_std, source.depth_floor) == (
+        alone.depth_mean,
+        alone.depth_std,
+        alone.depth_floor,
+    )
+
+
+def test_pooled_sources_have_the_moments_of_their_data_and_must_share_flags():
+    depth_a, flow_a = _road(n=12)
+    depth_b, flow_b = _road(n=4, scale=5.0, seed=2)
+    a, b = ConditionSource.fit(depth_a, flow_a), ConditionSource.fit(depth_b, flow_b)
+    pooled = ConditionSource.pool([a, b])
+    assert pooled.frames == 16 and pooled.flags == a.flags
+    mean, std = _moments(np.concatenate([flow_a, flow_b]))  # weighted by frames: the moments of all frames
+    np.testing.assert_allclose(pooled.flow_mean, mean, rtol=1e-9)
+    np.testing.assert_allclose(pooled.flow_std, std, rtol=1e-9)
+    assert a.depth_mean < pooled.depth_mean < b.depth_mean  # b is 5x nearer: its log depth is larger
+    with pytest.raises(ValueError, match="different transforms"):
+        ConditionSource.pool([a, ConditionSource.fit(depth_b, flow_b, sky_to_zero=True)])
+
+
+def test_version_1_statistics_read_with_their_shared_flags():
+    """Checkpoints of format version 1 kept log_depth and clip once and no sky_to_zero (their training config
+    said it, for the video sources)."""
+    game, video = ConditionSource.fit(*_road()), ConditionSource.fit(*_road(seed=3))
+    fields = {name: {k: v for k, v in s.to_dict().items() if k not in ("log_depth", "sky_to_zero", "clip")}
+              for name, s in (("game", game), ("video", video), ("video/road", video))}  # fmt: skip
+    stats = ConditionStats.from_version_1({"log_depth": True, "clip": 4.0, "sources": fields}, sky_to_zero_videos=True)
+    assert stats.sources["game"] == game and not stats.sources["game"].sky_to_zero
+    assert stats.sources["video"].sky_to_zero and stats.sources["video/road"].sky_to_zero
+    assert stats.sources["video"].depth_mean == video.depth_mean and stats.clip == 4.0
+    with pytest.raises(ValueError, match="need fields log_depth, clip, sources"):
+        ConditionStats.from_version_1({"sources": fields})

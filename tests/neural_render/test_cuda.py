@@ -16,7 +16,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def _model():
     """A random tiny renderer at 64x64 (16 tokens per framelet), float32."""
-    return randomize(build_renderer("tiny", image_size=64, depth=3, width=128, heads=2), seed=3)
+    return randomize(build_renderer("tiny", image_size=64, num_blocks=3, width=128, heads=2), seed=3)
 
 
 def _conditions(cfg, count, batch, seed=0):
@@ -75,11 +75,10 @@ def test_compiled_renderer_matches_eager():
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
 
 
-
 @needs_cuda
 def test_flex_attention_matches_dense_mask_with_gradients():
     """Training's "flex" backend: same loss and gradients as the dense mask on a 12-framelet clip."""
-    model = randomize(build_renderer("tiny", image_size=64, depth=2, width=128, heads=2), seed=5).cuda()
+    model = randomize(build_renderer("tiny", image_size=64, num_blocks=2, width=128, heads=2), seed=5).cuda()
     generator = torch.Generator("cuda").manual_seed(6)
     n, f = 12, model.config.patch_frames
     x, cond = (torch.randn(2, n * f, 64, 64, 3, generator=generator, device="cuda") for _ in range(2))

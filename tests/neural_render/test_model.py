@@ -51,7 +51,7 @@ def test_uint8_conversion_round_trips():
 
 
 def test_fresh_model_predicts_zero_with_zero_gates():
-    model = build_renderer("tiny", image_size=32, depth=2)
+    model = build_renderer("tiny", image_size=32, num_blocks=2)
     x = torch.randn(1, 4, 32, 32, 3)
     out = model(x, torch.rand(1, 2), torch.randn(1, 4, 32, 32, 3))
     assert out.shape == x.shape and torch.count_nonzero(out) == 0
@@ -101,8 +101,8 @@ def test_presets_have_their_documented_sizes(name, low, high):
 
 
 def test_shared_adaln_is_one_projection_for_all_blocks():
-    shared = build_renderer("tiny", image_size=32, depth=3)
-    separate = build_renderer("tiny", image_size=32, depth=3, shared_adaln=False)
+    shared = build_renderer("tiny", image_size=32, num_blocks=3)
+    separate = build_renderer("tiny", image_size=32, num_blocks=3, shared_adaln=False)
     width = shared.config.width
     assert shared.adaln is not None and all(block.adaln is None for block in shared.blocks)
     assert all(block.adaln.weight.shape == (6 * width, width) for block in separate.blocks)
@@ -118,7 +118,7 @@ def test_unknown_preset_is_named():
 def test_flex_attention_equals_dense_mask(window):
     """The FlexAttention block mask gives the dense-mask pass's output, windowed or not (forward only:
     FlexAttention has no backward on the CPU; tests/neural_render/test_cuda.py checks gradients)."""
-    model = randomize(build_renderer("tiny", image_size=32, depth=2, width=64, heads=2))
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2))
     generator = torch.Generator().manual_seed(4)
     n, f = 6, model.config.patch_frames
     x, cond = (torch.randn(2, n * f, 32, 32, 3, generator=generator) for _ in range(2))
@@ -140,7 +140,7 @@ def test_unknown_attention_backend_is_an_error():
 def test_activation_checkpointing_recomputes_blocks_with_equal_gradients():
     """Recomputing each block in the backward pass gives the same loss and gradients, and really
     recomputes: every block runs twice per training step instead of once."""
-    model = randomize(build_renderer("tiny", image_size=32, depth=2, width=64, heads=2, dtype=torch.float64))
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64))
     generator = torch.Generator().manual_seed(8)
     x, cond = (torch.randn(2, 6, 32, 32, 3, generator=generator, dtype=torch.float64) for _ in range(2))
     t = torch.rand(2, 3, generator=generator, dtype=torch.float64)

@@ -235,7 +235,7 @@ def test_compiled_cached_pass_writes_the_ring_in_place():
     from torch._inductor.utils import run_and_get_code
 
     torch._dynamo.reset()
-    model = build_renderer("tiny", image_size=32, depth=2, width=64, heads=2).eval()
+    model = build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2).eval()
     cache = model.new_cache(batch_size=1, window=2)
     x, cond = torch.randn(1, 2, 32, 32, 3), torch.randn(1, 2, 32, 32, 3)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Fixtures for the train tests: the shipped road clip (never the shared data) and tiny synthetic videos."""
+"""Fixtures for the train tests: the shipped road clip (never the shared data), label stores of it made once,
+and tiny synthetic videos."""
 
 from pathlib import Path
 
@@ -16,16 +17,47 @@ def road_clip() -> Path:
 
 
 @pytest.fixture(scope="session")
+def road_videos(road_clip) -> list[str]:
+    """Two training videos: the first 12 and the first 9 frames of the road clip."""
+    return [f"{road_clip}@0:12", f"{road_clip}@0:9"]
+
+
+@pytest.fixture(scope="session")
+def label_root(tmp_path_factory, road_videos):
+    """A label store root holding the stores of `road_videos` at 32 px (skip 1, default extractors), made
+    once for every test."""
+    from train.data.extract import extract
+    from train.data.video import parse_video
+
+    root = tmp_path_factory.mktemp("labels")
+    for spec in map(parse_video, road_videos):
+        extract(spec.path, root, size=32, skips=(1,), start=spec.start, max_frames=spec.frames, progress=False)
+    return root
+
+
+@pytest.fixture
+def road_stores(label_root, road_videos):
+    """The `LabelStore`s of `road_videos` (found in `label_root`, not extracted again)."""
+    from train.data.extract import extract
+    from train.data.store import LabelStore
+    from train.data.video import parse_video
+
+    specs = [parse_video(v) for v in road_videos]
+    options = dict(size=32, skips=(1,), progress=False)
+    return [LabelStore(extract(s.path, label_root, start=s.start, max_frames=s.frames, **options)) for s in specs]
+
+
+@pytest.fixture(scope="session")
 def road_full_frames(road_clip) -> np.ndarray:
     """The first 4 full (uncropped) frames of the road clip, (4, 180, 320, 3) uint8."""
-    from train.video import iter_frames
+    from train.data.video import iter_frames
 
     return np.stack(list(iter_frames(road_clip, 0, 4)))
 
 
 @pytest.fixture(scope="session")
 def road_box(road_clip):
-    from train.video import probe_video
+    from train.data.video import probe_video
 
     return probe_video(road_clip).box
 

@@ -1,0 +1,74 @@
+"""Command lines, the project's one pattern for them: a parser whose errors are one line, and one way to
+turn a user's error found later into one line and an exit status.
+
+Every entry point (`python -m ...` and the `spokester` command) builds a `CommandLine`, parses, and runs
+its work inside `user_errors(prog)`:
+
+    parser = CommandLine(prog="python -m train.evaluation.evaluate", description=...)
+    parser.add_argument("--frames", type=at_least(2), default=32)
+    args = parser.parse_args(argv)
+    with user_errors(parser.prog):
+        result = evaluate(...)
+
+A bad option exits with status 2 (argparse's convention), an error found while working (a missing file, an
+unusable checkpoint, a bad video) with status 1, Ctrl-C with 130; each prints exactly one line on stderr,
+`prog: error: ...`, never a traceback or a usage block. stdout stays for the command's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+__all__ = ["USER_ERRORS", "CommandLine", "at_least", "one_line", "user_errors"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
+"""What a user can cause: bad values and files (checkpoint, video and state errors are ValueErrors), missing
+or unwritable paths and full disks (OSError), a missing optional dependency (ImportError)."""
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error's message on one line (whitespace runs collapsed); its type's name when it has none."""
+    text = " ".join(str(error).split())
+    return text or (type(error).__name__ if isinstance(error, BaseException) else "")
+
+
+class CommandLine(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`prog: error: ...`) without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)}\n")
+        raise SystemExit(2)
+
+
+def at_least(low: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
+    """An argparse `type` that reads `kind` and requires a value >= `low`."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+@contextlib.contextmanager
+def user_errors(prog: str, *extra: type[BaseException]) -> Iterator[None]:
+    """Run a command's work: a user's error (`USER_ERRORS` and `extra`) becomes one line on stderr and exit
+    status 1, Ctrl-C a line and status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        raise SystemExit(130) from None
+    except (*USER_ERRORS, *extra) as error:
+        sys.stderr.write(f"{prog}: error: {one_line(error)}\n")
+        raise SystemExit(1) from None

@@ -1,0 +1,93 @@
+"""Evaluation: the command's JSON, PSNR ordering of renderers, the renderer's own extractors and flags."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from neural_render import ConditionStats, build_renderer, save_renderer
+from train.data.extract import extract
+from train.data.store import LabelStore
+from train.evaluation.evaluate import MAX_PSNR, EvalClip, evaluate_clip, load_eval_clip, psnr
+from train.evaluation.evaluate import main as evaluate_main
+
+
+@pytest.fixture(scope="module")
+def eval_clip(road_clip, tmp_path_factory) -> EvalClip:
+    """8 real road frames at 32 px with their DIS flow (depth is not needed by the test doubles)."""
+    root = tmp_path_factory.mktemp("eval-labels")
+    store = LabelStore(extract(road_clip, root, size=32, depth=None, teacher=None, max_frames=9, progress=False))
+    frames = np.asarray(store.stream("frames")[1:9])
+    flow = np.asarray(store.stream("flow_1")[1:9], dtype=np.float32)
+    return EvalClip(frames=frames, depth=np.ones((8, 32, 32, 1), np.float32), flow=flow)
+
+
+class ReplayRenderer:
+    """Test double: renders the real frames back, with Gaussian noise of a chosen std (0 = perfect)."""
+
+    def __init__(self, frames: np.ndarray, noise: float):
+        self.frames, self.noise, self.index = frames, noise, 0
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed=None):
+        self.index, self.rng = 0, np.random.default_rng(seed)
+
+    def step(self, depth, flow):
+        real = self.frames[self.index : self.index + len(depth)].astype(np.float64)
+        self.index += len(depth)
+        noisy = real + self.noise * self.rng.standard_normal(real.shape)
+        return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def test_psnr_orders_a_perfect_renderer_above_noisy_ones(eval_clip):
+    figures = {
+        noise: evaluate_clip(lambda k, n=noise: ReplayRenderer(eval_clip.frames, n), eval_clip, [None, 3], 2)
+        for noise in (0.0, 8.0, 40.0)
+    }
+    perfect, slightly, very = (figures[n] for n in (0.0, 8.0, 40.0))
+    assert perfect["psnr"] == {"none": MAX_PSNR, "3": MAX_PSNR} and perfect["ar_loss"]["none"] == 0.0
+    assert perfect["psnr"]["none"] > slightly["psnr"]["none"] > very["psnr"]["none"] > 0
+    assert 28 < slightly["psnr"]["none"] < 32  # 20 log10(255 / 8) = 30.1 dB
+    assert perfect["ar_loss"]["none"] < slightly["ar_loss"]["none"] < very["ar_loss"]["none"]
+    # the real frames are as steady as the real frames; noise makes the rendering flicker
+    assert perfect["warp_error"]["none"] == pytest.approx(perfect["warp_error_real"], abs=1e-4)
+    assert very["warp_error"]["none"] > slightly["warp_error"]["none"] > perfect["warp_error"]["none"]
+
+
+def test_psnr_of_known_error():
+    real = np.zeros((2, 4, 4, 3), np.uint8)
+    assert psnr(real + 1, real) == pytest.approx(20 * math.log10(255.0))
+    assert psnr(real, real) == MAX_PSNR
+
+
+def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=2, heads=2)
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"), {"test": True})
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "4", "--json"]
+    argv += ["--cache-at-step", "none,1", "--steps", "2", "--labels", str(tmp_path / "labels")]
+    result = evaluate_main(argv)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == result
+    for key in ("psnr", "ar_loss", "warp_error"):
+        assert set(printed[key]) == {"none", "1"} and all(math.isfinite(v) for v in printed[key].values())
+    assert math.isfinite(printed["warp_error_real"]) and printed["frames"] == 4
+    # the untrained network predicts 0 (mid grey) everywhere: PSNR is that of a grey picture
+    assert 5 < printed["psnr"]["none"] < 20
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [(["--cache-at-step", "12"], "none or 0..11"), (["--frames", "1"], "--frames"), (["--window", "0"], "--window")],
+)
+def test_eval_command_bad_arguments_are_one_line(extra, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        evaluate_main(["--video", "v.mp4", *extra])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and named in err and err.count("\n") == 1
+
+
+def test_eval_clip_needs_the_depth_stream(road_clip, tmp_path):
+    store = LabelStore(extract(road_clip, tmp_path, size=32, depth=None, teacher=None, max_frames=8, progress=False))
+    with pytest.raises(KeyError, match="depth"):
+        load_eval_clip(store, 5, 2)

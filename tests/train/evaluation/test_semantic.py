@@ -1,0 +1,109 @@
+"""Semantic agreement: the class mapping's arithmetic, the game's class maps, DeepLab's maps and the command."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from spokester_env import CLASS_NAMES
+from train.data.extractors.teacher import DeepLabFeatures
+from train.data.game import game_ride
+from train.evaluation.semantic import AGREEMENT, CITYSCAPES, agreement_figures, confusion, main, segment
+
+SKY, GROUND, BUILDINGS, CARS, RIDER = range(5)
+
+
+@pytest.fixture(scope="module")
+def deeplab():
+    return DeepLabFeatures()
+
+
+def test_mapping_names_every_game_class_and_only_cityscapes_classes():
+    assert CLASS_NAMES == ("sky", "ground", "buildings", "cars", "rider")
+    assert set(AGREEMENT) == set(CLASS_NAMES)
+    assert all(name in CITYSCAPES for names in AGREEMENT.values() for name in names)
+    assert CITYSCAPES[DeepLabFeatures.SKY_CLASS] == "sky" and len(CITYSCAPES) == 19
+
+
+def test_agreement_arithmetic_on_hand_made_maps():
+    c = CITYSCAPES.index
+    game = np.array([[SKY, SKY, GROUND, GROUND], [BUILDINGS, CARS, RIDER, GROUND]])
+    seen = np.array(
+        [
+            [c("sky"), c("building"), c("road"), c("sidewalk")],
+            [c("vegetation"), c("car"), c("bicycle"), c("car")],
+        ]
+    )
+    counts = confusion(game, seen)
+    assert counts.shape == (5, 19) and counts.sum() == 8 and counts[GROUND, c("car")] == 1
+    figures = agreement_figures(counts)
+    classes = figures["classes"]
+    assert classes["sky"] == {"pixels": 2, "agreement": 0.5, "fractions": {"sky": 0.5, "building": 0.5}}
+    assert classes["ground"]["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert classes["ground"]["fractions"] == pytest.approx({"road": 1 / 3, "sidewalk": 1 / 3, "car": 1 / 3}, abs=1e-4)
+    assert [classes[k]["agreement"] for k in ("buildings", "cars", "rider")] == [1.0, 1.0, 1.0]
+    assert figures["agreement"] == 0.75  # 6 of 8 pixels
+    assert figures["class_mean"] == pytest.approx((0.5 + 2 / 3 + 3) / 5, abs=1e-4)
+
+
+def test_agreement_lists_the_top_classes_then_other_and_skips_empty_classes():
+    game = np.full(20, GROUND)
+    seen = np.repeat(np.arange(7), [8, 4, 3, 2, 1, 1, 1])  # road 8, sidewalk 4, building 3, ...
+    figures = agreement_figures(confusion(game, seen), top=3)
+    ground = figures["classes"]["ground"]
+    assert ground["fractions"] == {"road": 0.4, "sidewalk": 0.2, "building": 0.15, "other": 0.25}
+    assert ground["agreement"] == 0.6 and figures["agreement"] == 0.6 and figures["class_mean"] == 0.6
+    assert figures["classes"]["sky"] == {"pixels": 0, "agreement": None, "fractions": {}}
+    with pytest.raises(ValueError, match="different shapes"):
+        confusion(game, seen[:5])
+
+
+def test_game_class_map_has_sky_where_depth_is_zero_and_ground_below():
+    ride = game_ride(64, 2, seed=0, classes=True)
+    classes, depth = ride.classes, ride.depth[..., 0]
+    assert classes.shape == (2, 64, 64) and classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes == SKY, depth == 0)
+    assert (classes[:, 0, 28:36] == SKY).all()  # the top of the view, down the road, is sky
+    assert (classes[:, -4:, 24:40] == GROUND).all()  # below the rider, the ground
+    assert (classes[:, :20, :8] == BUILDINGS).all()  # top left: the row of buildings
+    assert {RIDER, CARS} <= set(np.unique(classes).tolist())
+
+
+def test_segment_keeps_the_frame_upright(deeplab, road_full_frames, road_box):
+    square = cv2.resize(road_box.crop(road_full_frames[0]), (128, 128), interpolation=cv2.INTER_AREA)
+    classes = segment(square[None], deeplab)
+    assert classes.shape == (1, 128, 128) and classes.dtype == np.uint8
+    road = CITYSCAPES.index("road")
+    assert (classes[0, -32:] == road).mean() > 0.5 and (classes[0, :32] == road).mean() < 0.05
+
+
+def test_command_prints_the_documented_json(tiny_checkpoint, capsys):
+    result = main(["--checkpoint", str(tiny_checkpoint), "--frames", "4", "--seed", "1", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(result))
+    assert {"neural", "cube", "mapping", "checkpoint", "frames", "seed", "size", "num_steps", "window"} <= set(printed)
+    assert printed["frames"] == 4 and printed["size"] == 32 and printed["mapping"]["ground"] == ["road", "sidewalk"]
+    for view in ("neural", "cube"):
+        figures = printed[view]
+        assert set(figures["classes"]) == set(CLASS_NAMES)
+        pixels = {k: v["pixels"] for k, v in figures["classes"].items()}
+        assert sum(pixels.values()) == 4 * 32 * 32 and pixels["sky"] > 0 and pixels["ground"] > 0
+        for entry in figures["classes"].values():
+            if entry["pixels"]:
+                assert sum(entry["fractions"].values()) == pytest.approx(1.0, abs=1e-3)
+                assert 0.0 <= entry["agreement"] <= 1.0
+        weighted = sum(v["agreement"] * v["pixels"] for v in figures["classes"].values() if v["pixels"])
+        assert figures["agreement"] == pytest.approx(weighted / (4 * 32 * 32), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "fragment"),
+    [(["--frames", "1"], 2, "--frames: must be >= 2, got 1"), (["--checkpoint", "missing.safetensors"], 1, "missing")],
+)
+def test_command_errors_are_one_line(argv, code, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--json"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code and fragment in err and err.count("\n") == 1
+    assert err.startswith("python -m train.evaluation.semantic: error:")

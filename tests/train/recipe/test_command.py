@@ -1,0 +1,91 @@
+"""The training command `python -m train`: one-line errors, resuming with more steps, flags reaching the config."""
+
+import dataclasses
+import json
+
+import pytest
+
+from neural_render import load_renderer
+from train.__main__ import build_config, parse_args
+from train.__main__ import main as train_main
+from train.recipe.checkpoint import CHECKPOINT, load_state
+from train.recipe.config import Stage, TrainConfig, make_config
+from train.recipe.loop import train
+
+SIZE = 32
+TINY_NET = {"patch_size": 8, "width": 64, "num_blocks": 2, "heads": 2}
+
+
+@pytest.fixture
+def tiny_config(label_root, road_clip, tmp_path):
+    """A 2-block 32 px training run of a few steps on 12 road frames."""
+
+    def make(**overrides) -> TrainConfig:
+        base = TrainConfig(
+            videos=(f"{road_clip}@0:12",),
+            out=str(tmp_path / "run"),
+            label_root=str(label_root),
+            renderer_overrides=TINY_NET,
+            stages=(Stage(steps=4, image_size=SIZE, clip_frames=4, batch_size=2),),
+            skips=(1,),
+            warmup_steps=2,
+            log_every=1,
+            checkpoint_every=2,
+            eval_every=0,
+            eval_frames=4,
+            sample_steps=2,
+            eval_cache_steps=(None,),
+            game_stats_frames=8,
+            progress=False,
+            threads=1,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--preset", "huge", "--out", "x", "--video", "v.mp4"], "cpu-tiny"),
+        (["--out", "x", "--video", "v.mp4", "--steps", "0"], "--steps"),
+        (["--out", "x"], "--video"),
+    ],
+)
+def test_train_command_bad_arguments_are_one_line(argv, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and named in err and err.count("\n") == 1
+
+
+def test_train_command_missing_video_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--out", str(tmp_path / "run"), "--video", str(tmp_path / "missing.mp4"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "missing.mp4" in err and err.count("\n") == 1
+
+
+def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, capsys):
+    train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    log = tmp_path / "run" / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for line in lines:  # pretend the first part took 1000 s, and a third step that the checkpoint lacks
+        if line.get("step") == 2 and "elapsed_s" in line:
+            line["elapsed_s"] = 1000.0
+    lines.append({"step": 3, "loss": 1.0, "elapsed_s": 5000.0})
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3", "--no-progress"])
+    assert result.step == 3 and [h["step"] for h in result.history] == [3]
+    assert load_state(tmp_path / "run" / CHECKPOINT)["config"]["stages"][0]["steps"] == 3
+    provenance = load_renderer(result.renderer).provenance
+    assert provenance["resumed_at_steps"] == [2]  # the run's wall time goes on from its log at step 2
+    assert 1000.0 <= provenance["train_wall_s"] < 1500.0
+
+
+def test_loader_workers_reach_the_config_from_the_command_line_and_preset():
+    assert make_config("gpu-base").loader_workers == 8 and make_config("cpu-tiny").loader_workers == 0
+    args = parse_args(["--preset", "cpu-tiny", "--video", "v.mp4", "--out", "o", "--workers", "3"])
+    assert build_config(args).loader_workers == 3
+    with pytest.raises(ValueError, match="loader_workers=-2: must be >= 0"):
+        make_config("cpu-tiny", loader_workers=-2)

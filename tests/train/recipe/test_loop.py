@@ -1,0 +1,180 @@
+"""The training loop: overfitting, exact resume, atomic checkpoints, non-finite losses, iREPA, loader workers."""
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from neural_render import FlowMatching, load_renderer
+from neural_render.diffusion import DiffusionLoss
+from train.data.batches import ClipBatches
+from train.recipe import checkpoint as training_checkpoint
+from train.recipe.checkpoint import CHECKPOINT, load_state
+from train.recipe.config import Augment, Stage, TrainConfig
+from train.recipe.loop import NonFiniteLoss, train
+from train.recipe.setup import prepare_stores
+
+SIZE = 32
+TINY_NET = {"patch_size": 8, "width": 64, "num_blocks": 2, "heads": 2}
+
+
+@pytest.fixture
+def tiny_config(label_root, road_clip, tmp_path):
+    """A 2-block 32 px training run of a few steps on 12 road frames."""
+
+    def make(**overrides) -> TrainConfig:
+        base = TrainConfig(
+            videos=(f"{road_clip}@0:12",),
+            out=str(tmp_path / "run"),
+            label_root=str(label_root),
+            renderer_overrides=TINY_NET,
+            stages=(Stage(steps=4, image_size=SIZE, clip_frames=4, batch_size=2),),
+            skips=(1,),
+            warmup_steps=2,
+            log_every=1,
+            checkpoint_every=2,
+            eval_every=0,
+            eval_frames=4,
+            sample_steps=2,
+            eval_cache_steps=(None,),
+            game_stats_frames=8,
+            progress=False,
+            threads=1,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return make
+
+
+def _fixed_loss(model, stats, store) -> float:
+    """Velocity loss of a model on every clip of a label store at fixed times and noise (no sampling noise)."""
+    batches = ClipBatches([store], ["video/road_clip"], stats, clip_frames=4, skips=(1,), seed=0, teacher=False)
+    batch = batches.next(len(batches.datasets[0]), "cpu")
+    generator = torch.Generator().manual_seed(0)
+    b, n = batch["x"].shape[0], 2
+    t = torch.linspace(0.1, 0.8, b * n).reshape(b, n)
+    noise = torch.randn(batch["x"].shape, generator=generator)
+    with torch.no_grad():
+        return (
+            FlowMatching.for_config(model.config).loss(model, batch["x"], batch["cond"], t=t, noise=noise).loss.item()
+        )
+
+
+def _losses(history):
+    return [(h["step"], h["loss"]) for h in history]
+
+
+def test_few_step_overfit_halves_the_loss_on_a_tiny_clip(tiny_config, road_clip):
+    """80 steps on 9 frames bring the fixed-time velocity loss of the EMA below half its initial value."""
+    video = f"{road_clip}@0:9"
+    config = tiny_config(
+        videos=(video,),
+        stages=(Stage(steps=80, image_size=SIZE, clip_frames=4, batch_size=4),),
+        lr=3e-3,
+        warmup_steps=5,
+        ema_decay=0.9,
+        uncond_prob=0.0,
+        augment=Augment(prob=0.0),
+        checkpoint_every=80,
+    )
+    result = train(config)
+    loaded = load_renderer(result.renderer)
+    store = prepare_stores([video], SIZE, config)[0]
+    untrained = copy.deepcopy(loaded.model)
+    after = _fixed_loss(loaded.model, loaded.stats, store)
+    with torch.no_grad():
+        for param in untrained.final_layer.linear.parameters():  # the initial network predicts exactly 0
+            param.zero_()
+    before = _fixed_loss(untrained, loaded.stats, store)
+    assert after < 0.5 * before, (before, after)
+    assert loaded.provenance["steps"] == 80 and loaded.provenance["data"][0]["frames"] == 9
+    assert set(loaded.stats.sources) == {"game", "video", "video/road_clip"}
+
+
+def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+    whole = train(tiny_config(out=str(tmp_path / "whole")))
+
+    calls = {"n": 0}
+    real_loss = FlowMatching.loss
+
+    def killed_at_step_3(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # a kill after the step-2 checkpoint
+        return real_loss(self, *args, **kwargs)
+
+    config = tiny_config(out=str(tmp_path / "split"))
+    with monkeypatch.context() as patch:
+        patch.setattr(FlowMatching, "loss", killed_at_step_3)
+        with pytest.raises(KeyboardInterrupt):
+            train(config)
+    assert load_state(tmp_path / "split" / CHECKPOINT)["step"] == 2
+    resumed = train(config, resume=True)
+    assert _losses(resumed.history) == _losses(whole.history)[2:]  # bit-for-bit the same floats
+    lines = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
+    logged = [record["step"] for record in map(json.loads, lines) if "loss" in record]
+    assert logged == [1, 2, 3, 4]  # the killed run's lines after its checkpoint are dropped on resume
+
+
+def test_resume_refuses_a_changed_recipe(tiny_config):
+    train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    with pytest.raises(ValueError, match="lr"):
+        train(tiny_config(lr=1e-2), resume=True)
+    with pytest.raises(ValueError, match="already holds a training checkpoint"):
+        train(tiny_config())
+
+
+def test_interrupted_checkpoint_write_leaves_the_previous_checkpoint(tiny_config, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_save = torch.save
+
+    def crash_during_second_write(obj, file, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            file.write(b"half a checkpoint")
+            raise OSError("disk full (simulated)")
+        return real_save(obj, file, *args, **kwargs)
+
+    config = tiny_config()
+    with monkeypatch.context() as patch:
+        patch.setattr(training_checkpoint.torch, "save", crash_during_second_write)
+        with pytest.raises(OSError, match="simulated"):
+            train(config)
+    run = tmp_path / "run"
+    assert load_state(run / CHECKPOINT)["step"] == 2
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    assert train(config, resume=True).step == 4
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(tiny_config, monkeypatch):
+    calls = {"n": 0}
+    real_loss = FlowMatching.loss
+
+    def nan_at_step_3(self, *args, **kwargs):
+        calls["n"] += 1
+        out = real_loss(self, *args, **kwargs)
+        return DiffusionLoss(out.loss * float("nan"), out.t, out.hidden) if calls["n"] == 3 else out
+
+    monkeypatch.setattr(FlowMatching, "loss", nan_at_step_3)
+    with pytest.raises(NonFiniteLoss, match=r"at step 3 .*last checkpoint: step 2"):
+        train(tiny_config())
+
+
+def test_irepa_flag_changes_the_loss_composition(tiny_config, tmp_path):
+    stages = (Stage(steps=1, image_size=SIZE, clip_frames=4, batch_size=2),)
+    on = train(tiny_config(out=str(tmp_path / "on"), stages=stages, irepa_weight=0.5)).history[0]
+    off = train(tiny_config(out=str(tmp_path / "off"), stages=stages, irepa=False)).history[0]
+    assert 0.0 < on["irepa"] <= 2.0
+    assert on["loss"] == pytest.approx(on["diffusion"] + 0.5 * on["irepa"], rel=1e-6)
+    assert "irepa" not in off and off["loss"] == off["diffusion"]
+    # the diffusion term does not depend on the flag: same weights, clips, times and noise
+    assert on["diffusion"] == off["diffusion"]
+
+
+def test_training_with_loader_workers_takes_the_same_steps(tiny_config, tmp_path):
+    plain = train(tiny_config(out=str(tmp_path / "plain")))
+    ahead = train(tiny_config(out=str(tmp_path / "ahead"), loader_workers=1))
+    assert len(plain.history) == 4
+    assert [r["loss"] for r in ahead.history] == pytest.approx([r["loss"] for r in plain.history], rel=1e-6)

@@ -1,0 +1,101 @@
+"""Train the renderer on real videos: `python -m train` (also `spokester train-renderer`).
+
+    python -m train --preset cpu-tiny --video PATH [PATH@START[:END] ...] --out DIR [--steps N] [--no-irepa]
+    python -m train --resume --out DIR [--steps N] [--device cuda]
+
+Thin: parse the arguments into a `TrainConfig`, then call `train.recipe.loop.train`. `--resume` continues
+the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
+`--threads`, `--attention` and `--workers` may change). Every error is one line naming the argument or file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from spokester_env.commandline import CommandLine, at_least, user_errors
+from train.data.extract import add_extractor_options, extractor_specs
+from train.data.extractors import DEFAULT_EXTRACTORS
+from train.recipe.checkpoint import CHECKPOINT, load_state
+from train.recipe.config import TRAIN_PRESETS, config_from_dict, make_config
+from train.recipe.loop import TrainResult, train
+
+__all__ = ["build_config", "main", "parse_args"]
+
+PROG = "python -m train"
+
+
+def parse_args(argv: Sequence[str] | None = None):
+    parser = CommandLine(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu-tiny", choices=sorted(TRAIN_PRESETS), help="training preset")
+    parser.add_argument("--video", nargs="+", default=[], help="training videos; PATH@START skips to frame START")
+    parser.add_argument("--out", required=True, help="run folder (checkpoint, renderer, logs, eval)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--steps", type=at_least(1), default=None,
+                        help="total optimiser steps (cuts/stretches the curriculum)")  # fmt: skip
+    parser.add_argument("--no-irepa", action="store_true", help="train without the iREPA alignment loss")
+    parser.add_argument(
+        "--no-sky-to-zero",
+        action="store_true",
+        help="keep the depth network's sky depth (default: 0 where the deeplab teacher sees sky)",
+    )
+    parser.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="draw clips in proportion to video length (default: equally from every video)",
+    )
+    parser.add_argument("--eval-video", default=None, help="held-out video for evaluation (default: the first)")
+    parser.add_argument("--labels", default=None, help="label store root (default: the preset's)")
+    add_extractor_options(parser)
+    parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (1 is best on a busy CPU)")
+    parser.add_argument("--attention", default=None, choices=("sdpa", "flex"),
+                        help="window-mask backend (default: the preset's; flex needs CUDA)")  # fmt: skip
+    parser.add_argument("--workers", type=at_least(0), default=None, dest="loader_workers",
+                        help="DataLoader workers gathering clips ahead (default: the preset's; 0 = none)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    args = parser.parse_args(argv)
+    if not args.resume and not args.video:
+        parser.error("--video: give one or more training videos (or --resume a run)")
+    recipe = [f"--{name}" for name in ("flow", "depth", "teacher", "weights", "labels") if getattr(args, name)]
+    if args.resume and (args.video or recipe):
+        given = ", ".join(([] if not args.video else ["--video"]) + recipe)
+        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors and label root")
+    return args
+
+
+def build_config(args):
+    """The run's config: the preset with the arguments applied, or, with --resume, the checkpoint's."""
+    if args.resume:
+        config = config_from_dict(load_state(f"{args.out}/{CHECKPOINT}")["config"])
+        config = dataclasses.replace(config, out=args.out, progress=not args.no_progress)
+    else:
+        overrides = {"videos": tuple(args.video), "out": args.out, "irepa": not args.no_irepa}
+        overrides |= {"sky_to_zero": not args.no_sky_to_zero, "balance_videos": not args.no_balance}
+        overrides["progress"] = not args.no_progress
+        chosen = extractor_specs(args.flow, args.depth, args.teacher, args.weights)
+        if chosen:
+            overrides["extractors"] = {**DEFAULT_EXTRACTORS, **chosen}
+            if args.teacher is not None and args.teacher.lower() == "none":
+                overrides["extractors"].pop("teacher")
+        for name, value in (("eval_video", args.eval_video), ("label_root", args.labels), ("seed", args.seed)):
+            if value is not None:
+                overrides[name] = value
+        config = make_config(args.preset, **overrides)
+    for name in ("device", "threads", "attention", "loader_workers"):
+        if getattr(args, name) is not None:
+            config = dataclasses.replace(config, **{name: getattr(args, name)})
+    return config.with_total_steps(args.steps) if args.steps is not None else config
+
+
+def main(argv: Sequence[str] | None = None) -> TrainResult:
+    args = parse_args(argv)
+    with user_errors(PROG):
+        result = train(build_config(args), resume=args.resume)
+    print(f"{result.out}: step {result.step}; renderer {result.renderer}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

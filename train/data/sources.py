@@ -1,0 +1,61 @@
+"""The renderer's condition sources of the training data: each video's, the videos' pooled, the game's.
+
+Every fit is a `neural_render.ConditionSource` (the one home of the fitting and pooling arithmetic); this
+module only says what it is fitted on:
+
+- a video: its label store's depth on every frame (with the sky at 0 if `sky_to_zero`: `train.data.sky`)
+  and its flow as the mixture that training draws, every stored frame skip equally likely (each skip's
+  flow from frame k on, the frames that have a frame k before them);
+- the training videos: each video under "video/<stem>" (relative depth's unknown scale is per video, and
+  each video's own statistics remove it), and all of them pooled, weighted by frames, under "video";
+- the game: a seeded ride (`train.data.game`) at the renderer's frame size, under "game".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from neural_render import ConditionSource
+from train.data.game import game_ride
+from train.data.sky import read_depth
+from train.data.store import LabelStore, flow_stream
+
+__all__ = ["GAME", "VIDEOS", "game_source", "video_source", "video_source_name", "video_sources"]
+
+GAME = "game"
+"""Name of the game's condition source."""
+VIDEOS = "video"
+"""Name of the training videos' pooled source; each video's own is `video_source_name(stem)`."""
+
+
+def video_source_name(stem: str) -> str:
+    """The condition source name of one training video."""
+    return f"{VIDEOS}/{stem}"
+
+
+def video_source(store: LabelStore, skips: Sequence[int] | None = None, **flags) -> ConditionSource:
+    """The condition source of one video from its label store; `flags` (`log_depth`, `sky_to_zero`, `clip`)
+    go to `ConditionSource.fit`."""
+    store = LabelStore.of(store)
+    skips = tuple(skips) if skips is not None else store.skips
+    depth = read_depth(store, flags.get("sky_to_zero", False))  # (n, s, s, 1)
+    flows = [store.stream(flow_stream(k))[k:] for k in skips]  # (n - k, s, s, 2) each
+    return ConditionSource.fit(depth, flows, **flags)
+
+
+def video_sources(stores: Sequence[LabelStore], stems: Sequence[str], skips, **flags) -> dict[str, ConditionSource]:
+    """{"video/<stem>": each video's source, "video": all of them pooled}; two videos of one stem are an error."""
+    sources = {}
+    for store, stem in zip(stores, stems, strict=True):
+        name = video_source_name(stem)
+        if name in sources:
+            raise ValueError(f"two training videos share the name {stem!r}; rename one")
+        sources[name] = video_source(store, skips, **flags)
+    sources[VIDEOS] = ConditionSource.pool(list(sources.values()))
+    return sources
+
+
+def game_source(size: int, frames: int, seed: int = 0, **flags) -> ConditionSource:
+    """The game's condition source, fitted on a seeded ride of `frames` frames at `size` x `size`."""
+    ride = game_ride(size, frames, seed)
+    return ConditionSource.fit(ride.depth, ride.flow, **flags)

@@ -1,0 +1,303 @@
+"""Evaluate a renderer on a real clip: autoregressive reconstruction and temporal consistency.
+
+    python -m train.evaluation.evaluate --checkpoint PATH --video PATH --frames N --json
+
+The streaming sampler renders the clip, framelet by framelet, from the clip's own extracted depth and
+flow (normalised with the clip's own statistics, as in training), once per `cache_at_step` value. The
+clip's labels come from the extractors the renderer was trained on (its provenance says which; `--depth`,
+`--flow`, `--weights` override them), read as its training videos were (its "video" source's flags). Printed
+JSON (keys of the per-setting objects are "none" or the step number):
+
+    psnr        {cache_at_step: dB}  PSNR of the rendered frames against the real ones (capped at 100 dB)
+    ar_loss     {cache_at_step: mse} mean squared error of rendered vs real frames in [-1, 1] units: the
+                                     seed's autoregressive reconstruction loss
+    warp_error  {cache_at_step: mae} temporal consistency: mean absolute error (0..255) between each
+                                     rendered frame and the previous rendered frame warped by the
+                                     condition flow (lower is steadier)
+    warp_error_real                  the same measure on the real frames, for reference
+    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors
+
+Legend: t frames, s side, F frames per framelet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
+from neural_render.checkpoint import LoadedRenderer
+from spokester_env.commandline import CommandLine, at_least, user_errors
+from train.data.extract import add_extractor_options, extract, extractor_specs
+from train.data.extractors import DEFAULT_EXTRACTORS, warp_error
+from train.data.sky import read_depth
+from train.data.sources import VIDEOS, video_source
+from train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+
+__all__ = [
+    "EvalClip",
+    "checkpoint_extractors",
+    "evaluate",
+    "evaluate_clip",
+    "load_eval_clip",
+    "main",
+    "parse_cache_steps",
+    "psnr",
+    "with_eval_source",
+]
+
+MAX_PSNR = 100.0
+"""PSNR of identical frames (instead of infinity, which JSON cannot hold)."""
+WARP_BORDER = 2
+"""Pixels at the frame's edge left out of the warp error."""
+EVAL_SOURCE = "eval"
+"""Name of the evaluated clip's own condition source among the renderer's sources."""
+
+
+def parse_cache_steps(text: str, num_steps: int) -> tuple[int | None, ...]:
+    """ "none,3,6" -> (None, 3, 6); each value must be none or an integer in [0, num_steps)."""
+    values: list[int | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.lower() == "none":
+            values.append(None)
+        elif part.isdigit() and int(part) < num_steps:
+            values.append(int(part))
+        else:
+            raise ValueError(f"--cache-at-step {part!r}: allowed values are none or 0..{num_steps - 1}")
+    if not values:
+        raise ValueError("--cache-at-step: give at least one value (none or 0..steps-1)")
+    return tuple(values)
+
+
+def cache_step_key(value: int | None) -> str:
+    """The JSON key of a `cache_at_step` value: "none" or the step number."""
+    return "none" if value is None else str(value)
+
+
+class FrameletRenderer(Protocol):
+    """What evaluation needs of a renderer (a `StreamingRenderer` is one)."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def step(self, depth: np.ndarray, flow: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """Real frames (t, s, s, 3) uint8 with their depth (t, s, s, 1) and flow (t, s, s, 2) at skip 1."""
+
+    frames: np.ndarray
+    depth: np.ndarray
+    flow: np.ndarray
+
+
+def load_eval_clip(
+    store: LabelStore, frames: int, patch_frames: int, first: int = 1, sky_to_zero: bool = False
+) -> EvalClip:
+    """`frames` (rounded down to whole framelets) consecutive stored frames from `first` on (frame 0 has no
+    flow), depth with the sky at 0 if asked; an error names the store when it is too short."""
+    n = min(frames, store.n_frames - first) // patch_frames * patch_frames
+    if n < patch_frames:
+        raise ValueError(f"{store.dir}: {store.n_frames} frames; evaluation needs at least {first + patch_frames}")
+    picks = slice(first, first + n)
+    return EvalClip(
+        frames=np.asarray(store.stream("frames")[picks]),
+        depth=np.asarray(read_depth(store, sky_to_zero)[picks], dtype=np.float32),
+        flow=np.asarray(store.stream(flow_stream(1))[picks], dtype=np.float32),
+    )
+
+
+def psnr(generated: np.ndarray, real: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of uint8 frames in dB, over all of them, capped at MAX_PSNR."""
+    mse = float(np.mean((generated.astype(np.float64) - real.astype(np.float64)) ** 2))
+    return MAX_PSNR if mse <= 255.0**2 * 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(255.0**2 / mse))
+
+
+def ar_loss(generated: np.ndarray, real: np.ndarray) -> float:
+    """Mean squared error of uint8 frames mapped to [-1, 1]."""
+    return float(np.mean(((generated.astype(np.float64) - real.astype(np.float64)) / 127.5) ** 2))
+
+
+def temporal_warp_error(frames: np.ndarray, flow: np.ndarray) -> float:
+    """Mean over t >= 1 of the warp error of frame t against frame t-1 moved by flow t."""
+    errors = [warp_error(frames[t - 1], frames[t], flow[t], border=WARP_BORDER) for t in range(1, len(frames))]
+    return float(np.nanmean(errors))
+
+
+def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, seed: int = 0) -> np.ndarray:
+    """Render the clip from its depth and flow, framelet by framelet: (t, s, s, 3) uint8."""
+    renderer.reset(seed)
+    out = [
+        renderer.step(clip.depth[i : i + patch_frames], clip.flow[i : i + patch_frames])
+        for i in range(0, len(clip.frames), patch_frames)
+    ]
+    return np.concatenate(out)
+
+
+def evaluate_clip(
+    make_renderer: Callable[[int | None], FrameletRenderer],
+    clip: EvalClip,
+    cache_steps: Sequence[int | None],
+    patch_frames: int,
+    seed: int = 0,
+) -> dict:
+    """Reconstruction figures of one clip; `make_renderer(cache_at_step)` gives a fresh renderer."""
+    figures: dict = {"psnr": {}, "ar_loss": {}, "warp_error": {}}
+    for value in cache_steps:
+        generated = reconstruct(make_renderer(value), clip, patch_frames, seed)
+        key = cache_step_key(value)
+        figures["psnr"][key] = round(psnr(generated, clip.frames), 4)
+        figures["ar_loss"][key] = round(ar_loss(generated, clip.frames), 6)
+        figures["warp_error"][key] = round(temporal_warp_error(generated, clip.flow), 4)
+    figures["warp_error_real"] = round(temporal_warp_error(clip.frames, clip.flow), 4)
+    figures["frames"] = len(clip.frames)
+    return figures
+
+
+def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: int, seed: int, device: str = "cpu"):
+    """`make_renderer` for `evaluate_clip`: a StreamingRenderer of `model` on the stats' "eval" source."""
+
+    def make(cache_at_step: int | None) -> StreamingRenderer:
+        return StreamingRenderer(
+            model,
+            stats=stats,
+            source=EVAL_SOURCE,
+            window=window,
+            num_steps=num_steps,
+            cache_at_step=cache_at_step,
+            seed=seed,
+            device=device,
+        )
+
+    return make
+
+
+def video_flags(stats: ConditionStats | None) -> dict:
+    """The transform flags a renderer read its training videos with (its "video" source's; the defaults
+    when it has none), which a new video must be read with too."""
+    if stats is None or not stats.sources:
+        return ConditionSource.unit().flags
+    reference = stats.sources.get(VIDEOS) or next(iter(stats.sources.values()))
+    return {**reference.flags, "sky_to_zero": reference.sky_to_zero and VIDEOS in stats.sources}
+
+
+def with_eval_source(stats: ConditionStats | None, store: LabelStore) -> ConditionStats:
+    """The evaluated clip's own condition source, as "eval", fitted with the renderer's video flags."""
+    return ConditionStats(sources={EVAL_SOURCE: video_source(store, **video_flags(stats))})
+
+
+def checkpoint_extractors(loaded: LoadedRenderer) -> dict[str, object]:
+    """The extractors a renderer was trained on (its provenance's), the defaults for what it does not say."""
+    recorded = loaded.provenance.get("extractors") or (loaded.provenance.get("train_config") or {}).get("extractors")
+    return {**DEFAULT_EXTRACTORS, **(recorded if isinstance(recorded, Mapping) else {})}
+
+
+def evaluate(
+    checkpoint: str | None,
+    video: str,
+    frames: int = 32,
+    *,
+    cache_steps: Sequence[int | None] = (None, 3, 6, 9),
+    num_steps: int = 12,
+    window: int = 3,
+    start: int = 0,
+    seed: int = 0,
+    label_root: str = DEFAULT_LABEL_ROOT,
+    extractors: Mapping[str, object] | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`, with the
+    extractors it was trained on (or `extractors`, by kind, instead)."""
+    loaded = load_renderer(checkpoint, device=device)
+    cfg = loaded.model.config
+    flags = video_flags(loaded.stats)
+    extractors = {**checkpoint_extractors(loaded), **(extractors or {})}
+    store = LabelStore(
+        extract(
+            video,
+            label_root,
+            size=cfg.image_size,
+            flow=extractors["flow"],
+            depth=extractors["depth"],
+            teacher=extractors["teacher"] if flags["sky_to_zero"] else None,  # its segmentation is the sky mask
+            start=start,
+            max_frames=frames + 1,
+            progress=progress,
+        )
+    )
+    clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
+    stats = with_eval_source(loaded.stats, store)
+    make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
+    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed)
+    info = {
+        "checkpoint": str(loaded.path),
+        "video": str(video),
+        "start": start,
+        "size": cfg.image_size,
+        "num_steps": num_steps,
+        "window": window,
+        "seed": seed,
+        "stats_source": "the clip's own statistics (train.data.sources.video_source of its label store)",
+        "sky_to_zero": flags["sky_to_zero"],
+        "extractors": {kind: extractors[kind] for kind in ("flow", "depth")},
+    }
+    return {**figures, **info}
+
+
+def parse_args(argv: Sequence[str] | None = None):
+    parser = CommandLine(prog="python -m train.evaluation.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument("--video", required=True, help="a real video (mp4, webm, mkv, avi)")
+    parser.add_argument("--frames", type=at_least(2), default=32, help="frames to reconstruct (>= 2)")
+    parser.add_argument("--start", type=at_least(0), default=0, help="first source frame")
+    parser.add_argument("--cache-at-step", default="none,3,6,9", help="comma-separated: none or 0..steps-1")
+    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
+    parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
+    add_extractor_options(parser)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args(argv)
+    try:
+        args.cache_steps = parse_cache_steps(args.cache_at_step, args.steps)
+    except ValueError as error:
+        parser.error(str(error))
+    args.extractors = extractor_specs(args.flow, args.depth, args.teacher, args.weights)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    with user_errors("python -m train.evaluation.evaluate"):
+        result = evaluate(
+            args.checkpoint,
+            args.video,
+            args.frames,
+            cache_steps=args.cache_steps,
+            num_steps=args.steps,
+            window=args.window,
+            start=args.start,
+            seed=args.seed,
+            label_root=args.labels,
+            extractors=args.extractors,
+            device=args.device,
+            progress=not args.json,
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key in ("psnr", "ar_loss", "warp_error"):
+            print(f"{key:>11}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
+        print(f"{'real warp':>11}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Pictures of the renderer in the game: cube view next to neural view, for docs and training runs.
+
+A seeded game ride (`train.data.game`) is painted by the streaming sampler from its depth and flow (the
+renderer's "game" statistics); `contact_sheet` lays out a few of its frames (cube view | depth | flow |
+neural view) and the command writes that picture, and the ride as an mp4 if asked:
+
+    python -m train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH] [--mp4 PATH]
+
+Legend: t frames, s side, F frames per framelet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from neural_render import StreamingRenderer, load_renderer
+from spokester_env import depth_to_rgb, flow_to_rgb
+from spokester_env.commandline import CommandLine, at_least, user_errors
+from spokester_env.output import write_png, write_video
+from train.data.game import Ride, game_ride
+
+__all__ = ["render_ride", "contact_sheet", "main"]
+
+
+def render_ride(renderer: StreamingRenderer, ride: Ride, seed: int = 0) -> np.ndarray:
+    """Neural frames (t', s, s, 3) uint8 of a ride, one framelet at a time (t' = t rounded down to F)."""
+    f = renderer.config.patch_frames
+    renderer.reset(seed)
+    out = [renderer.step(ride.depth[i : i + f], ride.flow[i : i + f]) for i in range(0, len(ride.depth) - f + 1, f)]
+    return np.concatenate(out)
+
+
+def contact_sheet(
+    ride: Ride, neural: np.ndarray, frames: int = 4, conditions: bool = True, across: bool = False
+) -> np.ndarray:
+    """A labelled picture of `frames` evenly spaced frames of a ride: for each, cube view | depth | flow |
+    neural view (cube view | neural view without `conditions`), one frame per row, or with `across` one
+    frame per column and one kind of view per row."""
+    picks = np.linspace(0, len(neural) - 1, frames).round().astype(int)
+    labels = ("cube view", "depth", "flow", "neural view") if conditions else ("cube view", "neural view")
+    views = [
+        [ride.rgb[i]] + ([depth_to_rgb(ride.depth[i]), flow_to_rgb(ride.flow[i])] if conditions else []) + [neural[i]]
+        for i in picks
+    ]
+    side = ride.rgb.shape[1]
+    font = (cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    if across:
+        strips = []
+        for k, label in enumerate(labels):
+            title = np.full((18, side * frames, 3), 255, np.uint8)
+            cv2.putText(title, label, (4, 13), *font)
+            strips += [title, np.concatenate([view[k] for view in views], axis=1)]
+        return np.concatenate(strips, axis=0)
+    sheet = np.concatenate([np.concatenate(view, axis=1) for view in views], axis=0)
+    header = np.full((18, sheet.shape[1], 3), 255, np.uint8)
+    for k, label in enumerate(labels):
+        cv2.putText(header, label, (k * side + 4, 13), *font)
+    return np.concatenate([header, sheet], axis=0)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Write cube view | (depth | flow |) neural view of a seeded ride as a PNG (and the ride as an mp4)."""
+    parser = CommandLine(prog="python -m train.evaluation.pictures", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--mp4", default=None, help="also write the ride (cube view | neural view) as this mp4")
+    parser.add_argument("--conditions", action="store_true", help="show depth and flow columns too")
+    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
+    parser.add_argument("--shown", type=at_least(1), default=4, help="frames shown (1..frames)")
+    parser.add_argument("--across", action="store_true", help="one frame per column (default: per row)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet")
+    args = parser.parse_args(argv)
+    if not args.out.lower().endswith(".png"):
+        parser.error(f"--out {args.out!r}: must end in .png")
+    if args.mp4 is not None and not args.mp4.lower().endswith(".mp4"):
+        parser.error(f"--mp4 {args.mp4!r}: must end in .mp4")
+    if args.shown > args.frames:
+        parser.error(f"--shown {args.shown}: at most --frames ({args.frames})")
+    with user_errors(parser.prog):
+        loaded = load_renderer(args.checkpoint)
+        ride = game_ride(loaded.model.config.image_size, args.frames, seed=args.seed)
+        renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
+        neural = render_ride(renderer, ride, seed=args.seed)
+        if args.mp4 is not None:
+            write_video(args.mp4, np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
+        path = write_png(args.out, contact_sheet(ride, neural, args.shown, args.conditions, args.across))
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Semantic agreement: does the renderer paint the game's cube world as a road scene in the right places?
+
+    python -m train.evaluation.semantic --checkpoint PATH --frames 48 --seed 0 --json
+
+A seeded game ride (`train.data.game.game_ride`, its scripted lane changes) at the renderer's image size is
+painted by the streaming sampler from the game's depth and flow ("game" statistics of the checkpoint). Every
+frame has the game's own class of each pixel (`SpokesterEnv.class_map`: sky, ground, buildings, cars,
+rider), and DeepLab's 19 Cityscapes classes of the neural frame (`DeepLabFeatures`: the frame resized up
+to 513 x 513, its class map back down to the frame with nearest neighbours). A game class agrees with the
+Cityscapes classes that `AGREEMENT` names for it:
+
+    sky       -> sky
+    ground    -> road, sidewalk
+    buildings -> building, wall, fence, vegetation, terrain, pole: roadside structure. Vegetation and
+                 terrain count because the training footage is of tree-lined roads: where the game has a
+                 row of buildings beside the road, the renderer rightly paints the trees and verges that
+                 stand there in its footage.
+    cars      -> car, truck, bus
+    rider     -> person, rider, bicycle, motorcycle
+
+Printed JSON: "neural" and "cube" (the same figures for the game's own cube view, a reference for what
+DeepLab makes of untextured boxes), each
+
+    agreement   pixels whose DeepLab class agrees with their game class / all pixels (pixel-weighted)
+    class_mean  the mean of the per-class agreements over the game classes that have pixels
+    classes     {game class: {"pixels": n, "agreement": share of its pixels that agree (null without
+                pixels), "fractions": {Cityscapes class: share of its pixels}}}, the TOP most frequent
+                classes and "other" for the rest, so the fractions of a class sum to 1
+
+and "mapping" (AGREEMENT), checkpoint, frames, seed, size, num_steps, window.
+
+Legend: t frames, s side, g game classes, c Cityscapes classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from neural_render import StreamingRenderer, load_renderer
+from spokester_env import CLASS_NAMES
+from spokester_env.commandline import CommandLine, at_least, user_errors
+from train.data.extractors.teacher import DeepLabFeatures
+from train.data.game import game_ride
+from train.evaluation.pictures import render_ride
+
+__all__ = ["AGREEMENT", "TOP", "segment", "confusion", "agreement_figures", "semantic_agreement", "main"]
+
+CITYSCAPES = DeepLabFeatures.CLASSES
+AGREEMENT = {
+    "sky": ("sky",),
+    "ground": ("road", "sidewalk"),
+    "buildings": ("building", "wall", "fence", "vegetation", "terrain", "pole"),
+    "cars": ("car", "truck", "bus"),
+    "rider": ("person", "rider", "bicycle", "motorcycle"),
+}
+"""Game class -> the Cityscapes classes that agree with it (see the module docstring for why)."""
+TOP = 5
+"""Cityscapes classes listed by name per game class; the rest are summed as "other"."""
+
+
+def _agrees() -> np.ndarray:
+    """(g, c) bool: AGREEMENT as a table over CLASS_NAMES x CITYSCAPES."""
+    table = np.zeros((len(CLASS_NAMES), len(CITYSCAPES)), bool)
+    for game, names in AGREEMENT.items():
+        table[CLASS_NAMES.index(game), [CITYSCAPES.index(name) for name in names]] = True
+    return table
+
+
+def segment(frames: np.ndarray, net: DeepLabFeatures) -> np.ndarray:
+    """DeepLab's Cityscapes class of every pixel: (t, s, s, 3) uint8 -> (t, s, s) uint8."""
+    side, full = frames.shape[1], net.INPUT_SIDE
+    out = np.empty(frames.shape[:3], np.uint8)
+    for index, frame in enumerate(frames):
+        _, classes = net.features(cv2.resize(frame, (full, full), interpolation=cv2.INTER_LINEAR))  # (513, 513)
+        out[index] = cv2.resize(classes.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def confusion(game: np.ndarray, cityscapes: np.ndarray) -> np.ndarray:
+    """Pixel counts (g, c) of each game class (indices into CLASS_NAMES) given each Cityscapes class."""
+    if game.shape != cityscapes.shape:
+        raise ValueError(f"class maps of different shapes: {game.shape} and {cityscapes.shape}")
+    pairs = game.astype(np.int64).ravel() * len(CITYSCAPES) + cityscapes.astype(np.int64).ravel()
+    return np.bincount(pairs, minlength=len(CLASS_NAMES) * len(CITYSCAPES)).reshape(len(CLASS_NAMES), -1)
+
+
+def agreement_figures(counts: np.ndarray, top: int = TOP) -> dict:
+    """The JSON figures (agreement, class_mean, classes) of a (g, c) confusion table."""
+    agreeing = (counts * _agrees()).sum(axis=1)  # (g,)
+    pixels = counts.sum(axis=1)  # (g,)
+    classes = {}
+    for g, name in enumerate(CLASS_NAMES):
+        if pixels[g] == 0:
+            classes[name] = {"pixels": 0, "agreement": None, "fractions": {}}
+            continue
+        share = counts[g] / pixels[g]  # (c,)
+        order = [c for c in np.argsort(-share, kind="stable")[:top] if share[c] > 0]
+        fractions = {CITYSCAPES[c]: round(float(share[c]), 4) for c in order}
+        rest = round(1.0 - float(share[order].sum()), 4)
+        if rest > 0:
+            fractions["other"] = rest
+        classes[name] = {
+            "pixels": int(pixels[g]),
+            "agreement": round(float(agreeing[g] / pixels[g]), 4),
+            "fractions": fractions,
+        }
+    present = pixels > 0
+    return {
+        "agreement": round(float(agreeing.sum() / max(pixels.sum(), 1)), 4),
+        "class_mean": round(float(np.mean(agreeing[present] / pixels[present])), 4) if present.any() else None,
+        "classes": classes,
+    }
+
+
+def semantic_agreement(
+    checkpoint: str | None = None,
+    frames: int = 48,
+    *,
+    seed: int = 0,
+    num_steps: int = 12,
+    window: int = 3,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> dict:
+    """Semantic agreement of a renderer checkpoint (None = the shipped default) on a seeded game ride;
+    `threads`: torch CPU threads while rendering (None = torch's default)."""
+    loaded = load_renderer(checkpoint, device=device)
+    cfg = loaded.model.config
+    if frames < cfg.patch_frames:
+        raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
+    ride = game_ride(cfg.image_size, frames, seed=seed, classes=True)
+    renderer = StreamingRenderer(
+        loaded.model, stats=loaded.stats, source="game", window=window, num_steps=num_steps, device=device
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        neural = render_ride(renderer, ride, seed=seed)  # (t, s, s, 3), t rounded down to framelets
+    finally:
+        torch.set_num_threads(before)
+    game = ride.classes[: len(neural)]  # (t, s, s)
+    net = DeepLabFeatures()
+    return {
+        "neural": agreement_figures(confusion(game, segment(neural, net))),
+        "cube": agreement_figures(confusion(game, segment(ride.rgb[: len(neural)], net))),
+        "mapping": {game_class: list(names) for game_class, names in AGREEMENT.items()},
+        "checkpoint": str(loaded.path),
+        "frames": len(neural),
+        "seed": seed,
+        "size": cfg.image_size,
+        "num_steps": num_steps,
+        "window": window,
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None):
+    parser = CommandLine(prog="python -m train.evaluation.semantic", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
+    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
+    parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads",
+        type=at_least(1),
+        default=1,
+        help="torch CPU threads (default 1: a second one is far slower on a busy CPU)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    return parser.parse_args(argv)
+
+
+def _table(result: dict) -> str:
+    """The figures as a few lines of text: per game class, its share of pixels and both agreements."""
+    total = sum(c["pixels"] for c in result["neural"]["classes"].values())
+    lines = [f"{'class':>9} {'pixels':>7} {'neural':>7} {'cube':>7}  neural's DeepLab classes"]
+    for name in CLASS_NAMES:
+        neural, cube = result["neural"]["classes"][name], result["cube"]["classes"][name]
+        agree = [f"{'-' if c['agreement'] is None else c['agreement']:>7}" for c in (neural, cube)]
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(neural["fractions"].items())[:3])
+        lines.append(f"{name:>9} {neural['pixels'] / max(total, 1):>7.1%} {agree[0]} {agree[1]}  {top}")
+    lines.append(f"{'all':>9} {'':>7} {result['neural']['agreement']:>7} {result['cube']['agreement']:>7}")
+    lines.append(f"({result['frames']} frames at {result['size']} px, seed {result['seed']}, {result['checkpoint']})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    with user_errors("python -m train.evaluation.semantic"):
+        result = semantic_agreement(
+            args.checkpoint,
+            args.frames,
+            seed=args.seed,
+            num_steps=args.steps,
+            window=args.window,
+            device=args.device,
+            threads=args.threads,
+        )
+    print(json.dumps(result) if args.json else _table(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Condition augmentation: random degradations of the normalised depth+flow condition, per clip.
+
+The game's depth and flow are exact and sharp; a video's pseudo-labels are blurry, noisy and quantised
+differently. Training on randomly degraded conditions (down/up-scale, blur, posterize, noise, clip) keeps
+the renderer from relying on the fine texture of either. Every random draw comes from the generator that
+is passed in, so augmentation is reproducible and resumes exactly.
+
+Legend: b clips, t frames, H/W frame size, k condition channels (3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from train.recipe.config import Augment
+
+__all__ = ["augment_condition", "gaussian_blur"]
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator, device=generator.device))
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of images (m, k, H, W) with reflected borders."""
+    if sigma <= 0:
+        return images
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    k = images.shape[1]
+    padded = F.pad(images, (radius, radius, 0, 0), mode="reflect")
+    images = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)
+    padded = F.pad(images, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(padded, kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
+
+
+def _augment_clip(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
+    """Degrade one clip's condition (t, k, H, W); each kind happens with probability `config.prob`."""
+
+    def happens() -> bool:
+        return float(torch.rand((), generator=generator, device=generator.device)) < config.prob
+
+    height, width = cond.shape[-2:]
+    if happens():  # down- then up-scale: coarse labels, as from a network at a lower resolution
+        factor = _uniform(1.0, config.max_downscale, generator)
+        small = (max(1, round(height / factor)), max(1, round(width / factor)))
+        cond = F.interpolate(cond, size=small, mode="area")
+        cond = F.interpolate(cond, size=(height, width), mode="bilinear", align_corners=False)
+    if happens():
+        cond = gaussian_blur(cond, _uniform(0.0, config.max_blur_sigma, generator))
+    if happens():  # posterize the [-clip, clip] range into a few levels
+        low, high = config.posterize_levels
+        levels = int(torch.randint(low, high + 1, (), generator=generator, device=generator.device))
+        unit = (cond + clip) / (2 * clip)
+        cond = torch.round(unit * (levels - 1)) / (levels - 1) * (2 * clip) - clip
+    if happens():
+        sigma = _uniform(0.0, config.max_noise, generator)
+        cond = cond + sigma * torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+    if happens():
+        bound = _uniform(min(config.min_clip, clip), clip, generator)
+        cond = cond.clamp(-bound, bound)
+    return cond.clamp(-clip, clip)
+
+
+def augment_condition(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
+    """Randomly degraded copy of normalised conditions (b, t, H, W, k), each clip drawn independently;
+    values stay in [-clip, clip]."""
+    if config.prob == 0:
+        return cond
+    clips = rearrange(cond, "b t h w k -> b t k h w")
+    out = torch.stack([_augment_clip(c, config, clip, generator) for c in clips])  # (b, t, k, H, W)
+    return rearrange(out, "b t k h w -> b t h w k")

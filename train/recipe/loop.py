@@ -1,0 +1,136 @@
+"""The training loop: `train(config)` teaches the renderer from the label stores of real videos.
+
+One optimiser step (`train.recipe.optimizer_step`):
+    clips (x in [-1, 1], normalised condition, teacher features) from the label stores, in a resumable order;
+    condition augmentation, and the null condition for a random `uncond_prob` of the clips;
+    the flow-matching loss with diffusion forcing (an independent shifted time per framelet), x-prediction
+    turned into a velocity loss (neural_render's FlowMatching), plus `irepa_weight` x the iREPA cosine
+    loss of the projected hidden layer against the normalised teacher features;
+    a non-finite loss stops the run naming the step; AdamW with global-norm clipping and a warm-up /
+    steady / cool-down learning rate; an EMA of the weights.
+Every `checkpoint_every` steps (and at the end) the whole state is saved atomically to `checkpoint.pt`
+and the EMA network is exported with its condition statistics (game and videos) and provenance as
+`renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`).
+The set-up (run folder, networks, each stage's data) is `train.recipe.setup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from neural_render import FlowMatching, save_renderer
+from train.evaluation.during_training import run_evaluation
+from train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
+from train.recipe.config import TrainConfig
+from train.recipe.optimizer_step import apply_update, learning_rate, step_loss
+from train.recipe.run_log import RunLog
+from train.recipe.setup import Networks, StageData, open_run, renderer_provenance
+
+__all__ = ["NonFiniteLoss", "TrainResult", "train", "learning_rate"]
+
+
+class NonFiniteLoss(ValueError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class TrainResult:
+    """What a call of `train` did: the run folder, the last step, and the metrics of each step it ran."""
+
+    out: Path
+    step: int
+    history: list[dict] = field(default_factory=list)
+    renderer: Path | None = None
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Run (or, with `resume`, continue from `config.out`) the training described by `config`."""
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _progress_bar(config: TrainConfig) -> Progress:
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("{task.fields[rate]:.2f} steps/s"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, disable=not config.progress)
+
+
+def _train(config: TrainConfig, resume: bool) -> TrainResult:
+    out, state = open_run(config, resume)
+    device = torch.device(config.device)
+    nets = Networks.build(config, device, state)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    step = saved_step = int(state["step"]) if state is not None else 0
+    if state is not None:
+        restore_rng(state["rng"], generator)
+    log = RunLog(out, step)
+    started = time.time() - log.elapsed  # a resumed run's wall time goes on from where it stopped
+    resumed_at = [*state.get("resumed_at", []), step] if state is not None else []
+    history, renderer_path, data = [], None, None
+
+    with contextlib.ExitStack() as opened, _progress_bar(config) as bar:
+        task = bar.add_task("train", total=config.total_steps, completed=step, loss=float("nan"), rate=0.0)
+        tick, ticked = time.perf_counter(), step
+        while step < config.total_steps:
+            index, stage = config.stage_at(step)
+            if data is None or data.index != index:  # enter a stage: frame size, label stores, statistics
+                nets.resize(stage.image_size, config)
+                nets.model.checkpoint_activations = stage.checkpoint_activations
+                forward = torch.compile(nets.model) if config.compile else nets.model
+                diffusion = FlowMatching.for_config(nets.model.config)
+                if data is not None:
+                    data.close()
+                data = StageData.enter(config, index, stage, state, opened)
+
+            batch = data.batches.next(stage.batch_size, device)
+            loss, parts = step_loss(
+                forward, nets.model, diffusion, batch, config, clip=data.stats.clip, generator=generator,
+                projector=nets.projector, layer=nets.irepa_layer,
+            )  # fmt: skip
+            value = loss.item()
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"non-finite loss {value} at step {step + 1} ({parts}); last checkpoint: step {saved_step}"
+                )
+            lr, norm = apply_update(loss, step, nets.optimizer, nets.model, nets.ema, config)
+            step += 1
+
+            record = {"step": step, "loss": value, **parts, "lr": lr, "grad_norm": float(norm), "stage": index}
+            history.append(record)
+            now = time.perf_counter()
+            rate = (step - ticked) / max(now - tick, 1e-9)
+            bar.update(task, completed=step, loss=value, rate=rate)
+            last = step == config.total_steps
+            if step % config.log_every == 0 or last:
+                log.write({**record, "steps_per_s": round(rate, 3), "elapsed_s": round(time.time() - started, 1)})
+                tick, ticked = now, step
+            if step % config.checkpoint_every == 0 or last:
+                save_state(out / CHECKPOINT, {
+                    "step": step, "config": config.to_dict(), **nets.state(), "stats": data.stats.to_dict(),
+                    "data": {**data.batches.state(), "stage": index}, "rng": capture_rng(generator),
+                    "resumed_at": resumed_at,
+                })  # fmt: skip
+                saved_step = step
+                provenance = renderer_provenance(config, data, step, time.time() - started, resumed_at)
+                renderer_path = save_renderer(out / "renderer", nets.ema, data.stats, provenance)
+            if (config.eval_every and step % config.eval_every == 0) or last:
+                figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
+                log.write({"step": step, "eval": figures})
+    return TrainResult(out=out, step=step, history=history, renderer=renderer_path)

@@ -1,0 +1,106 @@
+"""One optimiser step of the recipe, shared by the training loop (`train.recipe.loop`) and its
+benchmark (`train.recipe.bench`): what a step computes lives here once.
+
+`step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, the
+flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA, plus
+`irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
+`apply_update`: the learning rate of the step, backward, global-norm clipping, AdamW, and the EMA.
+
+Legend: b clips.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neural_render import FlowMatching, Renderer
+from train.recipe.augment import augment_condition
+from train.recipe.config import TrainConfig
+from train.recipe.irepa import Projector, irepa_loss, normalise_teacher
+
+__all__ = ["learning_rate", "make_optimizer", "step_loss", "apply_update"]
+
+
+def make_optimizer(model: Renderer, projector: Projector | None, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the network (and projector); weight decay on matrices only."""
+    params = list(model.parameters()) + (list(projector.parameters()) if projector is not None else [])
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Rate of optimiser step `step` (0-based): linear warm-up, steady, linear cool-down at the end."""
+    total = config.total_steps
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    cooldown = round(config.cooldown_fraction * total)
+    if cooldown and step >= total - cooldown:
+        progress = (step - (total - cooldown) + 1) / cooldown
+        return config.lr * (1.0 - (1.0 - config.final_lr_fraction) * progress)
+    return config.lr
+
+
+def step_loss(
+    forward,
+    model: Renderer,
+    diffusion: FlowMatching,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    *,
+    clip: float,
+    generator: torch.Generator,
+    projector: Projector | None,
+    layer: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch ({"x", "cond", "teacher"?}) and its parts as floats. `forward` is the model
+    or its compiled form; `clip` is the statistics' clip of the normalised condition."""
+    x = batch["x"]
+    device = x.device
+    cond = augment_condition(batch["cond"], config.augment, clip, generator)
+    drop = torch.rand(x.shape[0], generator=generator, device=device) < config.uncond_prob  # (b,)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with autocast:
+        result = diffusion.loss(
+            forward,
+            x,
+            cond,
+            generator=generator,
+            drop_cond=drop,
+            window=config.window,
+            return_layers=(layer,) if projector is not None else (),
+        )
+        loss, parts = result.loss, {"diffusion": result.loss.item()}
+        if projector is not None:
+            grid = (batch["teacher"].shape[2], batch["teacher"].shape[3])
+            projected = projector(result.hidden[layer].float(), model.config.grid, grid)
+            align = irepa_loss(projected, normalise_teacher(batch["teacher"]))
+            loss = loss + config.irepa_weight * align
+            parts["irepa"] = align.item()
+    return loss, parts
+
+
+def apply_update(
+    loss: torch.Tensor,
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    model: Renderer,
+    ema: Renderer,
+    config: TrainConfig,
+) -> tuple[float, float]:
+    """Backward, clip, AdamW step at the scheduled rate, EMA update; returns (learning rate, grad norm)."""
+    lr = learning_rate(step, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else float("inf"))
+    optimizer.step()
+    decay = min(config.ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+            averaged.lerp_(current, 1.0 - decay)
+    return lr, float(norm)

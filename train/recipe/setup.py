@@ -1,0 +1,209 @@
+"""Setting up a training run: everything the loop (`train.recipe.loop`) needs before its first step, in
+named pieces it calls in order.
+
+- `open_run`: the run folder, and the training checkpoint to resume from (with the checks that it fits);
+- `Networks`: the renderer, its EMA, the iREPA projector and the optimiser, built from the config (and
+  restored from a checkpoint), moved to another frame size between curriculum stages;
+- `StageData`: what one curriculum stage trains on: the label stores of the videos at the stage's frame
+  size, the condition statistics (the game's and every video's, `train.data.sources`) and the batches;
+- `renderer_provenance`: what an exported renderer records about how it was made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from neural_render import ConditionStats, Renderer, build_renderer
+from train.data.batches import ClipBatches
+from train.data.extract import extract
+from train.data.sources import GAME, game_source, video_source_name, video_sources
+from train.data.store import LabelStore
+from train.data.video import parse_video
+from train.recipe.checkpoint import CHECKPOINT, load_state
+from train.recipe.config import RESUMABLE_CHANGES, Stage, TrainConfig, config_from_dict, irepa_layer
+from train.recipe.irepa import TEACHER_CHANNELS, Projector
+from train.recipe.optimizer_step import make_optimizer
+
+__all__ = ["Networks", "StageData", "open_run", "prepare_stores", "renderer_provenance"]
+
+
+def open_run(config: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    """The run folder (made) and, with `resume`, its training checkpoint; a fresh run refuses a folder that
+    holds one, and a resume refuses a changed recipe (only `RESUMABLE_CHANGES` may differ)."""
+    if not config.videos:
+        raise ValueError("videos: give at least one training video")
+    out = Path(config.out)
+    if not resume:
+        if (out / CHECKPOINT).is_file():
+            raise ValueError(f"{out}: already holds a training checkpoint; resume it or choose another out folder")
+        out.mkdir(parents=True, exist_ok=True)
+        return out, None
+    state = load_state(out / CHECKPOINT, map_location=config.device)
+    old, new = config_from_dict(state["config"]).to_dict(), config.to_dict()
+    changed = sorted(k for k in old if k not in RESUMABLE_CHANGES and old[k] != new[k])
+    if changed:
+        raise ValueError(
+            f"{out / CHECKPOINT}: cannot resume with a different {', '.join(changed)} (only {RESUMABLE_CHANGES})"
+        )
+    return out, state
+
+
+def _resized(model: Renderer, size: int) -> Renderer:
+    """The same weights in a network for `size` x `size` frames (only the rotary tables change)."""
+    if model.config.image_size == size:
+        return model
+    resized = Renderer(dataclasses.replace(model.config, image_size=size), attention=model.attention)
+    resized = resized.to(model.x_embedder.weight.device)
+    resized.load_state_dict(model.state_dict())
+    return resized
+
+
+@dataclass
+class Networks:
+    """The trained network, its EMA (what gets exported), the iREPA projector (None without iREPA), the
+    optimiser over both, and the block whose hidden state iREPA aligns."""
+
+    model: Renderer
+    ema: Renderer
+    projector: Projector | None
+    optimizer: torch.optim.Optimizer
+    irepa_layer: int
+
+    @classmethod
+    def build(cls, config: TrainConfig, device: torch.device, state: dict | None = None) -> Networks:
+        """Fresh networks seeded by `config.seed`, or those of a checkpoint's `state` at its stage's size."""
+        torch.manual_seed(config.seed)  # the initial weights
+        size = config.stages[0].image_size
+        model = build_renderer(config.renderer_preset, device=device, image_size=size, **config.renderer_overrides)
+        model.attention = config.attention
+        projector = None
+        if config.irepa:
+            projector = Projector(model.config.width, model.config.patch_frames, TEACHER_CHANNELS).to(device)
+        ema = copy.deepcopy(model).requires_grad_(False).eval()
+        networks = cls(model, ema, projector, None, irepa_layer(config, model.config.num_blocks))
+        if state is not None:
+            networks.resize(config.stage_at(max(int(state["step"]) - 1, 0))[1].image_size, config)
+            model, ema = networks.model, networks.ema
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            if projector is not None:
+                projector.load_state_dict(state["projector"])
+        networks.optimizer = make_optimizer(networks.model, projector, config)
+        if state is not None:
+            networks.optimizer.load_state_dict(state["optimizer"])
+        return networks
+
+    def resize(self, size: int, config: TrainConfig) -> None:
+        """Move the networks to `size` x `size` frames; the optimiser's state follows the same weights."""
+        if self.model.config.image_size == size:
+            return
+        self.model, self.ema = _resized(self.model, size), _resized(self.ema, size)
+        if self.optimizer is not None:
+            moved = self.optimizer.state_dict()
+            self.optimizer = make_optimizer(self.model, self.projector, config)
+            self.optimizer.load_state_dict(moved)
+
+    def state(self) -> dict:
+        """The networks' part of a training checkpoint."""
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "projector": self.projector.state_dict() if self.projector is not None else {},
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+
+def prepare_stores(videos: Sequence[str], size: int, config: TrainConfig) -> list[LabelStore]:
+    """The label store of each video (`PATH[@START[:END]]`) at `size` x `size`, extracted if not yet there."""
+    stores = []
+    for spec in map(parse_video, videos):
+        store_dir = extract(
+            spec.path,
+            config.label_root,
+            size=size,
+            flow=config.extractors.get("flow"),
+            depth=config.extractors.get("depth"),
+            teacher=config.extractors.get("teacher"),
+            skips=config.skips,
+            start=spec.start,
+            max_frames=spec.frames,
+            progress=config.progress,
+        )
+        stores.append(LabelStore(store_dir))
+    return stores
+
+
+@dataclass
+class StageData:
+    """What one curriculum stage trains and evaluates on, at its frame size."""
+
+    index: int
+    stores: list[LabelStore]
+    eval_store: LabelStore
+    stats: ConditionStats
+    batches: ClipBatches
+
+    @classmethod
+    def enter(
+        cls, config: TrainConfig, index: int, stage: Stage, state: dict | None, opened: contextlib.ExitStack
+    ) -> StageData:
+        """Extract (or find) the stage's label stores, fit the condition statistics, and start the batches
+        (where the checkpoint's data cursor left them, when it was saved in this stage)."""
+        stores = prepare_stores(config.videos, stage.image_size, config)
+        eval_store = prepare_stores([config.eval_video or config.videos[0]], stage.image_size, config)[0]
+        stems = [parse_video(video).name for video in config.videos]
+        sources = {GAME: game_source(stage.image_size, config.game_stats_frames, seed=config.seed)}
+        sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
+        stats = ConditionStats(sources=sources)
+        batches = ClipBatches(
+            stores, [video_source_name(stem) for stem in stems], stats, stage.clip_frames, config.skips,
+            config.seed, config.irepa, balance=config.balance_videos, workers=config.loader_workers,
+        )  # fmt: skip
+        opened.enter_context(batches)  # its loader workers stop with the run
+        if state is not None and state["data"]["stage"] == index:
+            batches.load_state(state["data"])
+        return cls(index, stores, eval_store, stats, batches)
+
+    def close(self) -> None:
+        """Stop this stage's loader workers (the next stage starts its own)."""
+        self.batches.close()
+
+
+def store_provenance(stores: Sequence[LabelStore], videos: Sequence[str]) -> list[dict]:
+    """What each training video was: file, hash, frames used, extractors."""
+    return [
+        {
+            "video": parse_video(video).path.name,
+            "sha256": store.manifest["video"]["sha256"],
+            "start_frame": store.manifest["start_frame"],
+            "frames": store.manifest["n_frames"],
+            "fps": store.manifest["video"]["fps"],
+            "size": store.manifest["resolution"],
+            "extractors": store.manifest["extractors"],
+        }
+        for store, video in zip(stores, videos, strict=True)
+    ]
+
+
+def renderer_provenance(config: TrainConfig, data: StageData, step: int, wall_s: float, resumed_at: list) -> dict:
+    """The provenance an exported renderer carries: data, extractors, steps, wall time and the config."""
+    return {
+        "preset": config.preset,
+        "steps": step,
+        "irepa": config.irepa,
+        "data": store_provenance(data.stores, config.videos),
+        "eval_video": parse_video(config.eval_video or config.videos[0]).path.name,
+        "extractors": config.extractors,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "train_wall_s": round(wall_s, 1),
+        "resumed_at_steps": resumed_at,
+        "train_config": config.to_dict(),
+    }
