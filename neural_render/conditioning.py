@@ -66,6 +66,8 @@ def _standardise(value: torch.Tensor, mean, std, clip: float) -> torch.Tensor:
 def _moments(values, count: int | None = None, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (c,) over all but the last axis of (N, ..., c) values (memmaps read `chunk` at a time,
     sums in float64); `values` may be a callable giving chunk i's float64 array."""
+    if not count:
+        raise ValueError("cannot fit condition statistics on no frames")
     sums, squares, n = 0.0, 0.0, 0
     for start in range(0, count, chunk):
         part = values(start, start + chunk)

@@ -16,7 +16,7 @@ bench() { timeout "$1" $PY -m neural_render.bench --device cuda "${@:2}" 2>&1 | 
 base=(--preset base --size 320 --steps 12 --window 3 --cuda-graph --baseline-framelets 4)
 bench 120 "${base[@]}" --cache-at-step 6 --compile --framelets 100 --profile 20
 timeout 100 $PY -m pytest -q -m gpu -p no:cacheprovider -k "not compiled" tests/neural_render/test_cuda.py 2>&1 | tail -4 | tee "$OUT/pytest_gpu.txt"
-timeout 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests/train/test_cuda.py 2>&1 | tail -4 | tee -a "$OUT/pytest_gpu.txt"
+timeout 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests/train/data/test_batches.py tests/train/recipe/test_bench.py 2>&1 | tail -4 | tee -a "$OUT/pytest_gpu.txt"
 for option in "$@"; do
   case $option in
     --autotune) bench 300 "${base[@]}" --cache-at-step 6 --compile max-autotune-no-cudagraphs --framelets 100 --profile 20 ;;

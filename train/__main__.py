@@ -74,11 +74,8 @@ def build_config(args):
         overrides = {"videos": tuple(args.video), "out": args.out, "irepa": not args.no_irepa}
         overrides |= {"sky_to_zero": not args.no_sky_to_zero, "balance_videos": not args.no_balance}
         overrides["progress"] = not args.no_progress
-        chosen = extractor_specs(args.flow, args.depth, args.teacher, args.weights)
-        if chosen:
-            overrides["extractors"] = {**DEFAULT_EXTRACTORS, **chosen}
-            if args.teacher is not None and args.teacher.lower() == "none":
-                overrides["extractors"].pop("teacher")
+        names = {kind: getattr(args, kind) or DEFAULT_EXTRACTORS[kind] for kind in ("flow", "depth", "teacher")}
+        overrides["extractors"] = extractor_specs(**names, weights=args.weights)
         for name, value in (("eval_video", args.eval_video), ("label_root", args.labels), ("seed", args.seed)):
             if value is not None:
                 overrides[name] = value

@@ -5,7 +5,7 @@ module only says what it is fitted on:
 
 - a video: its label store's depth on every frame (with the sky at 0 if `sky_to_zero`: `train.data.sky`)
   and its flow as the mixture that training draws, every stored frame skip equally likely (each skip's
-  flow from frame k on, the frames that have a frame k before them);
+  flow from frame k on, the frames that have a frame k before them; a skip longer than the video is left out);
 - the training videos: each video under "video/<stem>" (relative depth's unknown scale is per video, and
   each video's own statistics remove it), and all of them pooled, weighted by frames, under "video";
 - the game: a seeded ride (`train.data.game`) at the renderer's frame size, under "game".
@@ -39,7 +39,7 @@ def video_source(store: LabelStore, skips: Sequence[int] | None = None, **flags)
     store = LabelStore.of(store)
     skips = tuple(skips) if skips is not None else store.skips
     depth = read_depth(store, flags.get("sky_to_zero", False))  # (n, s, s, 1)
-    flows = [store.stream(flow_stream(k))[k:] for k in skips]  # (n - k, s, s, 2) each
+    flows = [store.stream(flow_stream(k))[k:] for k in skips if k < store.n_frames]  # (n - k, s, s, 2) each
     return ConditionSource.fit(depth, flows, **flags)
 
 

@@ -107,7 +107,7 @@ def load_eval_clip(
     picks = slice(first, first + n)
     return EvalClip(
         frames=np.asarray(store.stream("frames")[picks]),
-        depth=np.asarray(read_depth(store, sky_to_zero)[picks], dtype=np.float32),
+        depth=np.array(read_depth(store, sky_to_zero)[picks], dtype=np.float32),  # a copy: writable
         flow=np.asarray(store.stream(flow_stream(1))[picks], dtype=np.float32),
     )
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from neural_render import ConditionStats
+from neural_render import ConditionSource, ConditionStats
 from train.data.extract import extract
 from train.data.extractors import FrameLabeler, StreamSpec
-from train.data.sources import video_source
+from train.data.sources import game_source, video_source, video_sources
 from train.data.store import LabelStore
 from train.data.video import crop_resize
 
@@ -52,3 +52,20 @@ def test_video_source_fits_the_mixture_of_skips(road_clip, tmp_path):
         store.stream("depth")[..., None].astype(np.float32), store.stream("flow_1").astype(np.float32), "video"
     )
     assert normalised.shape == (FRAMES, SIZE, SIZE, 3) and abs(float(normalised[..., 0].mean())) < 0.05
+
+
+def test_training_videos_have_a_source_each_and_one_pooled(road_stores):
+    parts = video_sources(road_stores, ["near", "far"], (1,), sky_to_zero=True)
+    assert sorted(parts) == ["video", "video/far", "video/near"]
+    assert parts["video/near"] == video_source(road_stores[0], (1,), sky_to_zero=True)
+    assert parts["video"] == ConditionSource.pool([parts["video/near"], parts["video/far"]])
+    assert parts["video"].frames == 12 + 9 and all(p.sky_to_zero for p in parts.values())
+    with pytest.raises(ValueError, match="two training videos share the name 'road'"):
+        video_sources(road_stores, ["road", "road"], (1,))
+
+
+def test_the_games_source_is_a_seeded_ride_with_its_sky_at_zero():
+    first, again, other = game_source(32, 8, seed=0), game_source(32, 8, seed=0), game_source(32, 8, seed=5)
+    assert first == again and first != other and first.frames == 8
+    assert not first.sky_to_zero and first.log_depth
+    assert first.flow_mean[1] > 0  # riding forward: the road below the horizon streams down the picture

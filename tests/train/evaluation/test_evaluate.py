@@ -8,7 +8,9 @@ import pytest
 
 from neural_render import ConditionStats, build_renderer, save_renderer
 from train.data.extract import extract
+from train.data.extractors import FrameLabeler, StreamSpec, register
 from train.data.store import LabelStore
+from train.data.video import crop_resize
 from train.evaluation.evaluate import MAX_PSNR, EvalClip, evaluate_clip, load_eval_clip, psnr
 from train.evaluation.evaluate import main as evaluate_main
 
@@ -91,3 +93,36 @@ def test_eval_clip_needs_the_depth_stream(road_clip, tmp_path):
     store = LabelStore(extract(road_clip, tmp_path, size=32, depth=None, teacher=None, max_frames=8, progress=False))
     with pytest.raises(KeyError, match="depth"):
         load_eval_clip(store, 5, 2)
+
+
+@register("depth", "test-evaluation-depth")
+class BrightnessDepth(FrameLabeler):
+    """A depth stand-in that is not the default one: what a renderer trained on another network records."""
+
+    kind = "depth"
+
+    def streams(self, size):
+        return {"depth": StreamSpec((size, size), "float32", "test: brightness + 0.1")}
+
+    def __call__(self, frames, box, size):
+        return {"depth": np.stack([crop_resize(f, box, size).mean(axis=-1) / 255.0 + 0.1 for f in frames])}
+
+
+def test_evaluation_labels_the_clip_with_the_renderers_own_extractors(road_clip, tmp_path, capsys):
+    """A renderer whose provenance names a non-default depth network is evaluated on that network's depth
+    (not PyDNet's), unless the command is told otherwise."""
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=1, heads=2)
+    extractors = {"flow": "dis", "depth": "test-evaluation-depth", "teacher": "deeplab"}
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"), {"extractors": extractors})
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "2", "--steps", "1"]
+    argv += ["--cache-at-step", "none", "--labels", str(tmp_path / "labels"), "--json"]
+    result = evaluate_main(argv)
+    assert result["extractors"] == {"flow": "dis", "depth": "test-evaluation-depth"}
+    (store_dir,) = (tmp_path / "labels").iterdir()
+    assert LabelStore(store_dir).manifest["extractors"]["depth"] == {"name": "test-evaluation-depth"}
+    assert "teacher" not in LabelStore(store_dir).streams  # no sky_to_zero: no sky mask needed
+    overridden = evaluate_main([*argv, "--depth", "pydnet"])
+    assert overridden["extractors"]["depth"] == "pydnet"
+    depths = {LabelStore(d).manifest["extractors"]["depth"]["name"] for d in (tmp_path / "labels").iterdir()}
+    assert depths == {"test-evaluation-depth", "pydnet"}
+    capsys.readouterr()

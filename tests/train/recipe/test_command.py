@@ -9,7 +9,7 @@ from neural_render import load_renderer
 from train.__main__ import build_config, parse_args
 from train.__main__ import main as train_main
 from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import Stage, TrainConfig, make_config
+from train.recipe.config import Stage, TrainConfig, config_from_dict, make_config
 from train.recipe.loop import train
 
 SIZE = 32
@@ -89,3 +89,35 @@ def test_loader_workers_reach_the_config_from_the_command_line_and_preset():
     assert build_config(args).loader_workers == 3
     with pytest.raises(ValueError, match="loader_workers=-2: must be >= 0"):
         make_config("cpu-tiny", loader_workers=-2)
+
+
+def test_extractor_options_reach_the_config_and_a_resume_keeps_its_own(tmp_path, capsys):
+    """`--depth/--flow/--teacher/--weights` choose the extractors as `train.data.extract` does; a network with a
+    local checkpoint gets the weights folder, the shipped offline ones do not."""
+    base = ["--video", "v.mp4", "--out", str(tmp_path / "o"), "--no-sky-to-zero"]
+    config = build_config(parse_args([*base, "--depth", "depth-anything-v2-small", "--weights", "/w"]))
+    assert config.extractors == {
+        "flow": "dis",
+        "depth": {"name": "depth-anything-v2-small", "weights": "/w"},
+        "teacher": "deeplab",
+    }
+    config = build_config(parse_args([*base, "--teacher", "none", "--no-irepa"]))
+    assert config.extractors == {"flow": "dis", "depth": "pydnet"} and not config.irepa
+    assert build_config(parse_args(base)).extractors == make_config("cpu-tiny").extractors
+    with pytest.raises(ValueError, match="irepa=True needs a teacher extractor"):
+        build_config(parse_args([*base, "--teacher", "none"]))
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--resume", "--out", "o", "--depth", "pydnet"])
+    assert stop.value.code == 2 and "--depth: a resumed run keeps" in capsys.readouterr().err
+
+
+def test_configs_of_old_checkpoints_read_with_the_new_names():
+    """Before the renames a config said `renderer`, `cache_root` and `renderer_overrides={"depth": ...}`."""
+    old = make_config("cpu-tiny", renderer_overrides={"num_blocks": 2}).to_dict()
+    old["renderer"] = old.pop("renderer_preset")
+    old["cache_root"] = old.pop("label_root")
+    old["renderer_overrides"] = {"depth": 2}
+    config = config_from_dict(old)
+    assert config == make_config("cpu-tiny", renderer_overrides={"num_blocks": 2})
+    with pytest.raises(ValueError, match="unknown fields \\['rendrer'\\]"):
+        config_from_dict({**old, "rendrer": "tiny"})
