@@ -1,8 +1,8 @@
 """iREPA: align a hidden layer of the denoiser with a frozen teacher's patch features.
 
-The teacher's features (cached per frame, e.g. DeepLab's 33 x 33 x 128) are normalised per sample over
-all its tokens (every frame and grid cell of the clip: zero mean, unit std per channel), which keeps
-their spatial structure and drops their global offset. A one-layer 3D convolution maps the denoiser's
+The teacher's features (stored per frame in the label store, e.g. DeepLab's 33 x 33 x 128) are normalised
+per sample over all its tokens (every frame and grid cell of the clip: zero mean, unit std per channel),
+which keeps their spatial structure and drops their global offset. A one-layer 3D convolution maps the denoiser's
 tokens, laid out as a (framelet, row, column) volume, to the teacher's channels for each frame of the
 framelet; bilinear resampling puts them on the teacher's grid. The loss is 1 - cosine similarity,
 averaged over every token.

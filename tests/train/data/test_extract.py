@@ -7,72 +7,29 @@ import pytest
 
 from train.data.extract import extract
 from train.data.extract import main as extract_main
-from train.data.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
+from train.data.extractors import build_extractor
 from train.data.store import MANIFEST, LabelStore, load_manifest
 from train.data.stream_stats import PERCENTILES
-from train.data.video import VideoError, crop_resize, read_video
-
-SIZE, FRAMES, CHUNK = 32, 20, 8
+from train.data.video import VideoError, read_video
 
 
-class CountingDepth(FrameLabeler):
-    """A cheap deterministic depth stand-in that counts its calls and can die after some of them."""
-
-    kind, name = "depth", "test-counting-depth"
-
-    def __init__(self, fail_after_calls: int | None = None):
-        self.calls = 0
-        self.fail_after_calls = fail_after_calls  # not in config(): a dying run keys the same cache
-
-    def streams(self, size):
-        return {"depth": StreamSpec((size, size), "float32", "test: brightness + 0.1")}
-
-    def __call__(self, frames, box, size):
-        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
-            raise RuntimeError("simulated kill")
-        self.calls += 1
-        squares = np.stack([crop_resize(f, box, size) for f in frames]).astype(np.float32)
-        return {"depth": squares.mean(axis=-1) / 255.0 + 0.1}
-
-
-class CountingFlow(FlowEstimator):
-    """DIS, counting the frame pairs it was asked for."""
-
-    name = "dis"
-
-    def __init__(self):
-        self.dis, self.pairs = build_extractor("flow", "dis"), 0
-
-    def config(self):
-        return self.dis.config()
-
-    def __call__(self, previous, current):
-        self.pairs += len(current)
-        return self.dis(previous, current)
-
-
-def _extract(road_clip, root, depth, flow="dis", **kwargs):
-    options = dict(size=SIZE, max_frames=FRAMES, chunk_frames=CHUNK, teacher=None, progress=False)
-    return extract(road_clip, root, flow=flow, depth=depth, **(options | kwargs))
-
-
-def test_store_holds_frames_flow_depth_and_a_manifest(road_clip, tmp_path):
-    store_dir = _extract(road_clip, tmp_path, CountingDepth())
+def test_store_holds_frames_flow_depth_and_a_manifest(small, road_clip, tmp_path):
+    store_dir = small(small.depth())
     manifest = json.loads((store_dir / MANIFEST).read_text())
-    assert manifest["complete"] and manifest["done"] == manifest["n_frames"] == FRAMES
+    assert manifest["complete"] and manifest["done"] == manifest["n_frames"] == small.frames
     assert manifest["video"]["fps"] == 25.0 and len(manifest["video"]["sha256"]) == 64
-    assert manifest["resolution"] == SIZE and manifest["skips"] == [1, 2, 3]
+    assert manifest["resolution"] == small.size and manifest["skips"] == [1, 2, 3]
     assert manifest["extractors"]["flow"] == {"name": "dis", "preset": "medium"}
     assert manifest["extractors"]["depth"] == {"name": "test-counting-depth"}
     assert set(manifest["ms_per_frame"]) == {"decode", "flow", "depth"}
 
     store = LabelStore(store_dir)
-    frames = read_video(road_clip, SIZE, max_frames=FRAMES).frames
+    frames = read_video(road_clip, small.size, max_frames=small.frames).frames
     np.testing.assert_array_equal(store.stream("frames"), frames)
     dis = build_extractor("flow", "dis")
     for k in (1, 2, 3):
         flow = store.stream(f"flow_{k}")
-        assert flow.shape == (FRAMES, SIZE, SIZE, 2) and flow.dtype == np.float16
+        assert flow.shape == (small.frames, small.size, small.size, 2) and flow.dtype == np.float16
         assert not flow[:k].any()  # no frame before the first: zero, and left out of the statistics
         # frames 8..10 need frames of the previous chunk: the chunk seams must not show
         expected = dis(frames[8 - k : 11 - k], frames[8:11])
@@ -92,29 +49,29 @@ def test_store_holds_frames_flow_depth_and_a_manifest(road_clip, tmp_path):
     assert manifest["stats"]["depth"]["zero_fraction"] == 0.0
 
 
-def test_second_call_reuses_the_store(road_clip, tmp_path):
-    depth, flow = CountingDepth(), CountingFlow()
-    first = _extract(road_clip, tmp_path, depth, flow=flow)
-    assert depth.calls == 3 and flow.pairs == 3 * FRAMES - (1 + 2 + 3)
+def test_second_call_reuses_the_store(small, road_clip, tmp_path):
+    depth, flow = small.depth(), small.flow()
+    first = small(depth, flow=flow)
+    assert depth.calls == 3 and flow.pairs == 3 * small.frames - (1 + 2 + 3)
     stamp = (first / "depth.npy").stat().st_mtime_ns
-    again = _extract(road_clip, tmp_path, depth, flow=flow)
-    assert again == first and depth.calls == 3 and flow.pairs == 3 * FRAMES - 6
+    again = small(depth, flow=flow)
+    assert again == first and depth.calls == 3 and flow.pairs == 3 * small.frames - 6
     assert (first / "depth.npy").stat().st_mtime_ns == stamp
-    other = _extract(road_clip, tmp_path, depth, flow=flow, size=24)  # another resolution: a new store
+    other = small(depth, flow=flow, size=24)  # another resolution: a new store
     assert other != first and depth.calls == 6
 
 
-def test_interrupted_extraction_resumes_to_the_uninterrupted_result(road_clip, tmp_path):
-    whole = _extract(road_clip, tmp_path / "whole", CountingDepth())
+def test_interrupted_extraction_resumes_to_the_uninterrupted_result(small, road_clip, tmp_path):
+    whole = small(root=tmp_path / "whole", depth=small.depth())
     with pytest.raises(RuntimeError, match="simulated kill"):
-        _extract(road_clip, tmp_path / "cut", CountingDepth(fail_after_calls=2))
+        small(root=tmp_path / "cut", depth=small.depth(fail_after_calls=2))
     (cut,) = (tmp_path / "cut").iterdir()
     manifest = load_manifest(cut)
-    assert manifest["done"] == 2 * CHUNK and not manifest["complete"] and manifest["stats"] is None
+    assert manifest["done"] == 2 * small.chunk and not manifest["complete"] and manifest["stats"] is None
     with pytest.raises(ValueError, match="incomplete \\(16/20 frames\\)"):
         LabelStore(cut)
-    resumed = CountingDepth()
-    assert _extract(road_clip, tmp_path / "cut", resumed) == cut
+    resumed = small.depth()
+    assert small(root=tmp_path / "cut", depth=resumed) == cut
     assert resumed.calls == 1  # only the last chunk (frames 16..19) was left
     a, b = LabelStore(whole), LabelStore(cut)
     assert a.streams == b.streams
@@ -123,9 +80,9 @@ def test_interrupted_extraction_resumes_to_the_uninterrupted_result(road_clip, t
     assert a.stats == b.stats
 
 
-def test_too_short_request_names_the_video(road_clip, tmp_path):
+def test_too_short_request_names_the_video(small, road_clip, tmp_path):
     with pytest.raises(VideoError, match="road_clip.mp4: too short: 1 frames"):
-        _extract(road_clip, tmp_path, CountingDepth(), max_frames=1)
+        small(small.depth(), max_frames=1)
 
 
 def test_default_extractors_fill_a_store(road_clip, tmp_path):

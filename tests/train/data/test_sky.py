@@ -5,38 +5,10 @@ import pytest
 
 from train.data.clips import StoredClips
 from train.data.extract import extract
-from train.data.extractors import FrameLabeler, StreamSpec
 from train.data.sky import SkyZeroDepth, grow_sky, sky_mask
 from train.data.sources import video_source
 from train.data.store import LabelStore
-from train.data.video import ClipSpec, crop_resize
-
-SIZE, FRAMES, CHUNK = 32, 20, 8
-
-
-class CountingDepth(FrameLabeler):
-    """A cheap deterministic depth stand-in that counts its calls and can die after some of them."""
-
-    kind, name = "depth", "test-counting-depth"
-
-    def __init__(self, fail_after_calls: int | None = None):
-        self.calls = 0
-        self.fail_after_calls = fail_after_calls  # not in config(): a dying run keys the same cache
-
-    def streams(self, size):
-        return {"depth": StreamSpec((size, size), "float32", "test: brightness + 0.1")}
-
-    def __call__(self, frames, box, size):
-        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
-            raise RuntimeError("simulated kill")
-        self.calls += 1
-        squares = np.stack([crop_resize(f, box, size) for f in frames]).astype(np.float32)
-        return {"depth": squares.mean(axis=-1) / 255.0 + 0.1}
-
-
-def _extract(road_clip, root, depth, flow="dis", **kwargs):
-    options = dict(size=SIZE, max_frames=FRAMES, chunk_frames=CHUNK, teacher=None, progress=False)
-    return extract(road_clip, root, flow=flow, depth=depth, **(options | kwargs))
+from train.data.video import ClipSpec
 
 
 def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_path):
@@ -79,8 +51,8 @@ def test_grow_sky_follows_a_clear_sky_and_stops_at_edges_and_near_things():
     assert not grow_sky(frame, np.zeros_like(seed), depth).any()  # nothing to grow from
 
 
-def test_sky_to_zero_needs_a_sky_mask(road_clip, tmp_path):
-    store_dir = _extract(road_clip, tmp_path, CountingDepth())
+def test_sky_to_zero_needs_a_sky_mask(small, road_clip, tmp_path):
+    store_dir = small(small.depth())
     with pytest.raises(ValueError, match="sky_to_zero needs a sky mask in the label store"):
         StoredClips(store_dir, clip_len=2, sky_to_zero=True)
     with pytest.raises(ValueError, match="sky_to_zero needs a sky mask in the label store"):

@@ -4,42 +4,12 @@ import numpy as np
 import pytest
 
 from neural_render import ConditionSource, ConditionStats
-from train.data.extract import extract
-from train.data.extractors import FrameLabeler, StreamSpec
 from train.data.sources import game_source, video_source, video_sources
 from train.data.store import LabelStore
-from train.data.video import crop_resize
-
-SIZE, FRAMES, CHUNK = 32, 20, 8
 
 
-class CountingDepth(FrameLabeler):
-    """A cheap deterministic depth stand-in that counts its calls and can die after some of them."""
-
-    kind, name = "depth", "test-counting-depth"
-
-    def __init__(self, fail_after_calls: int | None = None):
-        self.calls = 0
-        self.fail_after_calls = fail_after_calls  # not in config(): a dying run keys the same cache
-
-    def streams(self, size):
-        return {"depth": StreamSpec((size, size), "float32", "test: brightness + 0.1")}
-
-    def __call__(self, frames, box, size):
-        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
-            raise RuntimeError("simulated kill")
-        self.calls += 1
-        squares = np.stack([crop_resize(f, box, size) for f in frames]).astype(np.float32)
-        return {"depth": squares.mean(axis=-1) / 255.0 + 0.1}
-
-
-def _extract(road_clip, root, depth, flow="dis", **kwargs):
-    options = dict(size=SIZE, max_frames=FRAMES, chunk_frames=CHUNK, teacher=None, progress=False)
-    return extract(road_clip, root, flow=flow, depth=depth, **(options | kwargs))
-
-
-def test_video_source_fits_the_mixture_of_skips(road_clip, tmp_path):
-    store = LabelStore(_extract(road_clip, tmp_path, CountingDepth()))
+def test_video_source_fits_the_mixture_of_skips(small, road_clip, tmp_path):
+    store = LabelStore(small(small.depth()))
     stats = video_source(store)
     flows = np.concatenate([store.stream(f"flow_{k}")[k:].astype(np.float64) for k in (1, 2, 3)])
     # equal weights per skip, as the dataset draws them; the counts differ by a frame, so nearly pooled
@@ -51,7 +21,9 @@ def test_video_source_fits_the_mixture_of_skips(road_clip, tmp_path):
     normalised = ConditionStats(sources={"video": stats}).normalize(
         store.stream("depth")[..., None].astype(np.float32), store.stream("flow_1").astype(np.float32), "video"
     )
-    assert normalised.shape == (FRAMES, SIZE, SIZE, 3) and abs(float(normalised[..., 0].mean())) < 0.05
+    assert (
+        normalised.shape == (small.frames, small.size, small.size, 3) and abs(float(normalised[..., 0].mean())) < 0.05
+    )
 
 
 def test_training_videos_have_a_source_each_and_one_pooled(road_stores):

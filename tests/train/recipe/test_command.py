@@ -1,6 +1,5 @@
 """The training command `python -m train`: one-line errors, resuming with more steps, flags reaching the config."""
 
-import dataclasses
 import json
 
 import pytest
@@ -9,39 +8,8 @@ from neural_render import load_renderer
 from train.__main__ import build_config, parse_args
 from train.__main__ import main as train_main
 from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import Stage, TrainConfig, config_from_dict, make_config
+from train.recipe.config import Stage, config_from_dict, make_config
 from train.recipe.loop import train
-
-SIZE = 32
-TINY_NET = {"patch_size": 8, "width": 64, "num_blocks": 2, "heads": 2}
-
-
-@pytest.fixture
-def tiny_config(label_root, road_clip, tmp_path):
-    """A 2-block 32 px training run of a few steps on 12 road frames."""
-
-    def make(**overrides) -> TrainConfig:
-        base = TrainConfig(
-            videos=(f"{road_clip}@0:12",),
-            out=str(tmp_path / "run"),
-            label_root=str(label_root),
-            renderer_overrides=TINY_NET,
-            stages=(Stage(steps=4, image_size=SIZE, clip_frames=4, batch_size=2),),
-            skips=(1,),
-            warmup_steps=2,
-            log_every=1,
-            checkpoint_every=2,
-            eval_every=0,
-            eval_frames=4,
-            sample_steps=2,
-            eval_cache_steps=(None,),
-            game_stats_frames=8,
-            progress=False,
-            threads=1,
-        )
-        return dataclasses.replace(base, **overrides)
-
-    return make
 
 
 @pytest.mark.parametrize(
@@ -67,7 +35,7 @@ def test_train_command_missing_video_is_one_line(tmp_path, capsys):
 
 
 def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, capsys):
-    train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    train(tiny_config(stages=(Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)))
     log = tmp_path / "run" / "log.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     for line in lines:  # pretend the first part took 1000 s, and a third step that the checkpoint lacks

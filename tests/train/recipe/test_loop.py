@@ -1,7 +1,6 @@
 """The training loop: overfitting, exact resume, atomic checkpoints, non-finite losses, iREPA, loader workers."""
 
 import copy
-import dataclasses
 import json
 
 import pytest
@@ -12,40 +11,9 @@ from neural_render.diffusion import DiffusionLoss
 from train.data.batches import ClipBatches
 from train.recipe import checkpoint as training_checkpoint
 from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import Augment, Stage, TrainConfig
+from train.recipe.config import Augment, Stage
 from train.recipe.loop import NonFiniteLoss, train
 from train.recipe.setup import prepare_stores
-
-SIZE = 32
-TINY_NET = {"patch_size": 8, "width": 64, "num_blocks": 2, "heads": 2}
-
-
-@pytest.fixture
-def tiny_config(label_root, road_clip, tmp_path):
-    """A 2-block 32 px training run of a few steps on 12 road frames."""
-
-    def make(**overrides) -> TrainConfig:
-        base = TrainConfig(
-            videos=(f"{road_clip}@0:12",),
-            out=str(tmp_path / "run"),
-            label_root=str(label_root),
-            renderer_overrides=TINY_NET,
-            stages=(Stage(steps=4, image_size=SIZE, clip_frames=4, batch_size=2),),
-            skips=(1,),
-            warmup_steps=2,
-            log_every=1,
-            checkpoint_every=2,
-            eval_every=0,
-            eval_frames=4,
-            sample_steps=2,
-            eval_cache_steps=(None,),
-            game_stats_frames=8,
-            progress=False,
-            threads=1,
-        )
-        return dataclasses.replace(base, **overrides)
-
-    return make
 
 
 def _fixed_loss(model, stats, store) -> float:
@@ -71,7 +39,7 @@ def test_few_step_overfit_halves_the_loss_on_a_tiny_clip(tiny_config, road_clip)
     video = f"{road_clip}@0:9"
     config = tiny_config(
         videos=(video,),
-        stages=(Stage(steps=80, image_size=SIZE, clip_frames=4, batch_size=4),),
+        stages=(Stage(steps=80, image_size=tiny_config.size, clip_frames=4, batch_size=4),),
         lr=3e-3,
         warmup_steps=5,
         ema_decay=0.9,
@@ -81,7 +49,7 @@ def test_few_step_overfit_halves_the_loss_on_a_tiny_clip(tiny_config, road_clip)
     )
     result = train(config)
     loaded = load_renderer(result.renderer)
-    store = prepare_stores([video], SIZE, config)[0]
+    store = prepare_stores([video], tiny_config.size, config)[0]
     untrained = copy.deepcopy(loaded.model)
     after = _fixed_loss(loaded.model, loaded.stats, store)
     with torch.no_grad():
@@ -119,7 +87,7 @@ def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(tiny_config, 
 
 
 def test_resume_refuses_a_changed_recipe(tiny_config):
-    train(tiny_config(stages=(Stage(steps=2, image_size=SIZE, clip_frames=4, batch_size=2),)))
+    train(tiny_config(stages=(Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)))
     with pytest.raises(ValueError, match="lr"):
         train(tiny_config(lr=1e-2), resume=True)
     with pytest.raises(ValueError, match="already holds a training checkpoint"):
@@ -163,7 +131,7 @@ def test_non_finite_loss_stops_the_run_naming_the_step(tiny_config, monkeypatch)
 
 
 def test_irepa_flag_changes_the_loss_composition(tiny_config, tmp_path):
-    stages = (Stage(steps=1, image_size=SIZE, clip_frames=4, batch_size=2),)
+    stages = (Stage(steps=1, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
     on = train(tiny_config(out=str(tmp_path / "on"), stages=stages, irepa_weight=0.5)).history[0]
     off = train(tiny_config(out=str(tmp_path / "off"), stages=stages, irepa=False)).history[0]
     assert 0.0 < on["irepa"] <= 2.0

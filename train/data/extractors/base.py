@@ -8,7 +8,7 @@ Three kinds of pseudo-label come out of a video, each from an extractor chosen b
 
 Letters in shape comments: ``n`` frames in a batch, ``s`` clip side, ``h``/``w`` source frame size.
 A new extractor subclasses one of the two bases and is registered with ``@register(kind, name)``; the
-cache then accepts its name (or a ``{"name": ..., **options}`` dict, or a built instance).
+label store extraction then accepts its name (or a ``{"name": ..., **options}`` dict, or a built instance).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ KINDS = ("flow", "depth", "teacher")
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """One array stored per frame in the cache: its per-frame shape, dtype and units.
+    """One array stored per frame in a label store: its per-frame shape, dtype and units.
 
     A quantised stream (``scale`` set) stores integer codes; its values are ``code * scale + offset``
     (e.g. an int8 network's activations, kept exactly in half the bytes of float16).
@@ -55,7 +55,7 @@ class Extractor:
     name: ClassVar[str] = ""
 
     def config(self) -> dict[str, Any]:
-        """Everything that changes the output (JSON-able); it keys the cache, so a change re-extracts."""
+        """Everything that changes the output (JSON-able); it keys the label store, so a change re-extracts."""
         return {"name": self.name}
 
 

@@ -1,7 +1,7 @@
 """Monocular depth as relative inverse depth on the clip's square.
 
 Relative inverse depth: larger = nearer, positive, with an unknown scale and offset per network (and in
-practice per scene). The cache stores it raw; its statistics (percentiles of its log) are what aligns it to
+practice per scene). The label store keeps it raw; its statistics (percentiles of its log) are what aligns it to
 the game's inverse depth in 1/m, never a constant here.
 
 Depth networks see the whole frame at their own aspect (PyDNet was trained on wide KITTI frames), then
