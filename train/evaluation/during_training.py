@@ -41,7 +41,7 @@ def run_evaluation(
         seed=config.seed,
         device=config.device,
     )
-    figures = evaluate_clip(make, clip, config.eval_cache_steps, cfg.patch_frames, config.seed)
+    figures = evaluate_clip(make, clip, config.eval_cache_steps, cfg.patch_frames, config.seed, cfg.patch_size)
     was_training = model.training
     ride = game_ride(cfg.image_size, config.eval_frames, seed=config.seed + 1)
     renderer = StreamingRenderer(

@@ -6,15 +6,21 @@ The streaming sampler renders the clip, framelet by framelet, from the clip's ow
 flow (normalised with the clip's own statistics, as in training), once per `cache_at_step` value. The
 clip's labels come from the extractors the renderer was trained on (its provenance says which; `--depth`,
 `--flow`, `--weights` override them), read as its training videos were (its "video" source's flags). Printed
-JSON (keys of the per-setting objects are "none" or the step number):
+JSON (keys of the per-setting objects are "none" or the step number; `train.evaluation.metrics` defines each
+measure):
 
-    psnr        {cache_at_step: dB}  PSNR of the rendered frames against the real ones (capped at 100 dB)
-    ar_loss     {cache_at_step: mse} mean squared error of rendered vs real frames in [-1, 1] units: the
-                                     seed's autoregressive reconstruction loss
-    warp_error  {cache_at_step: mae} temporal consistency: mean absolute error (0..255) between each
-                                     rendered frame and the previous rendered frame warped by the
-                                     condition flow (lower is steadier)
-    warp_error_real                  the same measure on the real frames, for reference
+    psnr                {cache_at_step: dB}  PSNR of the rendered frames against the real ones (capped at 100 dB)
+    psnr_colour_matched {cache_at_step: dB}  the same after a per-channel affine colour match of the rendered
+                                             clip to the real one: structure, whatever the palette
+    ar_loss             {cache_at_step: mse} mean squared error of rendered vs real frames in [-1, 1] units:
+                                             the seed's autoregressive reconstruction loss
+    warp_error          {cache_at_step: mae} temporal consistency: mean absolute error (0..255) between each
+                                             rendered frame and the previous one warped by the condition flow
+    seam_ratio          {cache_at_step: x}   mean |luminance gradient| across patch boundaries / elsewhere
+                                             (about 1: no visible tiles)
+    boundary_ratio      {cache_at_step: x}   mean |frame difference| across framelet boundaries / within
+                                             framelets (about 1: no jump as a framelet starts; null for one framelet)
+    warp_error_real, seam_ratio_real, boundary_ratio_real   the same measures of the real frames
     frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors
 
 Legend: t frames, s side, F frames per framelet.
@@ -23,6 +29,7 @@ Legend: t frames, s side, F frames per framelet.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +41,18 @@ from neural_render import ConditionSource, ConditionStats, StreamingRenderer, lo
 from neural_render.checkpoint import LoadedRenderer
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from train.data.extract import add_extractor_options, extract, extractor_specs
-from train.data.extractors import DEFAULT_EXTRACTORS, warp_error
+from train.data.extractors import DEFAULT_EXTRACTORS
 from train.data.sky import read_depth
 from train.data.sources import VIDEOS, video_source
 from train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+from train.evaluation.metrics import (
+    ar_loss,
+    boundary_ratio,
+    colour_matched,
+    psnr,
+    seam_ratio,
+    temporal_warp_error,
+)
 
 __all__ = [
     "EvalClip",
@@ -47,14 +62,9 @@ __all__ = [
     "load_eval_clip",
     "main",
     "parse_cache_steps",
-    "psnr",
     "with_eval_source",
 ]
 
-MAX_PSNR = 100.0
-"""PSNR of identical frames (instead of infinity, which JSON cannot hold)."""
-WARP_BORDER = 2
-"""Pixels at the frame's edge left out of the warp error."""
 EVAL_SOURCE = "eval"
 """Name of the evaluated clip's own condition source among the renderer's sources."""
 
@@ -112,23 +122,6 @@ def load_eval_clip(
     )
 
 
-def psnr(generated: np.ndarray, real: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of uint8 frames in dB, over all of them, capped at MAX_PSNR."""
-    mse = float(np.mean((generated.astype(np.float64) - real.astype(np.float64)) ** 2))
-    return MAX_PSNR if mse <= 255.0**2 * 10 ** (-MAX_PSNR / 10) else float(10 * np.log10(255.0**2 / mse))
-
-
-def ar_loss(generated: np.ndarray, real: np.ndarray) -> float:
-    """Mean squared error of uint8 frames mapped to [-1, 1]."""
-    return float(np.mean(((generated.astype(np.float64) - real.astype(np.float64)) / 127.5) ** 2))
-
-
-def temporal_warp_error(frames: np.ndarray, flow: np.ndarray) -> float:
-    """Mean over t >= 1 of the warp error of frame t against frame t-1 moved by flow t."""
-    errors = [warp_error(frames[t - 1], frames[t], flow[t], border=WARP_BORDER) for t in range(1, len(frames))]
-    return float(np.nanmean(errors))
-
-
 def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, seed: int = 0) -> np.ndarray:
     """Render the clip from its depth and flow, framelet by framelet: (t, s, s, 3) uint8."""
     renderer.reset(seed)
@@ -139,24 +132,40 @@ def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, s
     return np.concatenate(out)
 
 
+FIGURES = ("psnr", "psnr_colour_matched", "ar_loss", "warp_error", "seam_ratio", "boundary_ratio")
+"""The per-`cache_at_step` figures of `evaluate_clip` (see `train.evaluation.metrics`)."""
+
+
 def evaluate_clip(
     make_renderer: Callable[[int | None], FrameletRenderer],
     clip: EvalClip,
     cache_steps: Sequence[int | None],
     patch_frames: int,
     seed: int = 0,
+    patch_size: int = 16,
 ) -> dict:
-    """Reconstruction figures of one clip; `make_renderer(cache_at_step)` gives a fresh renderer."""
-    figures: dict = {"psnr": {}, "ar_loss": {}, "warp_error": {}}
+    """Figures of one clip; `make_renderer(cache_at_step)` gives a fresh renderer. The same measures of the
+    real frames are given as references (`*_real`)."""
+    figures: dict = {name: {} for name in FIGURES}
     for value in cache_steps:
         generated = reconstruct(make_renderer(value), clip, patch_frames, seed)
         key = cache_step_key(value)
-        figures["psnr"][key] = round(psnr(generated, clip.frames), 4)
-        figures["ar_loss"][key] = round(ar_loss(generated, clip.frames), 6)
-        figures["warp_error"][key] = round(temporal_warp_error(generated, clip.flow), 4)
-    figures["warp_error_real"] = round(temporal_warp_error(clip.frames, clip.flow), 4)
+        figures["psnr"][key] = _figure(psnr(generated, clip.frames))
+        figures["psnr_colour_matched"][key] = _figure(psnr(colour_matched(generated, clip.frames), clip.frames))
+        figures["ar_loss"][key] = _figure(ar_loss(generated, clip.frames), 6)
+        figures["warp_error"][key] = _figure(temporal_warp_error(generated, clip.flow))
+        figures["seam_ratio"][key] = _figure(seam_ratio(generated, patch_size))
+        figures["boundary_ratio"][key] = _figure(boundary_ratio(generated, patch_frames))
+    figures["warp_error_real"] = _figure(temporal_warp_error(clip.frames, clip.flow))
+    figures["seam_ratio_real"] = _figure(seam_ratio(clip.frames, patch_size))
+    figures["boundary_ratio_real"] = _figure(boundary_ratio(clip.frames, patch_frames))
     figures["frames"] = len(clip.frames)
     return figures
+
+
+def _figure(value: float, digits: int = 4) -> float | None:
+    """A figure rounded for JSON; None where it cannot be measured (NaN: JSON has no NaN)."""
+    return None if math.isnan(value) else round(value, digits)
 
 
 def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: int, seed: int, device: str = "cpu"):
@@ -234,7 +243,7 @@ def evaluate(
     clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
     stats = with_eval_source(loaded.stats, store)
     make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
-    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed)
+    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size)
     info = {
         "checkpoint": str(loaded.path),
         "video": str(video),
@@ -293,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(result))
     else:
-        for key in ("psnr", "ar_loss", "warp_error"):
+        for key in FIGURES:
             print(f"{key:>11}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
         print(f"{'real warp':>11}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
     return result

@@ -11,8 +11,9 @@ from train.data.extract import extract
 from train.data.extractors import FrameLabeler, StreamSpec, register
 from train.data.store import LabelStore
 from train.data.video import crop_resize
-from train.evaluation.evaluate import MAX_PSNR, EvalClip, evaluate_clip, load_eval_clip, psnr
+from train.evaluation.evaluate import FIGURES, EvalClip, evaluate_clip, load_eval_clip
 from train.evaluation.evaluate import main as evaluate_main
+from train.evaluation.metrics import MAX_PSNR
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +58,6 @@ def test_psnr_orders_a_perfect_renderer_above_noisy_ones(eval_clip):
     assert very["warp_error"]["none"] > slightly["warp_error"]["none"] > perfect["warp_error"]["none"]
 
 
-def test_psnr_of_known_error():
-    real = np.zeros((2, 4, 4, 3), np.uint8)
-    assert psnr(real + 1, real) == pytest.approx(20 * math.log10(255.0))
-    assert psnr(real, real) == MAX_PSNR
-
-
 def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
     model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=2, heads=2)
     checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"), {"test": True})
@@ -71,8 +66,9 @@ def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
     result = evaluate_main(argv)
     printed = json.loads(capsys.readouterr().out)
     assert printed == result
-    for key in ("psnr", "ar_loss", "warp_error"):
+    for key in FIGURES:
         assert set(printed[key]) == {"none", "1"} and all(math.isfinite(v) for v in printed[key].values())
+    assert 0.8 < printed["seam_ratio_real"] < 1.3 and printed["boundary_ratio_real"] > 0
     assert math.isfinite(printed["warp_error_real"]) and printed["frames"] == 4
     # the untrained network predicts 0 (mid grey) everywhere: PSNR is that of a grey picture
     assert 5 < printed["psnr"]["none"] < 20
