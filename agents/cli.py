@@ -1,8 +1,9 @@
 """The `spokester` command: play, record, train and evaluate agents, train and evaluate renderers, benchmarks.
 
-Thin by design: each subcommand parses its options and calls one function that the tests call too. A user
-error (bad option, missing file, unusable checkpoint) prints one line on stderr and exits with status 2
-(argparse's own errors) or 1 (everything found out later), never a traceback.
+Thin by design: each subcommand parses its options and calls one function that the tests call too. The
+project's command-line pattern (`spokester_env.commandline`): a user error (bad option, missing file,
+unusable checkpoint) prints one line on stderr and exits with status 2 (argparse's own errors) or 1
+(everything found out later), Ctrl-C with 130, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,30 +15,24 @@ import json
 import runpy
 import sys
 
-__all__ = ["build_parser", "main"]
+from agents.envs import PACKED_SIZE, PICTURE_SIZE
+from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
 
-FORWARDED = {"train-renderer": "train.train", "eval-renderer": "train.evaluate"}
+__all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
+
+FORWARDED = {"train-renderer": "train.__main__", "eval-renderer": "train.evaluation.evaluate"}
 """Subcommands whose options all belong to another module's command line."""
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ImportError)
-"""What a user can cause; CheckpointError and AgentFileError are ValueErrors."""
+BENCHMARKS = {"env": "spokester_env.bench", "render": "neural_render.bench", "train": "train.recipe.bench"}
+"""`spokester bench WHICH`: the module whose command line runs each benchmark (`all` = env and render)."""
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
+# The options read as a table:
+# fmt: off
 def _add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="heuristic", help="heuristic, random, or the path of a PPO .zip from train-agent")
-    p.add_argument("--episodes", type=_positive(int), default=1, help="number of episodes (default 1)")
+    p.add_argument("--episodes", type=at_least(1), default=1, help="number of episodes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="episode i is played with seed S + i (default 0)")
-    p.add_argument("--max-steps", type=_positive(int), default=None,
+    p.add_argument("--max-steps", type=at_least(1), default=None,
                    help="cut each episode after M game frames (an agent deciding every k frames ends its decision)")
 
 
@@ -54,23 +49,24 @@ def _device(text: str) -> str:
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=_positive(int), default=1,
+    p.add_argument("--threads", type=at_least(1), default=1,
                    help="torch CPU threads (default 1: on a shared 2-core CPU a second thread was 10x slower)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spokester", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def build_parser() -> CommandLine:
+    parser = CommandLine(prog="spokester", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandLine)
 
     p = sub.add_parser("play", help="ride it yourself in a window (arrows or A/D, R restarts, Esc quits)")
     p.add_argument("--view", choices=("cube", "neural", "both"), default=None,
                    help="what to show (default: neural when a renderer checkpoint is available, else cube)")
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
-    p.add_argument("--size", type=_positive(int), default=None, help="game image side, px (neural: the renderer's)")
-    p.add_argument("--scale", type=_positive(int), default=None, help="window pixels per image pixel")
+    p.add_argument("--size", type=at_least(1), default=None,
+                   help=f"game image side, px (default {PICTURE_SIZE}; neural: the renderer's)")
+    p.add_argument("--scale", type=at_least(1), default=None, help="window pixels per image pixel")
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
-    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
-    p.add_argument("--max-frames", type=_positive(int), default=None, help="quit after this many frames")
+    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--max-frames", type=at_least(1), default=None, help="quit after this many frames")
     _add_device(p)
     _add_threads(p)
 
@@ -79,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--view", choices=("cube", "neural", "both"), default="cube", help="what the mp4 shows")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint for neural views (default: shipped)")
-    p.add_argument("--size", type=_positive(int), default=None,
-                   help="image side, px (default 128; with a neural view, the renderer's size)")
-    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--size", type=at_least(1), default=None,
+                   help=f"image side, px (default {PICTURE_SIZE}; with a neural view, the renderer's size)")
+    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
     _add_device(p)
@@ -89,23 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-agent", help="train PPO on depth+flow (or neural) observations")
     p.add_argument("--out", default="runs/agents/ppo.zip", help="model zip (a .json sidecar goes beside it)")
-    p.add_argument("--timesteps", type=_positive(int), default=None, help="env steps in all (default: the YAML's)")
-    p.add_argument("--minutes", type=_positive(float), default=None, help="wall-clock budget")
+    p.add_argument("--timesteps", type=at_least(1), default=None, help="env steps in all (default: the YAML's)")
+    p.add_argument("--minutes", type=more_than(0), default=None, help="wall-clock budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--view", choices=("packed", "neural"), default="packed",
                    help="packed depth+flow (default) or the neural renderer's frames")
-    p.add_argument("--size", type=_positive(int), default=None, help="image side, px (default 64; neural: renderer's)")
+    p.add_argument("--size", type=at_least(1), default=None,
+                   help=f"image side, px (default {PACKED_SIZE}; neural: the renderer's)")
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint for --view neural (default: shipped)")
-    p.add_argument("--render-steps", type=_positive(int), default=12, help="renderer Euler steps (neural view)")
-    p.add_argument("--n-envs", type=_positive(int), default=None, help="parallel envs (default: the YAML's)")
+    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps (neural view)")
+    p.add_argument("--n-envs", type=at_least(1), default=None, help="parallel envs (default: the YAML's)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy", help="packed view: env processes")
     p.add_argument("--hyperparams", default=None, help="zoo-format YAML (default: agents/hyperparams/ppo.yaml)")
-    p.add_argument("--action-repeat", type=_positive(int), default=None,
+    p.add_argument("--action-repeat", type=at_least(1), default=None,
                    help="packed view: one decision per N game frames (default: the YAML's action_repeat, else 1)")
-    p.add_argument("--eval-every", type=int, default=25_000,
+    p.add_argument("--eval-every", type=at_least(0), default=25_000,
                    help="env steps between evaluations of the most likely action; the best policy is saved "
                         "(0 = never, save the last; default 25000)")
-    p.add_argument("--eval-episodes", type=_positive(int), default=10, help="episodes per evaluation (default 10)")
+    p.add_argument("--eval-episodes", type=at_least(1), default=10, help="episodes per evaluation (default 10)")
     _add_threads(p)
 
     p = sub.add_parser("eval-agent", help="mean and std of distance and length over seeded episodes")
@@ -117,18 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _add_threads(p)
 
+    what = {"train-renderer": "train a renderer", "eval-renderer": "evaluate a renderer"}
     for name, module in FORWARDED.items():
-        p = sub.add_parser(name, add_help=False, help=f"train a renderer: forwards its options to {module}"
-                           if name == "train-renderer" else f"evaluate a renderer: forwards to {module}")
-        p.add_argument("args", nargs=argparse.REMAINDER, help=f"options of python -m {module}")
+        command = "python -m train" if module == "train.__main__" else f"python -m {module}"
+        p = sub.add_parser(name, add_help=False, help=f"{what[name]}: forwards its options to {command}")
+        p.add_argument("args", nargs=argparse.REMAINDER, help=f"options of {command}")
         p.set_defaults(module=module)
 
-    p = sub.add_parser("bench", help="benchmarks: the env's (spokester_env.bench), the renderer's, training's")
-    p.add_argument("which", nargs="?", choices=("env", "render", "train", "all"), default="all",
+    p = sub.add_parser("bench", help="benchmarks: the env's, the renderer's, a training step's")
+    p.add_argument("which", nargs="?", choices=(*BENCHMARKS, "all"), default="all",
                    help="env, render, train (a training step) or all (env and render, default options)")
     p.add_argument("args", nargs=argparse.REMAINDER,
-                   help="options forwarded to python -m spokester_env.bench, neural_render.bench or train.bench")
+                   help=f"options forwarded to python -m {', '.join(BENCHMARKS.values())}")
     return parser
+# fmt: on
 
 
 def _forward(module: str, argv: list[str]) -> int:
@@ -161,32 +160,75 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "play":
         from agents.play import PlayConfig, play
 
-        play(PlayConfig(view=args.view, checkpoint=args.checkpoint, size=args.size, scale=args.scale,
-                        seed=args.seed, render_steps=args.render_steps, max_frames=args.max_frames,
-                        device=args.device))
+        play(
+            PlayConfig(
+                view=args.view,
+                checkpoint=args.checkpoint,
+                size=args.size,
+                scale=args.scale,
+                seed=args.seed,
+                render_steps=args.render_steps,
+                max_frames=args.max_frames,
+                device=args.device,
+            )
+        )
     elif args.command == "record":
         from agents.record import RecordConfig, record
 
-        record(RecordConfig(agent=args.agent, view=args.view, episodes=args.episodes, max_steps=args.max_steps,
-                            out=args.out, checkpoint=args.checkpoint, seed=args.seed, size=args.size,
-                            render_steps=args.render_steps, stochastic=args.stochastic, device=args.device))
+        record(
+            RecordConfig(
+                agent=args.agent,
+                view=args.view,
+                episodes=args.episodes,
+                max_steps=args.max_steps,
+                out=args.out,
+                checkpoint=args.checkpoint,
+                seed=args.seed,
+                size=args.size,
+                render_steps=args.render_steps,
+                stochastic=args.stochastic,
+                device=args.device,
+            )
+        )
     elif args.command == "train-agent":
         from agents.envs import ObservationSettings
         from agents.ppo import TrainAgentConfig, train_agent
 
-        size = args.size if args.size is not None else 64 if args.view == "packed" else _renderer_size(args.checkpoint)
-        settings = ObservationSettings(view=args.view, size=size, checkpoint=args.checkpoint,
-                                       render_steps=args.render_steps)
-        train_agent(TrainAgentConfig(out=args.out, timesteps=args.timesteps, minutes=args.minutes, seed=args.seed,
-                                     observation=settings, n_envs=args.n_envs, vec_env=args.vec_env,
-                                     hyperparams=args.hyperparams, torch_threads=args.threads,
-                                     eval_every=args.eval_every or None, eval_episodes=args.eval_episodes,
-                                     action_repeat=args.action_repeat))
+        if args.size is not None:
+            size = args.size
+        else:
+            size = PACKED_SIZE if args.view == "packed" else _renderer_size(args.checkpoint)
+        settings = ObservationSettings(
+            view=args.view, size=size, checkpoint=args.checkpoint, render_steps=args.render_steps
+        )
+        train_agent(
+            TrainAgentConfig(
+                out=args.out,
+                timesteps=args.timesteps,
+                minutes=args.minutes,
+                seed=args.seed,
+                observation=settings,
+                n_envs=args.n_envs,
+                vec_env=args.vec_env,
+                hyperparams=args.hyperparams,
+                torch_threads=args.threads,
+                eval_every=args.eval_every or None,
+                eval_episodes=args.eval_episodes,
+                action_repeat=args.action_repeat,
+            )
+        )
     elif args.command == "eval-agent":
         from agents.evaluate import evaluate, print_table
 
-        result = evaluate(args.agent, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
-                          checkpoint=args.checkpoint, stochastic=args.stochastic, progress=not args.json)
+        result = evaluate(
+            args.agent,
+            episodes=args.episodes,
+            seed=args.seed,
+            max_steps=args.max_steps,
+            checkpoint=args.checkpoint,
+            stochastic=args.stochastic,
+            progress=not args.json,
+        )
         if args.json:
             print(json.dumps(result))
         else:
@@ -208,32 +250,23 @@ def _bench(which: str, argv: list[str]) -> int:
     if which == "all" and argv:
         raise ValueError("options can only be forwarded to one benchmark: spokester bench env|render|train OPTIONS")
     status = 0
-    if which in ("env", "all"):
-        status |= _forward("spokester_env.bench", argv) or 0
-    if which in ("render", "all"):
-        status |= _forward("neural_render.bench", argv) or 0
-    if which == "train":
-        status |= _forward("train.bench", argv) or 0
+    for name in ("env", "render") if which == "all" else (which,):
+        status |= _forward(BENCHMARKS[name], argv) or 0
     return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `spokester` console script."""
+    """Entry point of the `spokester` console script: returns the exit status of a command that ran. An
+    error exits (SystemExit) after one line on stderr: 2 for a bad option, 1 for an error found while
+    working, 130 for Ctrl-C."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in FORWARDED:  # everything after the command is theirs, --help included
         args = argparse.Namespace(command=argv[0], module=FORWARDED[argv[0]], args=argv[1:])
     else:
         args = parser.parse_args(argv)
-    try:
+    with user_errors(f"spokester {args.command}"):
         return run(args)
-    except KeyboardInterrupt:
-        print("spokester: interrupted", file=sys.stderr)
-        return 130
-    except USER_ERRORS as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"spokester {args.command}: error: {message}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

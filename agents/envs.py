@@ -20,14 +20,18 @@ from pathlib import Path
 
 import gymnasium as gym
 
-import spokester_env  # noqa: F401  (registers Spokester-v0)
-from neural_render.files import atomic_write_bytes
-from spokester_env import ActionRepeat, PackedObservation
+from spokester_env import ENV_ID, ActionRepeat, PackedObservation  # importing it registers ENV_ID
+from spokester_env.output import atomic_write_bytes
 
-__all__ = ["ENV_ID", "VIEWS", "AgentFileError", "ObservationSettings", "make_env"]
+__all__ = ["ENV_ID", "PACKED_SIZE", "PICTURE_SIZE", "VIEWS", "AgentFileError", "ObservationSettings", "make_env"]
 
-ENV_ID = "Spokester-v0"
 VIEWS = ("packed", "neural")
+PACKED_SIZE = 64
+"""Default image side of the packed view, px: the smallest comfortable size for NatureCNN (which needs >= 36)
+at which a car 30 m ahead is still about 4 pixels wide; an env step costs about half of an 84 x 84 one."""
+PICTURE_SIZE = 128
+"""Default image side of what people watch, `spokester record` and `spokester play`, px, when no neural
+renderer sets it (a neural view is always at the renderer's size)."""
 SIDECAR_FORMAT = "spokester-agent"
 
 
@@ -41,7 +45,7 @@ class ObservationSettings:
 
     view: str = "packed"
     """`"packed"` (depth+flow packed into uint8 channels) or `"neural"` (the renderer's frame)."""
-    size: int = 64
+    size: int = PACKED_SIZE
     """Image side in pixels; for `"neural"` it must equal the renderer checkpoint's image size."""
     keys: tuple[str, ...] = ("depth", "flow")
     """Game observations packed into channels (`"packed"` view); the neural view always reads depth+flow."""

@@ -84,10 +84,7 @@ def load_agent(
     agent_env = make_env(settings, max_episode_steps=max_episode_steps)
     shape = agent_env.observation_space.shape
     if model.observation_space.shape not in (shape, (shape[-1], *shape[:-1])):  # SB3 trains on channel-first
-        raise ValueError(
-            f"{path}: the model observes {model.observation_space.shape} but its sidecar builds "
-            f"{shape}"
-        )
+        raise ValueError(f"{path}: the model observes {model.observation_space.shape} but its sidecar builds {shape}")
     return Agent(str(path), agent_env, model, settings)
 
 
@@ -153,8 +150,10 @@ def evaluate(
 def print_table(result: dict, console: Console | None = None) -> None:
     """The summary of `evaluate` as a rich table."""
     console = console or Console()
-    table = Table(title=f"{result['agent']}: {result['episodes']} episodes, seeds {result['seed']}.."
-                  f"{result['seed'] + result['episodes'] - 1}")
+    table = Table(
+        title=f"{result['agent']}: {result['episodes']} episodes, seeds {result['seed']}.."
+        f"{result['seed'] + result['episodes'] - 1}"
+    )
     for column in ("", "mean", "std", "min", "max"):
         table.add_column(column, justify="right")
     for label, key, unit in (("distance", "distances", "m"), ("length", "lengths", "frames")):

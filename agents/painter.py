@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spokester_env import pad_frames
+
 __all__ = ["FrameletPainter", "ThreadedPainter", "checkpoint_available"]
 
 
@@ -82,8 +84,7 @@ class FrameletPainter:
         k = len(self._depth)
         if k == 0:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
-        depth = self._depth + [self._depth[-1]] * (self.frames - k)
-        flow = self._flow + [self._flow[-1]] * (self.frames - k)
+        depth, flow = pad_frames(self._depth, self.frames), pad_frames(self._flow, self.frames)
         self._depth, self._flow = [], []
         return self.renderer.step(np.stack(depth), np.stack(flow))[:k]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from agents.envs import ENV_ID
+from agents.envs import ENV_ID, PICTURE_SIZE
 from agents.heuristic import KEEP, LEFT, RIGHT
 from agents.painter import FrameletPainter, ThreadedPainter, checkpoint_available
 from spokester_env import depth_to_rgb, flow_to_rgb
@@ -42,7 +42,7 @@ class PlayConfig:
     checkpoint: str | None = None
     """Renderer checkpoint (None = the shipped default)."""
     size: int | None = None
-    """Game image side, px; None = 128, or the renderer's size when neural frames are shown."""
+    """Game image side, px; None = `PICTURE_SIZE`, or the renderer's size when neural frames are shown."""
     scale: int | None = None
     """Window pixels per image pixel; None = towards a 384 px picture."""
     seed: int | None = None
@@ -146,7 +146,7 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
     if view == "neural" or (view == "both" and checkpoint_available(config.checkpoint)):
         painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
         painter = ThreadedPainter(painter)
-    size = painter.painter.size if painter is not None else (config.size or 128)
+    size = painter.painter.size if painter is not None else (config.size or PICTURE_SIZE)
     if painter is not None and config.size is not None and config.size != size:
         painter.close()
         raise ValueError(f"--size {config.size}: the renderer paints {size} px frames")

@@ -1,9 +1,8 @@
 """PPO (stable-baselines3) on Spokester's depth+flow or neural observations: `spokester train-agent`.
 
-Observations (see `agents.envs`): by default the game's inverse depth and flow at 64 x 64, packed into a
-3-channel uint8 image for `CnnPolicy` (NatureCNN). 64 px is the smallest comfortable size for NatureCNN
-(which needs >= 36) at which a car 30 m ahead is still about 4 pixels wide; an env step costs about half of
-an 84 x 84 one, and the network a little over half, which is what a 2-core CPU can afford.
+Observations (see `agents.envs`): by default the game's inverse depth and flow at `agents.envs.PACKED_SIZE`
+px, packed into a 3-channel uint8 image for `CnnPolicy` (NatureCNN); at that size an env step costs about half
+of an 84 x 84 one, and the network a little over half, which is what a 2-core CPU can afford.
 
 Hyperparameters come from `agents/hyperparams/ppo.yaml`, keyed by env id in the rl-baselines3-zoo format
 (`lin_<value>` = a linear schedule to 0), plus `action_repeat`: game frames per decision of the packed view
@@ -33,7 +32,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
-from neural_render.files import atomic_path
+from spokester_env.output import atomic_path
 
 __all__ = ["TrainAgentConfig", "load_hyperparams", "train_agent"]
 

@@ -2,8 +2,9 @@
 
 Per episode `i` (seed `seed + i`), three files in the output folder:
 
-- `epIII.mp4` (PyAV, H.264, the env's fps): the chosen view — the cube view, the neural frame, or both side by
-  side (cube | neural) — one video frame per game frame, the reset frame included: `steps + 1` frames.
+- `epIII.mp4` (H.264 at the env's fps, `spokester_env.output.VideoWriter`): the chosen view — the cube view,
+  the neural frame, or both side by side (cube | neural) — one video frame per game frame, the reset frame
+  included: `steps + 1` frames.
 - `epIII.npz`: the trajectory. Per observation (`steps + 1`, the reset one first): `depth` float32
   (T+1, S, S, 1), `flow` float32 (T+1, S, S, 2), `rgb` uint8 (T+1, S, S, 3), `neural` uint8 (T+1, S, S, 3)
   when rendered, and the info after each of them: `distance`, `speed`, `lane`, `x`, `crashed` (T+1). Per step:
@@ -27,24 +28,22 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.envs import ENV_ID
+from agents.envs import ENV_ID, PICTURE_SIZE
 from agents.evaluate import Agent, load_agent
 from agents.heuristic import AGENT_NAMES
 from agents.painter import FrameletPainter
-from neural_render.files import publish, temporary_path
 from spokester_env import KEEP_LANE, frame_actions
+from spokester_env.output import VideoWriter, publish, temporary_path
 
 __all__ = ["RecordConfig", "VIEWS", "record", "record_episode"]
 
 VIEWS = ("cube", "neural", "both")
 INFO_KEYS = ("distance", "speed", "lane", "x", "crashed")
-DEFAULT_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class RecordConfig:
     """Cut each episode after this many game frames (None = until the crash or the 3000-frame limit)."""
     seed: int = 0
     size: int | None = None
-    """Image side; None = 128, or the renderer's size with a neural view (another size is an error)."""
+    """Image side; None = `PICTURE_SIZE`, or the renderer's size with a neural view (another size is an error)."""
     checkpoint: str | None = None
     """Renderer checkpoint for neural views (None = the shipped default)."""
     render_steps: int = 12
@@ -93,32 +92,6 @@ class _Temporary:
         self.files = {}
 
 
-class _Video:
-    """An H.264 mp4 written frame by frame with PyAV (yuv420p; odd sizes are padded to even)."""
-
-    def __init__(self, path: Path, fps: float):
-        self.container = av.open(str(path), mode="w", format="mp4")
-        self.fps, self.stream = fps, None
-
-    def write(self, frame: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        if h % 2 or w % 2:
-            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        if self.stream is None:
-            self.stream = self.container.add_stream("libx264", rate=round(self.fps))
-            self.stream.width, self.stream.height = frame.shape[1], frame.shape[0]
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"crf": "18"}
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        if self.stream is not None:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-        self.container.close()
-
-
 def _picture(view: str, rgb: np.ndarray, neural: np.ndarray | None) -> np.ndarray:
     return rgb if view == "cube" else neural if view == "neural" else np.concatenate([rgb, neural], axis=1)
 
@@ -141,11 +114,8 @@ def record_episode(
     out.mkdir(parents=True, exist_ok=True)
     temporary = _Temporary(out)
     try:
-        video = _Video(temporary.path(f"{name}.mp4"), fps)
-        try:
+        with VideoWriter(temporary.path(f"{name}.mp4"), fps) as video:
             summary = _play(agent, env, video, seed, view, painter, max_steps, temporary.path(f"{name}.npz"))
-        finally:
-            video.close()
         summary.update(
             seed=seed,
             agent=agent.name,
@@ -234,7 +204,7 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
         raise ValueError(f"episodes={config.episodes}: must be >= 1")
     console = console or Console(stderr=True)
     painter = None
-    size = config.size or DEFAULT_SIZE
+    size = config.size or PICTURE_SIZE
     if config.view != "cube":
         painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
         if config.size is not None and config.size != painter.size:

@@ -26,6 +26,7 @@ import torch
 
 from neural_render.model import Renderer, RendererConfig, build_renderer
 from neural_render.sampler import COMPILE_MODES, StreamingRenderer
+from spokester_env.commandline import CommandLine, at_least, user_errors
 
 __all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "profile_framelets", "main"]
 
@@ -59,9 +60,9 @@ def forward_flops(config: RendererConfig, queries: int, keys: int) -> float:
     d, o = config.width, config.patch_frames * config.patch_size**2 * config.channels
     hidden = int(d * config.mlp_ratio)
     block = 2 * queries * (4 * d * d + 2 * d * hidden) + 4 * queries * keys * d
-    adaln = 2 * queries * d * 6 * d * (1 if config.shared_adaln else config.depth)
+    adaln = 2 * queries * d * 6 * d * (1 if config.shared_adaln else config.num_blocks)
     ends = 2 * queries * (2 * o * d + 2 * d * d + d * o)  # embedders, final modulation and output layer
-    return float(config.depth * block + adaln + ends)
+    return float(config.num_blocks * block + adaln + ends)
 
 
 def _inputs(config: RendererConfig, seed: int = 0, batch: int = 1):
@@ -255,36 +256,43 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
         print("\n".join(_profile_lines(profiled, args.profile)), flush=True)
 
 
+def _step_or_none(text: str) -> int | None:
+    """An argparse `type` for --cache-at-step: a denoising step index >= 0, or "none"."""
+    return None if text.lower() == "none" else at_least(0)(text)
+
+
+_step_or_none.__name__ = "int"  # argparse names the type in its messages
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m neural_render.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--size", type=int, default=None, help="frame side in pixels (default: the preset's)")
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--window", type=int, default=3)
-    parser.add_argument(
-        "--cache-at-step", type=lambda v: None if v.lower() == "none" else int(v), default=None, metavar="K|none"
-    )
-    parser.add_argument("--framelets", type=int, default=300, help="cached framelets to time")
-    parser.add_argument("--baseline-framelets", type=int, default=30, help="uncached framelets to time")
+    parser.add_argument("--size", type=at_least(1), default=None, help="frame side in pixels (default: the preset's)")
+    parser.add_argument("--steps", type=at_least(1), default=12)
+    parser.add_argument("--window", type=at_least(1), default=3)
+    parser.add_argument("--cache-at-step", type=_step_or_none, default=None, metavar="K|none")
+    parser.add_argument("--framelets", type=at_least(1), default=300, help="cached framelets to time")
+    parser.add_argument("--baseline-framelets", type=at_least(1), default=30, help="uncached framelets to time")
     parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu, then cuda when present)")
-    parser.add_argument("--batch", type=int, default=1, help="streams rendered together")
+    parser.add_argument("--batch", type=at_least(1), default=1, help="streams rendered together")
     parser.add_argument(
         "--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",
         help=f"torch.compile the model (MODE: {', '.join(COMPILE_MODES)}; default: default)",
     )  # fmt: skip
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N framelets (see above)")
+    parser.add_argument("--profile", type=at_least(0), default=0, metavar="N", help="profile N framelets (see above)")
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    for name in devices:
-        if name == "cuda" and not torch.cuda.is_available():
-            print("[cuda] not available")
-            continue
-        run(args, torch.device(name))
+    with user_errors(parser.prog):
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+        for name in devices:
+            if name == "cuda" and not torch.cuda.is_available():
+                print("[cuda] not available")
+                continue
+            run(args, torch.device(name))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Gymnasium wrappers that paint Spokester's cube world with the neural renderer.
 
 Framelets and steps: the renderer makes `patch_frames` (F = 2) frames at a time, from the depth and flow
-of F consecutive game frames. So one wrapper step advances the game by one framelet: the action is
-played on its first frame and "keep lane" on the others (`spokester_env.frame_actions`: a move is one
-lane, however many frames a decision lasts), the rewards are summed, and `info["frames"]` says how many game frames were
-advanced (F, or fewer when the episode ended inside the framelet; then the missing frames' depth and flow
-repeat the last frame's, so a whole framelet can still be rendered). The observation's depth and flow are
-those of the last advanced game frame and `"neural"` is the rendered frame of that same game frame: the
-agent sees no lag. `info["neural_frames"]` holds the rendered frames of all advanced game frames, for
-full-rate video. `reset()` clears the stream and renders the reset frame as a framelet of F copies of it;
-a seed given to reset also seeds the renderer's noise, so a seeded episode is reproducible.
+of F consecutive game frames. So one wrapper step advances the game by one framelet, as
+`spokester_env.play_decision` plays a decision: the action on its first frame and "keep lane" on the
+others (a move is one lane, however many frames a decision lasts), the rewards summed; `info["frames"]`
+says how many game frames were advanced (F, or fewer when the episode ended inside the framelet; then the
+missing frames' depth and flow repeat the last frame's, `spokester_env.pad_frames`, so a whole framelet
+can still be rendered). The observation's depth and flow are those of the last advanced game frame and
+`"neural"` is the rendered frame of that same game frame: the agent sees no lag. `info["neural_frames"]`
+holds the rendered frames of all advanced game frames, for full-rate video. `reset()` clears the stream
+and renders the reset frame as a framelet of F copies of it; a seed given to reset also seeds the
+renderer's noise, so a seeded episode is reproducible.
 
 Importing this module needs gymnasium (and a Spokester env to wrap); `import neural_render` loads it
 lazily.
@@ -27,7 +28,7 @@ from gymnasium.vector import AutoresetMode
 
 from neural_render.checkpoint import load_renderer
 from neural_render.sampler import StreamingRenderer
-from spokester_env import frame_actions
+from spokester_env import pad_frames, play_decision
 
 __all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
 
@@ -62,7 +63,7 @@ class _Framelets:
 
     @staticmethod
     def _stack(observations: list[dict], frames: int) -> tuple[np.ndarray, np.ndarray]:
-        padded = observations + [observations[-1]] * (frames - len(observations))
+        padded = pad_frames(observations, frames)
         return np.stack([o["depth"] for o in padded]), np.stack([o["flow"] for o in padded])
 
     def reset(self, **kwargs) -> tuple[dict, dict, np.ndarray, np.ndarray]:
@@ -70,16 +71,10 @@ class _Framelets:
         return observation, {**info, "frames": 0}, *self._stack([observation], self.frames)
 
     def step(self, action) -> tuple:
-        observations, reward, terminated, truncated, info = [], 0.0, False, False, {}
-        for played in frame_actions(action, self.frames):
-            if terminated or truncated:
-                break
-            observation, r, terminated, truncated, info = self.env.step(played)
-            observations.append(observation)
-            reward += float(r)
-        depth, flow = self._stack(observations, self.frames)
-        info = {**info, "frames": len(observations)}
-        return observations[-1], reward, terminated, truncated, info, depth, flow
+        played = play_decision(self.env, action, self.frames)
+        depth, flow = self._stack(played.observations, self.frames)
+        info = {**played.info, "frames": played.frames}
+        return played.observations[-1], played.reward, played.terminated, played.truncated, info, depth, flow
 
 
 class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

@@ -1,15 +1,18 @@
-"""Spokester as a Gymnasium environment: `import spokester_env` registers `Spokester-v0`."""
+"""Spokester as a Gymnasium environment: `import spokester_env` registers `Spokester-v0` (`ENV_ID`)."""
 
 from gymnasium.envs.registration import register
 
-from .config import ACTION_MEANINGS, KEEP_LANE, CameraConfig, GameConfig, frame_actions
+from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, ENV_ID, KEEP_LANE, CameraConfig, GameConfig, frame_actions
 from .env import OBSERVATION_KEYS, SpokesterEnv
-from .scene import CLASS_NAMES
+from .scene import BACKENDS, CLASS_NAMES
 from .visualize import depth_to_rgb, flow_to_rgb
-from .wrappers import ActionRepeat, PackedObservation
+from .wrappers import ActionRepeat, PackedObservation, PlayedDecision, pad_frames, play_decision
 
 __all__ = [
     "ACTION_MEANINGS",
+    "BACKENDS",
+    "DEFAULT_IMAGE_SIZE",
+    "ENV_ID",
     "KEEP_LANE",
     "CLASS_NAMES",
     "CameraConfig",
@@ -17,10 +20,13 @@ __all__ = [
     "OBSERVATION_KEYS",
     "ActionRepeat",
     "PackedObservation",
+    "PlayedDecision",
     "SpokesterEnv",
     "depth_to_rgb",
     "flow_to_rgb",
     "frame_actions",
+    "pad_frames",
+    "play_decision",
 ]
 
-register(id="Spokester-v0", entry_point="spokester_env.env:SpokesterEnv", max_episode_steps=3000)
+register(id=ENV_ID, entry_point="spokester_env.env:SpokesterEnv", max_episode_steps=3000)

@@ -1,6 +1,6 @@
 """Speed of the environment against the bare pybullet render of a comparable box scene.
 
-    python -m spokester_env.bench [--sizes 84 320] [--seconds 3] [--json]
+    python -m spokester_env.bench [--sizes 84 320] [--seconds 6] [--json]
 
 For each size, blocks of env steps (depth + flow observations, game logic, contacts) alternate with
 blocks of the baseline: plain untextured pybullet boxes in place of the env's bodies, moved to where the
@@ -11,7 +11,6 @@ so all figures share the machine's load of the moment.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -19,6 +18,8 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from .commandline import CommandLine, at_least, more_than, user_errors
+from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
 from .scene import _quiet_stdout
 
@@ -123,14 +124,19 @@ def bench_size(size: int, seconds: float = 3.0, blocks: int = 5) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(prog="python -m spokester_env.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[84, 320], help="square image sizes, pixels")
-    parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per size and side, s")
+    parser = CommandLine(prog="python -m spokester_env.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=at_least(1),
+        nargs="+",
+        default=[84, DEFAULT_IMAGE_SIZE],
+        help=f"square image sizes, pixels (default 84 {DEFAULT_IMAGE_SIZE})",
+    )
+    parser.add_argument("--seconds", type=more_than(0), default=6.0, help="measuring time per size and side, s")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     args = parser.parse_args(argv)
-    if any(s <= 0 for s in args.sizes) or args.seconds <= 0:
-        parser.error("--sizes and --seconds must be positive")
-    rows = [bench_size(s, args.seconds) for s in args.sizes]
+    with user_errors(parser.prog):
+        rows = [bench_size(s, args.seconds) for s in args.sizes]
     if args.json:
         print(json.dumps(rows))
     else:

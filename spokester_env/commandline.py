@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-__all__ = ["USER_ERRORS", "CommandLine", "at_least", "one_line", "user_errors"]
+__all__ = ["USER_ERRORS", "CommandLine", "at_least", "more_than", "one_line", "user_errors"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
 """What a user can cause: bad values and files (checkpoint, video and state errors are ValueErrors), missing
@@ -45,16 +46,26 @@ class CommandLine(argparse.ArgumentParser):
 
 
 def at_least(low: float, kind: Callable[[str], float] = int) -> Callable[[str], float]:
-    """An argparse `type` that reads `kind` and requires a value >= `low`."""
+    """An argparse `type` that reads a finite `kind` and requires a value >= `low`."""
+    return _bounded(kind, lambda value: value >= low, f">= {low}")
 
+
+def more_than(low: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
+    """An argparse `type` that reads a finite `kind` and requires a value > `low`."""
+    return _bounded(kind, lambda value: value > low, f"> {low}")
+
+
+def _bounded(kind: Callable[[str], float], allowed: Callable[[float], bool], bound: str) -> Callable[[str], float]:
     def parse(text: str):
+        expected = "an integer" if kind is int else "a number"
         try:
             value = kind(text)
         except ValueError:
-            expected = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+ENV_ID = "Spokester-v0"
+"""The id `import spokester_env` registers with Gymnasium: `gym.make(ENV_ID)`."""
+DEFAULT_IMAGE_SIZE = 320
+"""Default width and height of the env's images, px (the size the base neural renderer paints)."""
+
 ACTION_MEANINGS = ("keep lane", "move one lane left", "move one lane right")
 """Meaning of each `Discrete(3)` action; the index is the action."""
 KEEP_LANE = 0
@@ -21,7 +26,8 @@ def frame_actions(action: int, frames: int) -> list[int]:
     A move is an impulse: every frame that plays "move one lane right" moves the rider's target one lane
     further, so holding a move for a repeated step would cross two lanes in two frames. Wrappers that
     decide once per several frames (`ActionRepeat`, the neural renderer's framelets, recordings in lockstep
-    with them) play each decision through this, so that one decision moves at most one lane.
+    with them) play each decision through this (most through `spokester_env.play_decision`), so that one
+    decision moves at most one lane.
     """
     return [int(action)] + [KEEP_LANE] * (frames - 1)
 
@@ -56,8 +62,9 @@ class GameConfig:
 
     # Road and bodies.
     lane_width: float = 2.5
-    """Distance between lane centres, m; lanes sit at x = -w, 0, +w."""
+    """Distance between lane centres, m; the lanes are centred on x = 0 (`lane_x`): x = -w, 0, +w for three."""
     num_lanes: int = 3
+    """Number of lanes (>= 2), numbered 0 (left) to num_lanes - 1 (right); the rider starts in `start_lane`."""
     rider_half_extents: tuple[float, float, float] = (0.17, 0.65, 0.5)
     """Rider box (across, up, along), m."""
     car_half_extents: tuple[float, float, float] = (1.1, 0.55, 2.0)
@@ -119,8 +126,8 @@ class GameConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
 
     def __post_init__(self) -> None:
-        if self.num_lanes != 3:
-            raise ValueError(f"GameConfig.num_lanes: only 3 lanes are supported, got {self.num_lanes}")
+        if not isinstance(self.num_lanes, int) or isinstance(self.num_lanes, bool) or self.num_lanes < 2:
+            raise ValueError(f"GameConfig.num_lanes must be an integer >= 2, got {self.num_lanes!r}")
         for name in ("lane_width", "start_speed", "spawn_distance", "building_spacing", "open_overlap"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GameConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -133,6 +140,11 @@ class GameConfig:
     def lane_x(self, lane: int) -> float:
         """The x of a lane's centre, m (lane 0 is the left one)."""
         return (lane - (self.num_lanes - 1) / 2) * self.lane_width
+
+    @property
+    def start_lane(self) -> int:
+        """The lane the rider starts in: the middle one (of two middle lanes, the left one)."""
+        return (self.num_lanes - 1) // 2
 
     @property
     def road_half_width(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -9,24 +10,43 @@ import numpy as np
 from gymnasium import spaces
 
 from .camera import CameraPose, FollowCamera, Intrinsics, analytic_flow
-from .config import ACTION_MEANINGS, GameConfig
+from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, GameConfig
 from .game import Game
-from .scene import RENDERERS, SKY_RGB, Scene
+from .scene import BACKENDS, SKY_RGB, Scene
 
 OBSERVATION_KEYS = ("depth", "flow", "rgb")
 RENDER_MODES = ("human", "rgb_array")
 
 
+def _backend(backend: str | None, renderer: str | None) -> str:
+    """The geometry backend asked for, from `backend=` or its deprecated old name `renderer=`."""
+    if renderer is not None:
+        if backend is not None:
+            raise ValueError(
+                f"backend={backend!r} and renderer={renderer!r}: pass backend= alone (renderer= is its old name)"
+            )
+        warnings.warn(
+            "SpokesterEnv(renderer=...) is deprecated: pass backend= (pybullet's 'tiny' or 'egl')",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        backend = renderer
+    backend = "tiny" if backend is None else backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    return backend
+
+
 class SpokesterEnv(gym.Env):
     """
     ## Description
-    An endless cycling game. The rider (a green box) rides along a three-lane city road whose speed
-    starts slow and grows without bound; red cars drive the same way, more slowly, and must be dodged by
-    changing lanes. One touch of a car ends the episode. At every moment one lane is kept free of new
-    cars (the *open lane*, which moves to a neighbouring lane from time to time with an overlap long
-    enough to change lanes), so perfect play always survives. The observations are what the neural
-    renderer is conditioned on: inverse depth and optical flow of the cube world, seen by a camera that
-    follows over the rider's shoulder with a little lag.
+    An endless cycling game. The rider (a green box) rides along a city road of three lanes (by default;
+    `GameConfig.num_lanes`) at a speed that starts slow and grows without bound; red cars drive the same
+    way, more slowly, and must be dodged by changing lanes. One touch of a car ends the episode. At every
+    moment one lane is kept free of new cars (the *open lane*, which moves to a neighbouring lane from time
+    to time with an overlap long enough to change lanes), so perfect play always survives. The
+    observations are what the neural renderer is conditioned on: inverse depth and optical flow of the
+    cube world, seen by a camera that follows over the rider's shoulder with a little lag.
 
     ## Action Space
     `Discrete(3)`: 0 keep lane, 1 move one lane left, 2 move one lane right. A move towards a road edge
@@ -55,7 +75,8 @@ class SpokesterEnv(gym.Env):
     The metres travelled during the step (speed x dt, growing as the ride speeds up).
 
     ## Starting State
-    The rider in the middle lane at the start speed (5 m/s), the camera settled behind it, the road
+    The rider in the middle lane (lane 1 of 0-2; of an even number of lanes, the left middle one,
+    `GameConfig.start_lane`) at the start speed (5 m/s), the camera settled behind it, the road
     ahead filled with cars from 30 m to 100 m according to the seed.
 
     ## Episode End
@@ -63,37 +84,45 @@ class SpokesterEnv(gym.Env):
     registered `Spokester-v0` is truncated after 3000 steps (125 s at 24 fps); pass
     `max_episode_steps` to `gym.make` to change it.
 
-    `info`: `distance` (m since reset), `speed` (m/s), `lane` (0-2, the lane the rider is in or heading
-    to), `x` (m, lateral position), `crashed` (bool), all Python scalars.
+    `info`: `distance` (m since reset), `speed` (m/s), `lane` (the lane the rider is in or heading to, 0 to
+    `num_lanes - 1` from left to right: 0-2 by default), `x` (m, lateral position), `crashed` (bool), all
+    Python scalars.
 
     Not an observation, for evaluation tools: `class_map()` gives the game's own class of every pixel of
     the latest frame, (H, W) uint8 indices into `spokester_env.CLASS_NAMES` (sky, ground, buildings, cars,
     rider; sky exactly where inverse depth is 0), from the segmentation mask that flow is made with.
 
     ## Arguments
-    - `width`, `height` (int > 0, default 320): image size in pixels.
+    - `width`, `height` (int > 0, default 320, `spokester_env.DEFAULT_IMAGE_SIZE`): image size in pixels.
     - `observations` (tuple of `"depth"`, `"flow"`, `"rgb"`, default `("depth", "flow")`).
     - `render_mode` (`None`, `"rgb_array"`, `"human"`): the cube view, or a pygame window showing it.
     - `fps` (float > 0, default 24): frames per second; one step advances `dt = 1 / fps` seconds.
-    - `renderer` (`"tiny"` default, pybullet's CPU TinyRenderer; `"egl"`, its GPU renderer).
+    - `backend` (`"tiny"` default, pybullet's CPU TinyRenderer; `"egl"`, pybullet's EGL plugin on a GPU): the
+      geometry backend that takes the camera images. (The neural renderer is something else: it paints the
+      observations, see `neural_render`.) `renderer=` is its deprecated old name.
     - `config` (`GameConfig`): every rule and the camera rig; defaults are the seed's play settings.
 
     ## Version History
     - v0: initial release.
+    - v0 (rides unchanged): the argument `renderer` is renamed `backend` (`renderer=` still works, with a
+      `DeprecationWarning`); `GameConfig.num_lanes` takes any number of lanes from 2.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 24}
 
     def __init__(
         self,
-        width: int = 320,
-        height: int = 320,
+        width: int = DEFAULT_IMAGE_SIZE,
+        height: int = DEFAULT_IMAGE_SIZE,
         observations: tuple[str, ...] | list[str] = ("depth", "flow"),
         render_mode: str | None = None,
         fps: float = 24.0,
-        renderer: str = "tiny",
+        backend: str | None = None,
         config: GameConfig | None = None,
+        *,
+        renderer: str | None = None,
     ) -> None:
+        backend = _backend(backend, renderer)
         for name, value in (("width", width), ("height", height)):
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"{name}={value!r}: must be a positive integer")
@@ -105,8 +134,6 @@ class SpokesterEnv(gym.Env):
             raise ValueError(f"observations={observations!r}: choose one or more distinct keys from {OBSERVATION_KEYS}")
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode={render_mode!r} is not one of {(None,) + RENDER_MODES}")
-        if renderer not in RENDERERS:
-            raise ValueError(f"renderer={renderer!r} is not one of {RENDERERS}")
         if not fps > 0:
             raise ValueError(f"fps={fps!r}: must be > 0")
         self._kwargs = dict(
@@ -115,7 +142,7 @@ class SpokesterEnv(gym.Env):
             observations=observations,
             render_mode=render_mode,
             fps=float(fps),
-            renderer=renderer,
+            backend=backend,
             config=config,
         )
         self.config = config if config is not None else GameConfig()
@@ -144,7 +171,7 @@ class SpokesterEnv(gym.Env):
         self.camera = FollowCamera(cam, self.dt)
         # The cube view's textures are drawn only when someone can see the cube view.
         textured = "rgb" in observations or render_mode is not None
-        self.scene = Scene(self.config, self.intrinsics, renderer, textured=textured)
+        self.scene = Scene(self.config, self.intrinsics, backend, textured=textured)
         self._displacement = np.zeros((self.scene.num_bodies, 3))
         self._car_ids = np.array(self.scene.cars)
         self._pose: CameraPose | None = None

@@ -7,8 +7,9 @@ The open lane. Because the riding speed depends on time alone (v = v0 + a t, wha
 the moment at which the rider will pass a newly spawned car is known when it spawns. The game keeps a
 schedule of open lanes over future time — one lane at a time, two during each hand-over of length
 `open_overlap` — and only spawns a car in a lane that is not open at any moment of its passing (with a
-margin). A rider who sits in the open lane, and moves to the next one during each hand-over, never meets
-a car: every run is survivable by perfect play.
+margin). Each hand-over moves the open lane to a neighbouring lane (one of the two, at random, away from
+the road's edges). A rider who sits in the open lane, and moves to the next one during each hand-over,
+never meets a car: every run is survivable by perfect play. Any number of lanes from two works.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ class Rider:
     """Lateral state of the rider; its position along the road is `GameState.distance`."""
 
     x: float = 0.0
+    """Lateral position, m (the centre of the road is 0)."""
     vx: float = 0.0
-    target_lane: int = 1
+    target_lane: int = 0
+    """The lane the rider is in or heading to (`GameConfig.start_lane` at reset)."""
     kick_dir: float = 0.0
     """Direction of the current counter-steer kick (-1, 0, +1)."""
     kick_age: float = 0.0
@@ -67,8 +70,10 @@ class GameState:
     """Open-lane schedule: (start time, end time, lane); consecutive segments overlap."""
     next_spawn_distance: float = 0.0
     """Riding distance at which the next spawn attempt happens."""
-    last_lane_spawn_y: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
-    last_lane_speed: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    last_lane_spawn_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per lane (num_lanes,): where the lane's latest car spawned, m (-inf: none yet)."""
+    last_lane_speed: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Per lane (num_lanes,): the speed of the lane's latest car, m/s."""
 
 
 class Game:
@@ -77,7 +82,7 @@ class Game:
     def __init__(self, config: GameConfig, dt: float) -> None:
         self.config = config
         self.dt = dt
-        self.state = GameState(traffic=Traffic.empty(config.max_cars))
+        self.state = self._start_state(open_segments=[])
         self.rng = np.random.default_rng(0)
 
     # --- kinematics of the road -------------------------------------------------------------------------
@@ -110,7 +115,8 @@ class Game:
         while segs[-1][1] < until + cfg.open_overlap:
             start = segs[-1][1] - cfg.open_overlap
             lane = segs[-1][2]
-            nxt = 1 if lane != 1 else int(self.rng.choice((0, 2)))
+            neighbours = [n for n in (lane - 1, lane + 1) if 0 <= n < cfg.num_lanes]
+            nxt = neighbours[0] if len(neighbours) == 1 else int(self.rng.choice(neighbours))
             segs.append((start, start + float(self.rng.uniform(*cfg.open_duration)), nxt))
 
     def open_lanes(self, time: float) -> set[int]:
@@ -159,18 +165,23 @@ class Game:
 
     # --- the two entry points ---------------------------------------------------------------------------
 
+    def _start_state(self, open_segments: list[tuple[float, float, int]]) -> GameState:
+        """The state at time 0: the rider at rest in the middle lane's centre, no cars yet."""
+        cfg = self.config
+        return GameState(
+            rider=Rider(x=cfg.lane_x(cfg.start_lane), target_lane=cfg.start_lane),
+            traffic=Traffic.empty(cfg.max_cars),
+            open_segments=open_segments,
+            last_lane_spawn_y=np.full(cfg.num_lanes, -np.inf),
+            last_lane_speed=np.zeros(cfg.num_lanes),
+        )
+
     def reset(self, rng: np.random.Generator) -> None:
         """Start a run: rider in the middle lane, road pre-filled with traffic, a fresh open-lane schedule."""
         cfg = self.config
         self.rng = rng
         first = int(rng.integers(cfg.num_lanes))
-        self.state = GameState(
-            rider=Rider(x=0.0, target_lane=1),
-            traffic=Traffic.empty(cfg.max_cars),
-            open_segments=[(-cfg.open_overlap, float(rng.uniform(*cfg.open_duration)), first)],
-            last_lane_spawn_y=np.full(cfg.num_lanes, -np.inf),
-            last_lane_speed=np.zeros(cfg.num_lanes),
-        )
+        self.state = self._start_state([(-cfg.open_overlap, float(rng.uniform(*cfg.open_duration)), first)])
         ahead = cfg.first_car_distance
         while ahead < cfg.spawn_distance:
             self._try_spawn(ahead)

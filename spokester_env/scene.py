@@ -24,7 +24,8 @@ from .camera import CameraPose, Intrinsics
 from .config import GameConfig
 from .game import GameState
 
-RENDERERS = ("tiny", "egl")
+BACKENDS = ("tiny", "egl")
+"""pybullet's image engines: "tiny", its CPU TinyRenderer; "egl", its EGL plugin (a GPU, or Mesa's software EGL)."""
 CHECKER = 2.0
 """Side of one checker square on the ground and on buildings, m."""
 REBASE = 1000.0
@@ -148,17 +149,17 @@ class Scene:
     """Bodies of one game in one pybullet client; `sync` moves them, `render` takes the camera image."""
 
     def __init__(
-        self, config: GameConfig, intrinsics: Intrinsics, renderer: str = "tiny", textured: bool = True
+        self, config: GameConfig, intrinsics: Intrinsics, backend: str = "tiny", textured: bool = True
     ) -> None:
-        if renderer not in RENDERERS:
-            raise ValueError(f"renderer={renderer!r} is not one of {RENDERERS}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
         self.config = config
         self.intrinsics = intrinsics
         with _quiet_stdout():  # pybullet prints 'argv[0]=' on every connect
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self._egl_plugin = None
-        self._renderer_flag = pybullet.ER_TINY_RENDERER
-        if renderer == "egl":
+        self._backend_flag = pybullet.ER_TINY_RENDERER
+        if backend == "egl":
             self._load_egl()
         # pybullet functions bound to this client once (BulletClient builds a partial on every attribute access)
         self._place = functools.partial(pybullet.resetBasePositionAndOrientation, physicsClientId=self.client._client)
@@ -175,11 +176,11 @@ class Scene:
         if plugin < 0:
             self.client.disconnect()
             raise RuntimeError(
-                "renderer='egl': pybullet's EGL plugin could not be loaded (it needs a GPU with EGL drivers); "
-                "use renderer='tiny'"
+                "backend='egl': pybullet's EGL plugin could not be loaded (it needs a GPU with EGL drivers); "
+                "use backend='tiny'"
             )
         self._egl_plugin = plugin
-        self._renderer_flag = pybullet.ER_BULLET_HARDWARE_OPENGL
+        self._backend_flag = pybullet.ER_BULLET_HARDWARE_OPENGL
 
     # --- building the world once ------------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ class Scene:
         return self.client.loadTexture(path)
 
     def _mesh_shape(self, name: str, verts, idx, normals, uvs) -> int:
-        """A visual shape from an OBJ file (both renderers read OBJ; EGL cannot take in-memory meshes)."""
+        """A visual shape from an OBJ file (both backends read OBJ; EGL cannot take in-memory meshes)."""
         path = os.path.join(self._tmp.name, f"{name}.obj")
         _write_obj(path, verts, idx, normals, uvs)
         return self.client.createVisualShape(pybullet.GEOM_MESH, fileName=path, meshScale=[1, 1, 1])
@@ -319,7 +320,7 @@ class Scene:
             intr.height,
             viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
             projectionMatrix=intr.projection_matrix(),
-            renderer=self._renderer_flag,
+            renderer=self._backend_flag,  # pybullet's own name for its image engine
             lightDirection=[0.4, -0.6, 1.0],
             lightAmbientCoeff=0.65,
             lightDiffuseCoeff=0.45,

@@ -1,6 +1,10 @@
-"""Wrappers that reshape Spokester's observations for learners."""
+"""Wrappers that reshape Spokester's observations and steps for learners, and the one loop that plays a
+decision over several game frames (`play_decision`), which every wrapper deciding once per several frames
+uses: `ActionRepeat` here, the neural renderer's framelets in `neural_render.wrapper`."""
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +16,43 @@ DEPTH_LOG_GAIN = 20.0
 """Packed depth = 255 * log(1 + g * inv_depth) / log(1 + g * max_inv_depth) with g = this gain (1/m)^-1."""
 FLOW_SCALE = 4.0
 """Packed flow = 128 + FLOW_SCALE * flow: +-31.75 pixels per frame fit in a byte, larger flows saturate."""
+
+
+class PlayedDecision(NamedTuple):
+    """What playing one decision over several frames gave (`play_decision`)."""
+
+    observations: list
+    """The observation of every frame played, in order (at least one)."""
+    reward: float
+    """The sum of the frames' rewards."""
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+    """The last frame's info."""
+
+    @property
+    def frames(self) -> int:
+        """How many frames were played: all of them, or fewer when the episode ended inside the decision."""
+        return len(self.observations)
+
+
+def play_decision(env: gym.Env, action: int, frames: int) -> PlayedDecision:
+    """Play one decision over up to `frames` frames of `env`, as `frame_actions` says (the action on the first,
+    "keep lane" on the rest), stopping at the frame that ends the episode."""
+    observations, reward, terminated, truncated, info = [], 0.0, False, False, {}
+    for played in frame_actions(action, frames):
+        observation, frame_reward, terminated, truncated, info = env.step(played)
+        observations.append(observation)
+        reward += float(frame_reward)
+        if terminated or truncated:
+            break
+    return PlayedDecision(observations, reward, terminated, truncated, info)
+
+
+def pad_frames(items: list, count: int) -> list:
+    """`items` followed by copies of its last item, `count` in all: completes a framelet that the episode's end
+    cut short, so that a whole framelet can still be painted (only the frames that happened are kept)."""
+    return items + [items[-1]] * (count - len(items))
 
 
 class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -70,11 +111,6 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return observation, {**info, "frames": 0}
 
     def step(self, action):
-        total, frames = 0.0, 0
-        for played in frame_actions(action, self.repeat):
-            observation, reward, terminated, truncated, info = self.env.step(played)
-            total += float(reward)
-            frames += 1
-            if terminated or truncated:
-                break
-        return observation, total, terminated, truncated, {**info, "frames": frames}
+        played = play_decision(self.env, action, self.repeat)
+        info = {**played.info, "frames": played.frames}
+        return played.observations[-1], played.reward, played.terminated, played.truncated, info

@@ -30,6 +30,6 @@ def tiny_ppo(tmp_path_factory) -> Path:
     """A PPO model trained by `spokester train-agent` for 32 steps on 40 px depth+flow (2 envs)."""
     out = tmp_path_factory.mktemp("ppo") / "agent.zip"
     result = run_cli("train-agent", "--timesteps", 32, "--n-envs", 2, "--size", 40, "--seed", 3, "--action-repeat", 2,
-                     "--out", out)
+                     "--out", out)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out

@@ -6,11 +6,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import spokester_env  # noqa: F401
-from agents.envs import AgentFileError, ObservationSettings, read_sidecar, write_sidecar
+import agents.envs
+import spokester_env
+from agents.envs import ENV_ID, AgentFileError, ObservationSettings, read_sidecar, write_sidecar
 from agents.evaluate import evaluate, load_agent
 from agents.heuristic import KEEP, LEFT, RIGHT, HeuristicAgent, RandomAgent
 from agents.ppo import _schedule, load_hyperparams
+from spokester_env.config import GameConfig
 
 
 def test_heuristic_beats_random_by_a_clear_margin():
@@ -35,6 +37,38 @@ def test_heuristic_dodges_the_car_ahead():
     tr.active[:2], tr.lane[:2], tr.y[:2] = True, [1, 0], [slot_y, slot_y + 1.0]
     assert int(agent.predict(None)[0]) == RIGHT
     env.close()
+
+
+@pytest.mark.parametrize("num_lanes", [2, 4])
+def test_heuristic_dodges_on_roads_of_any_lane_count(num_lanes):
+    env = gym.make(ENV_ID, width=16, height=16, observations=("depth",), config=GameConfig(num_lanes=num_lanes))
+    env.reset(seed=0)
+    agent, game = HeuristicAgent(env), env.unwrapped.game
+    tr, edge = game.state.traffic, num_lanes - 1
+    cases = [(edge, [], LEFT), (0, [], RIGHT)] + ([(1, [0], RIGHT), (edge - 1, [edge], LEFT)] if num_lanes > 3 else [])
+    for lane, blocked, expected in cases:  # a car 6 m ahead in the rider's lane, and in the neighbours blocked
+        game.state.rider.target_lane = lane
+        cars = [lane, *blocked]
+        tr.active[:] = False
+        tr.active[: len(cars)], tr.lane[: len(cars)], tr.y[: len(cars)] = True, cars, game.state.distance + 6.0
+        tr.speed[:] = 1.0
+        assert int(agent.predict(None)[0]) == expected, (lane, blocked)
+    # and it rides a seeded road of that many lanes for 20 s without a crash
+    env.reset(seed=2)
+    for _ in range(24 * 20):
+        _, _, terminated, _, info = env.step(int(agent.predict(None)[0]))
+        assert not terminated, info
+    assert info["distance"] > 100
+    env.close()
+
+
+def test_agents_make_the_env_that_spokester_env_registers():
+    assert agents.envs.ENV_ID is spokester_env.ENV_ID == "Spokester-v0"
+    settings = ObservationSettings(size=36)
+    env = agents.envs.make_env(settings)
+    assert env.spec.id == spokester_env.ENV_ID and env.observation_space.shape == (3, 36, 36)
+    env.close()
+    assert ObservationSettings().size == agents.envs.PACKED_SIZE == 64
 
 
 def test_heuristic_needs_a_spokester_env():

@@ -12,7 +12,7 @@ from agents.neural_vec import NeuralSB3VecEnv
 
 def _settings(checkpoint, **env_kwargs) -> ObservationSettings:
     return ObservationSettings(view="neural", size=32, checkpoint=str(checkpoint), render_steps=1,
-                               env_kwargs=env_kwargs)
+                               env_kwargs=env_kwargs)  # fmt: skip
 
 
 def test_episode_ends_are_reported_one_step_late(tiny_checkpoint):

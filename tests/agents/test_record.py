@@ -75,7 +75,7 @@ def test_an_interrupted_episode_leaves_no_files(tmp_path, tiny_checkpoint, neura
 
 def test_neural_frames_are_painted_per_game_frame(tmp_path, tiny_checkpoint):
     summaries = record(RecordConfig(out=str(tmp_path), agent="heuristic", view="neural", max_steps=5,
-                                    checkpoint=str(tiny_checkpoint), render_steps=1, seed=2))
+                                    checkpoint=str(tiny_checkpoint), render_steps=1, seed=2))  # fmt: skip
     data = np.load(tmp_path / "ep000.npz")
     assert summaries[0]["steps"] == 5 and data["neural"].shape == (6, 32, 32, 3)  # an odd count: last framelet cut
     assert np.abs(np.diff(data["neural"].astype(int), axis=0)).max() > 0  # frames change as the ride goes on
@@ -90,3 +90,15 @@ def test_neural_frames_are_painted_per_game_frame(tmp_path, tiny_checkpoint):
 def test_size_must_match_the_renderer(tmp_path, tiny_checkpoint):
     with pytest.raises(ValueError, match="32 px"):
         record(RecordConfig(out=str(tmp_path), view="neural", size=64, checkpoint=str(tiny_checkpoint)))
+
+
+def test_an_odd_size_records_an_h264_video_padded_to_even_at_the_envs_fps(tmp_path):
+    env = _env(size=33)
+    summary = record_episode(load_agent("random", env=env), env, tmp_path, "odd", seed=1, max_steps=5, fps=24.0)
+    env.close()
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.average_rate == 24
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == summary["steps"] + 1 == 6 and frames[0].shape == (34, 34, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.json", "odd.mp4", "odd.npz"]

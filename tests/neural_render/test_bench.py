@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from neural_render.bench import forward_flops, main
 from neural_render.model import RENDERER_PRESETS
 
@@ -18,7 +20,7 @@ def test_flop_count_of_the_base_preset():
     """About 2 FLOPs per parameter per token, plus attention: base at 400 tokens, 1200 keys."""
     config = RENDERER_PRESETS["base"]()
     flops = forward_flops(config, 400, 1200)
-    attention = 4 * 400 * 1200 * config.width * config.depth
+    attention = 4 * 400 * 1200 * config.width * config.num_blocks
     assert 0.9 < (flops - attention) / (2 * 400 * 94.1e6) < 1.0
 
 
@@ -34,3 +36,28 @@ def test_profile_lists_where_the_time_goes(capsys):
     rows = re.findall(r"^ +([\d.]+) ms +([\d.]+)% +(\d+) calls  (\S+)$", out, flags=re.M)
     assert rows and [float(r[0]) for r in rows] == sorted((float(r[0]) for r in rows), reverse=True)
     assert ("69", "aten::addmm") in [(r[2], r[3]) for r in rows], rows
+
+
+@pytest.mark.parametrize(
+    "argv, status, words",
+    [
+        (["--steps", "0"], 2, "argument --steps: must be >= 1, got 0"),
+        (["--cache-at-step", "-1"], 2, "argument --cache-at-step: must be >= 0, got -1"),
+        (["--cache-at-step", "x"], 2, "argument --cache-at-step: must be an integer, got 'x'"),
+        (["--size", "32", "--steps", "2", "--cache-at-step", "2", "--device", "cpu"], 1, "cache_at_step must be"),
+        (["--preset", "huge", "--device", "cpu"], 1, "unknown renderer preset 'huge'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(argv, status, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == status and len(err.splitlines()) == 1, err
+    assert err.startswith("python -m neural_render.bench: error: ") and words in err, err
+
+
+@pytest.mark.parametrize("given, shown", [("None", "cache_at_step None"), ("0", "cache_at_step 0")])
+def test_cache_at_step_takes_a_step_or_none(given, shown, capsys):
+    main(["--size", "32", "--steps", "1", "--window", "1", "--framelets", "1", "--baseline-framelets", "1",
+          "--device", "cpu", "--cache-at-step", given])  # fmt: skip
+    assert f"{shown}, 1 stream(s)" in capsys.readouterr().out

@@ -16,7 +16,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model = randomize(build_renderer("tiny", image_size=SIZE, depth=2, width=64, heads=2))
+    model = randomize(build_renderer("tiny", image_size=SIZE, num_blocks=2, width=64, heads=2))
     return save_renderer(tmp_path_factory.mktemp("ckpt") / "tiny32", model)
 
 

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import spokester_env
-from spokester_env import ActionRepeat, PackedObservation, SpokesterEnv
+from spokester_env import ActionRepeat, PackedObservation, SpokesterEnv, pad_frames, play_decision
 
 
 def _rollout(env, seed, steps=40):
@@ -149,7 +149,7 @@ def test_time_limit_and_fps(make_env):
         (dict(observations=("depth", "normals")), "'depth', 'flow', 'rgb'"),
         (dict(observations=()), "'depth', 'flow', 'rgb'"),
         (dict(render_mode="ansi"), "'human', 'rgb_array'"),
-        (dict(renderer="vulkan"), "'tiny', 'egl'"),
+        (dict(backend="vulkan"), "backend='vulkan' is not one of ('tiny', 'egl')"),
         (dict(fps=0), "fps=0"),
     ],
 )
@@ -166,11 +166,31 @@ def test_invalid_action_names_the_allowed_actions(make_env, action):
         env.step(action)
 
 
+def test_backend_is_chosen_by_backend_and_by_its_deprecated_old_name_renderer():
+    new = SpokesterEnv(width=16, height=16, observations=("depth", "flow"), backend="tiny")
+    with pytest.warns(DeprecationWarning, match="renderer=.* is deprecated: pass backend="):
+        old = SpokesterEnv(width=16, height=16, observations=("depth", "flow"), renderer="tiny")
+    try:
+        assert new._kwargs["backend"] == old._kwargs["backend"] == "tiny" and "renderer" not in old._kwargs
+        _assert_same(_rollout(new, 6, steps=12), _rollout(old, 6, steps=12))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a pickled env is rebuilt with backend=, without a warning
+            pickle.loads(pickle.dumps(old)).close()
+    finally:
+        new.close()
+        old.close()
+    with pytest.raises(ValueError, match="backend='egl' and renderer='tiny': pass backend= alone"):
+        SpokesterEnv(width=16, height=16, backend="egl", renderer="tiny")
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError) as error:
+        SpokesterEnv(width=16, height=16, renderer="vulkan")
+    assert str(error.value) == "backend='vulkan' is not one of ('tiny', 'egl')"
+
+
 def test_egl_is_either_available_or_a_clear_error():
     try:
-        env = SpokesterEnv(width=16, height=16, renderer="egl")
+        env = SpokesterEnv(width=16, height=16, backend="egl")
     except RuntimeError as e:
-        assert "renderer='egl'" in str(e) and "renderer='tiny'" in str(e)
+        assert "backend='egl'" in str(e) and "backend='tiny'" in str(e) and "\n" not in str(e)
     else:
         obs, _ = env.reset(seed=0)
         assert obs["depth"].max() > 0
@@ -221,6 +241,19 @@ def test_action_repeat_plays_each_decision_over_several_frames(make_env):
         ActionRepeat(plain, 0)
 
 
+def test_play_decision_moves_one_lane_sums_rewards_and_stops_at_the_episode_end(make_env):
+    env = make_env(width=16, height=16, observations=("depth",), max_episode_steps=5)
+    env.reset(seed=1)
+    played = play_decision(env, 2, 3)  # right, then keep lane twice
+    assert played.frames == len(played.observations) == 3 and played.info["lane"] == 2
+    assert played.reward == pytest.approx(played.info["distance"]) and played.reward > 0
+    assert not played.terminated and not played.truncated
+    assert not np.array_equal(played.observations[0]["depth"], played.observations[-1]["depth"])
+    played = play_decision(env, 1, 3)  # the time limit (5 frames) ends this decision after its second frame
+    assert played.frames == 2 and played.truncated and not played.terminated and played.info["lane"] == 1
+    assert pad_frames(["a", "b"], 4) == ["a", "b", "b", "b"] and pad_frames(["a", "b"], 2) == ["a", "b"]
+
+
 def test_action_repeat_stops_at_a_crash(make_env):
     """A crash inside a repeated step ends it there: fewer frames, terminated, the crash frame's distance."""
     env = ActionRepeat(make_env(width=32, height=32, observations=("depth",)), 50)
@@ -248,8 +281,16 @@ def test_ppo_trains_on_the_env_out_of_the_box(make_env):
 
 
 def test_registered_spec():
-    spec = gym.spec("Spokester-v0")
+    assert spokester_env.ENV_ID == "Spokester-v0"  # what users type
+    spec = gym.spec(spokester_env.ENV_ID)
     assert spec.max_episode_steps == 3000 and spec.entry_point == "spokester_env.env:SpokesterEnv"
+    env = gym.make("Spokester-v0", width=16, height=16)
+    assert env.spec.id == spokester_env.ENV_ID and isinstance(env.unwrapped, SpokesterEnv)
+    assert env.unwrapped.intrinsics.width == 16
+    env.close()
+    default = SpokesterEnv()
+    assert default.observation_space["depth"].shape == (320, 320, 1) and spokester_env.DEFAULT_IMAGE_SIZE == 320
+    default.close()
     assert spokester_env.ACTION_MEANINGS[1] == "move one lane left"
 
 

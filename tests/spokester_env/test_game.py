@@ -85,10 +85,11 @@ def test_no_car_is_ever_met_in_the_open_lane():
     assert checked > 50
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_perfect_player_survives_a_long_episode(make_env, seed):
+@pytest.mark.parametrize("num_lanes, seed", [(3, 0), (3, 1), (2, 0), (4, 0)])
+def test_perfect_player_survives_a_long_episode(make_env, num_lanes, seed):
     """Following the open lane survives 3 minutes (speed 5 -> 41 m/s); keeping one lane crashes quickly."""
-    env = make_env(width=16, height=16, observations=("depth",)).unwrapped
+    config = GameConfig(num_lanes=num_lanes)
+    env = make_env(width=16, height=16, observations=("depth",), config=config).unwrapped
     env.reset(seed=seed)
     for step in range(24 * 180):
         game = env.game
@@ -137,3 +138,85 @@ def test_clearance_measures_the_gap_to_the_nearest_car_in_each_lane():
     assert c[0] == pytest.approx(12 - cfg.car_half_extents[2] - cfg.rider_half_extents[2])
     assert c[1] == np.inf
     assert c[2] < 0
+
+
+# --- any number of lanes ---------------------------------------------------------------------------------------
+
+LANE_COUNTS = [2, 3, 4, 5]
+
+
+def test_lane_count_must_be_an_integer_of_at_least_two():
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="num_lanes must be an integer >= 2"):
+            GameConfig(num_lanes=bad)
+
+
+@pytest.mark.parametrize("num_lanes", LANE_COUNTS)
+def test_the_rider_starts_in_the_middle_lane_and_reaches_both_edges_and_no_further(num_lanes):
+    cfg = GameConfig(num_lanes=num_lanes)
+    game = Game(cfg, 1 / 24)
+    game.reset(np.random.default_rng(0))
+    middle = {2: 0, 3: 1, 4: 1, 5: 2}[num_lanes]
+    assert cfg.start_lane == game.lane == middle and game.state.rider.x == cfg.lane_x(middle)
+    assert cfg.lane_x(0) == -cfg.lane_x(num_lanes - 1) == -(num_lanes - 1) * cfg.lane_width / 2
+    assert game.clearance().shape == (num_lanes,) and cfg.road_half_width == num_lanes * cfg.lane_width / 2
+    moves = range(1, num_lanes + 2)  # more moves than there are lanes: left from the middle, then right
+    for action, edge, expected in ((1, 0, [max(middle - k, 0) for k in moves]), (2, num_lanes - 1, list(moves))):
+        lanes = []
+        for _ in moves:
+            game.step(action)
+            lanes.append(game.lane)
+            for _ in range(24):
+                game.step(0)
+        assert lanes == [min(lane, num_lanes - 1) for lane in expected]
+        assert game.state.rider.x == pytest.approx(cfg.lane_x(edge), abs=0.01)
+
+
+@pytest.mark.parametrize("num_lanes", LANE_COUNTS)
+def test_the_open_lane_is_a_valid_lane_and_moves_to_neighbours_only(num_lanes):
+    firsts, moves = set(), set()
+    for seed in range(40):
+        game = Game(GameConfig(num_lanes=num_lanes), 1 / 24)
+        game.reset(np.random.default_rng(seed))
+        game.open_lanes(300.0)  # schedule five minutes ahead
+        lanes = [lane for _, _, lane in game.state.open_segments]
+        assert set(lanes) <= set(range(num_lanes))
+        assert all(abs(b - a) == 1 for a, b in zip(lanes, lanes[1:], strict=False))
+        firsts.add(lanes[0])
+        moves |= set(zip(lanes, lanes[1:], strict=False))
+    assert firsts == set(range(num_lanes))  # the first open lane can be any lane
+    # every hand-over between neighbours happens: from an inner lane both ways, from an edge lane inwards
+    assert moves == {(a, a + d) for a in range(num_lanes) for d in (-1, 1) if 0 <= a + d < num_lanes}
+
+
+@pytest.mark.parametrize("num_lanes", LANE_COUNTS)
+def test_cars_spawn_only_in_valid_lanes_and_never_meet_the_open_lane(num_lanes):
+    cfg = GameConfig(num_lanes=num_lanes)
+    game = Game(cfg, 1 / 24)
+    game.reset(np.random.default_rng(3))
+    reach = cfg.car_half_extents[2] + cfg.rider_half_extents[2]
+    seen, met = set(), 0
+    for _ in range(24 * 60):
+        game.step(0)
+        tr = game.state.traffic
+        seen |= set(tr.lane[tr.active].tolist())
+        for i in np.flatnonzero(tr.active & (np.abs(tr.y - game.state.distance) < reach)):
+            assert int(tr.lane[i]) not in game.open_lanes(game.state.time)
+            met += 1
+    assert seen == set(range(num_lanes)) and met > 20
+
+
+@pytest.mark.parametrize("num_lanes", [2, 4])
+def test_the_scene_places_bodies_at_the_lanes_of_any_lane_count(make_env, num_lanes):
+    cfg = GameConfig(num_lanes=num_lanes)
+    env = make_env(width=16, height=16, observations=("depth",), config=cfg).unwrapped
+    _, info = env.reset(seed=0)
+    assert info["lane"] == cfg.start_lane and info["x"] == cfg.lane_x(cfg.start_lane) == -1.25
+    position = lambda body: env.scene.client.getBasePositionAndOrientation(body)[0]  # noqa: E731
+    assert position(env.scene.rider)[0] == pytest.approx(-1.25)
+    tr = env.game.state.traffic
+    for i in np.flatnonzero(tr.active):
+        assert position(env.scene.cars[i])[0] == pytest.approx(cfg.lane_x(int(tr.lane[i])))
+    # the buildings stand the same distance from the road's edge, whatever its width
+    building_x = max(abs(position(body)[0]) for body in env.scene.buildings)
+    assert building_x == pytest.approx(cfg.road_half_width + cfg.building_setback + cfg.building_half_extents[0])
