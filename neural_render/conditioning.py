@@ -139,16 +139,19 @@ class ConditionSource:
         depth: np.ndarray,
         flow: np.ndarray | Sequence[np.ndarray],
         *,
-        log_depth: bool = True,
-        sky_to_zero: bool = False,
-        clip: float = DEFAULT_CLIP,
         floor_fraction: float = DEFAULT_FLOOR_FRACTION,
         chunk: int = 64,
+        **flags,
     ) -> ConditionSource:
         """Fit a source from its depth (N, H, W, 1) and flow (N', H, W, 2) (memmaps welcome: read `chunk`
         frames at a time, sums in float64). `flow` may be a list of arrays, the equally likely parts of a
         mixture (a video's flow at each frame skip a training clip may be drawn with); its statistics are
-        the mixture's. `sky_to_zero` records that `depth` already reads 0 at the sky."""
+        the mixture's. `flags` are the transform's (`log_depth`, `sky_to_zero`, `clip`; the fields' defaults
+        where not given); `sky_to_zero=True` records that `depth` already reads 0 at the sky."""
+        unknown = sorted(set(flags) - set(cls.unit().flags))
+        if unknown:
+            raise TypeError(f"ConditionSource.fit: unknown flags {unknown}; the flags are {sorted(cls.unit().flags)}")
+        log_depth = flags.get("log_depth", cls.log_depth)
         flows = [flow] if isinstance(flow, np.ndarray) or not isinstance(flow, Sequence) else list(flow)
         if len(depth.shape) < 2 or depth.shape[-1] != 1 or not flows:
             raise ValueError(f"need depth (N, H, W, 1) and flow (N, H, W, 2), got {depth.shape}")
@@ -178,9 +181,7 @@ class ConditionSource:
             flow_mean=tuple(flow_mean),
             flow_std=tuple(np.maximum(flow_std, MIN_STD)),
             frames=int(depth.shape[0]),
-            log_depth=log_depth,
-            sky_to_zero=sky_to_zero,
-            clip=clip,
+            **flags,
         )
 
     @classmethod
