@@ -2,7 +2,19 @@
 
 from gymnasium.envs.registration import register
 
-from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, ENV_ID, KEEP_LANE, CameraConfig, GameConfig, frame_actions
+from .config import (
+    ACTION_MEANINGS,
+    CAMERA_PRESETS,
+    DEFAULT_CAMERA,
+    DEFAULT_IMAGE_SIZE,
+    ENV_ID,
+    KEEP_LANE,
+    CameraConfig,
+    GameConfig,
+    camera_config,
+    camera_name,
+    frame_actions,
+)
 from .env import OBSERVATION_KEYS, SpokesterEnv
 from .scene import BACKENDS, CLASS_NAMES
 from .visualize import depth_to_rgb, flow_to_rgb
@@ -11,12 +23,16 @@ from .wrappers import ActionRepeat, PackedObservation, PlayedDecision, pad_frame
 __all__ = [
     "ACTION_MEANINGS",
     "BACKENDS",
+    "CAMERA_PRESETS",
+    "DEFAULT_CAMERA",
     "DEFAULT_IMAGE_SIZE",
     "ENV_ID",
     "KEEP_LANE",
     "CLASS_NAMES",
     "CameraConfig",
     "GameConfig",
+    "camera_config",
+    "camera_name",
     "OBSERVATION_KEYS",
     "ActionRepeat",
     "PackedObservation",

@@ -34,12 +34,13 @@ def frame_actions(action: int, frames: int) -> list[int]:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """The over-the-shoulder follow camera and its pinhole model."""
+    """The camera rig (it follows the rider with lag) and its pinhole model; the defaults are the seed's
+    over-the-shoulder follow camera, `CAMERA_PRESETS["follow"]`."""
 
     height: float = 1.8
     """Eye height above the ground, m."""
     behind: float = 4.8
-    """Eye distance behind the rider, m."""
+    """Eye distance behind the rider's centre, m (negative: ahead of it, as a camera on the rider's head)."""
     look_ahead: float = 5.0
     """The camera looks at a point this far ahead of the rider, m."""
     look_height: float = 0.6
@@ -54,6 +55,35 @@ class CameraConfig:
     """Near clipping distance, m: inverse depth never exceeds 1 / near."""
     far: float = 200.0
     """Far clipping distance, m: geometry beyond it reads as sky."""
+
+
+CAMERA_PRESETS: dict[str, CameraConfig] = {
+    "follow": CameraConfig(),
+    "first_person": CameraConfig(
+        height=1.5, behind=-0.6, look_ahead=20.0, look_height=1.0, eye_lag=0.0, target_lag=0.05
+    ),
+}
+"""Named camera rigs: "follow", the seed's over-the-shoulder view of the rider (the default); "first_person",
+the eye at the rider's head (1.5 m up, just in front of the rider's box, so the box is out of view) looking
+down the road as a dashcam or a helmet camera does, rigidly on the rider's lateral position, its look-at
+point lagging 50 ms (a slight yaw into lane changes). The shipped footage is all first-person."""
+DEFAULT_CAMERA = "follow"
+"""The camera preset of `SpokesterEnv` and `GameConfig` unless told otherwise."""
+
+
+def camera_config(camera: str | CameraConfig) -> CameraConfig:
+    """A camera rig from a preset name or a `CameraConfig`; an unknown name is a one-line error listing
+    the presets."""
+    if isinstance(camera, CameraConfig):
+        return camera
+    if camera not in CAMERA_PRESETS:
+        raise ValueError(f"camera={camera!r}: choose one of {', '.join(CAMERA_PRESETS)} or pass a CameraConfig")
+    return CAMERA_PRESETS[camera]
+
+
+def camera_name(camera: CameraConfig) -> str | None:
+    """The name of the preset equal to `camera`, or None for a custom rig."""
+    return next((name for name, preset in CAMERA_PRESETS.items() if preset == camera), None)
 
 
 @dataclass(frozen=True)

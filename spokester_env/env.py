@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .camera import CameraPose, FollowCamera, Intrinsics, analytic_flow
-from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, GameConfig
+from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, CameraConfig, GameConfig, camera_config
 from .game import Game
 from .scene import BACKENDS, SKY_RGB, Scene
 
@@ -101,11 +102,16 @@ class SpokesterEnv(gym.Env):
       geometry backend that takes the camera images. (The neural renderer is something else: it paints the
       observations, see `neural_render`.) `renderer=` is its deprecated old name.
     - `config` (`GameConfig`): every rule and the camera rig; defaults are the seed's play settings.
+    - `camera` (keyword; `"follow"`, `"first_person"` or a `CameraConfig`; default: the config's, the seed's
+      `"follow"`): the camera rig, `spokester_env.CAMERA_PRESETS`. `"follow"` looks over the rider's
+      shoulder; `"first_person"` looks down the road from the rider's head, as dashcam and helmet footage
+      does (the rider's box out of view).
 
     ## Version History
     - v0: initial release.
     - v0 (rides unchanged): the argument `renderer` is renamed `backend` (`renderer=` still works, with a
-      `DeprecationWarning`); `GameConfig.num_lanes` takes any number of lanes from 2.
+      `DeprecationWarning`); `GameConfig.num_lanes` takes any number of lanes from 2; `camera=` picks a
+      camera preset (`"follow"`, the default and the seed's, or `"first_person"`).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 24}
@@ -120,6 +126,7 @@ class SpokesterEnv(gym.Env):
         backend: str | None = None,
         config: GameConfig | None = None,
         *,
+        camera: str | CameraConfig | None = None,
         renderer: str | None = None,
     ) -> None:
         backend = _backend(backend, renderer)
@@ -144,8 +151,11 @@ class SpokesterEnv(gym.Env):
             fps=float(fps),
             backend=backend,
             config=config,
+            camera=camera,
         )
         self.config = config if config is not None else GameConfig()
+        if camera is not None:  # a preset name or a rig: it replaces the config's camera
+            self.config = dataclasses.replace(self.config, camera=camera_config(camera))
         self.render_mode = render_mode
         self.observation_keys = observations
         self.fps = float(fps)

@@ -317,3 +317,48 @@ def test_gymnasium_play_drives_the_env_with_keys(monkeypatch):
     actions = [a for a, _ in seen]
     assert 2 in actions and actions[0] == 0 and actions[-1] == 0
     assert seen[-1][1] == 2  # ended in the right lane
+
+
+def _ride(env, seed: int, frames: int = 40) -> list[dict]:
+    observations = [env.reset(seed=seed)[0]]
+    for t in range(frames):
+        observations.append(env.step(2 if t == 10 else 1 if t == 25 else 0)[0])
+    return observations
+
+
+def test_first_person_camera_sees_the_road_from_the_riders_head(make_env):
+    """The first-person preset: no rider pixels on a ride with lane changes (the box is behind the eye),
+    and seeded rides repeat; the env pickles with its camera."""
+    first = make_env(width=48, height=48, observations=("depth", "flow", "rgb"), camera="first_person").unwrapped
+    follow = make_env(width=48, height=48, observations=("depth", "flow", "rgb")).unwrapped
+    rider = spokester_env.CLASS_NAMES.index("rider")
+    seen = {"first": 0, "follow": 0}
+    for name, env in (("first", first), ("follow", follow)):
+        env.reset(seed=4)
+        for t in range(40):
+            env.step(2 if t == 10 else 1 if t == 25 else 0)
+            seen[name] += int((env.class_map() == rider).sum())
+    assert seen["first"] == 0 and seen["follow"] > 1000
+    assert first.config.camera == spokester_env.CAMERA_PRESETS["first_person"]
+    assert spokester_env.camera_name(first.config.camera) == "first_person"
+    assert spokester_env.camera_name(follow.config.camera) == spokester_env.DEFAULT_CAMERA == "follow"
+    again = make_env(width=48, height=48, observations=("depth", "flow", "rgb"), camera="first_person").unwrapped
+    for a, b in zip(_ride(first, 7), _ride(again, 7), strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    clone = pickle.loads(pickle.dumps(first))
+    assert clone.config.camera == first.config.camera
+    np.testing.assert_array_equal(clone.step(0)[0]["depth"], first.step(0)[0]["depth"])
+    clone.close()
+
+
+def test_camera_accepts_presets_and_rigs_and_names_the_presets_on_error(make_env):
+    rig = spokester_env.CameraConfig(height=2.5, behind=6.0)
+    env = make_env(camera=rig).unwrapped
+    assert env.config.camera == rig and spokester_env.camera_name(rig) is None
+    config = spokester_env.GameConfig(start_speed=7.0)
+    env = make_env(camera="first_person", config=config).unwrapped
+    assert env.config.start_speed == 7.0 and env.config.camera.behind < 0  # the camera replaces the config's
+    with pytest.raises(ValueError, match="camera='drone': choose one of follow, first_person") as error:
+        make_env(camera="drone")
+    assert "\n" not in str(error.value)
