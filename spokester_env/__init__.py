@@ -7,13 +7,17 @@ from .config import (
     CAMERA_PRESETS,
     DEFAULT_CAMERA,
     DEFAULT_IMAGE_SIZE,
+    DEFAULT_SCENE,
     ENV_ID,
     KEEP_LANE,
+    SCENE_PRESETS,
     CameraConfig,
     GameConfig,
     camera_config,
     camera_name,
     frame_actions,
+    scene_name,
+    with_scene,
 )
 from .env import OBSERVATION_KEYS, SpokesterEnv
 from .scene import BACKENDS, CLASS_NAMES
@@ -25,6 +29,8 @@ __all__ = [
     "BACKENDS",
     "CAMERA_PRESETS",
     "DEFAULT_CAMERA",
+    "DEFAULT_SCENE",
+    "SCENE_PRESETS",
     "DEFAULT_IMAGE_SIZE",
     "ENV_ID",
     "KEEP_LANE",
@@ -43,6 +49,8 @@ __all__ = [
     "frame_actions",
     "pad_frames",
     "play_decision",
+    "scene_name",
+    "with_scene",
 ]
 
 register(id=ENV_ID, entry_point="spokester_env.env:SpokesterEnv", max_episode_steps=3000)

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .camera import CameraPose, FollowCamera, Intrinsics, analytic_flow
-from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, CameraConfig, GameConfig, camera_config
+from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, CameraConfig, GameConfig, camera_config, with_scene
 from .game import Game
 from .scene import BACKENDS, SKY_RGB, Scene
 
@@ -106,12 +106,16 @@ class SpokesterEnv(gym.Env):
       `"follow"`): the camera rig, `spokester_env.CAMERA_PRESETS`. `"follow"` looks over the rider's
       shoulder; `"first_person"` looks down the road from the rider's head, as dashcam and helmet footage
       does (the rider's box out of view).
+    - `scene` (keyword; `"city"` or `"open"`; default: the config's, the seed's `"city"`): the roadside,
+      `spokester_env.SCENE_PRESETS`. `"city"` has rows of 60 m walls; `"open"` low boxes with sky between
+      them, closer to the shipped footage's roadsides.
 
     ## Version History
     - v0: initial release.
     - v0 (rides unchanged): the argument `renderer` is renamed `backend` (`renderer=` still works, with a
       `DeprecationWarning`); `GameConfig.num_lanes` takes any number of lanes from 2; `camera=` picks a
-      camera preset (`"follow"`, the default and the seed's, or `"first_person"`).
+      camera preset (`"follow"`, the default and the seed's, or `"first_person"`) and `scene=` a roadside
+      (`"city"`, the default, or `"open"`).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 24}
@@ -127,6 +131,7 @@ class SpokesterEnv(gym.Env):
         config: GameConfig | None = None,
         *,
         camera: str | CameraConfig | None = None,
+        scene: str | None = None,
         renderer: str | None = None,
     ) -> None:
         backend = _backend(backend, renderer)
@@ -152,10 +157,13 @@ class SpokesterEnv(gym.Env):
             backend=backend,
             config=config,
             camera=camera,
+            scene=scene,
         )
         self.config = config if config is not None else GameConfig()
         if camera is not None:  # a preset name or a rig: it replaces the config's camera
             self.config = dataclasses.replace(self.config, camera=camera_config(camera))
+        if scene is not None:  # a preset name: it replaces the config's roadside fields
+            self.config = with_scene(self.config, scene)
         self.render_mode = render_mode
         self.observation_keys = observations
         self.fps = float(fps)

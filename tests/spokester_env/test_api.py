@@ -362,3 +362,22 @@ def test_camera_accepts_presets_and_rigs_and_names_the_presets_on_error(make_env
     with pytest.raises(ValueError, match="camera='drone': choose one of follow, first_person") as error:
         make_env(camera="drone")
     assert "\n" not in str(error.value)
+
+
+def test_scene_presets_change_the_roadside_only(make_env):
+    """The open scene has more sky than the city and the same game; a scene and its name round-trip."""
+    city = make_env(width=48, height=48, camera="first_person").unwrapped
+    open_ = make_env(width=48, height=48, camera="first_person", scene="open").unwrapped
+    sky = {}
+    for name, env in (("city", city), ("open", open_)):
+        env.reset(seed=2)
+        depths = [env.step(0)[0]["depth"] for _ in range(10)]
+        sky[name] = float(np.mean([(d == 0).mean() for d in depths]))
+    assert sky["open"] > sky["city"] + 0.1
+    assert city.game.state.distance == open_.game.state.distance  # the same ride
+    assert spokester_env.scene_name(open_.config) == "open" and spokester_env.scene_name(city.config) == "city"
+    custom = spokester_env.GameConfig(building_setback=1.0)
+    assert spokester_env.scene_name(custom) is None
+    assert spokester_env.with_scene(custom, "city") == spokester_env.GameConfig()
+    with pytest.raises(ValueError, match="scene='desert': choose one of city, open"):
+        make_env(scene="desert")

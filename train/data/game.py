@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spokester_env import SpokesterEnv
+from spokester_env import DEFAULT_CAMERA, DEFAULT_SCENE, CameraConfig, SpokesterEnv
 
 __all__ = ["Ride", "game_ride"]
 
@@ -32,11 +32,18 @@ class Ride:
 
 
 def game_ride(
-    size: int, frames: int, seed: int = 0, change_every: int = 30, warmup: int = 12, classes: bool = False
+    size: int,
+    frames: int,
+    seed: int = 0,
+    change_every: int = 30,
+    warmup: int = 12,
+    classes: bool = False,
+    camera: str | CameraConfig = DEFAULT_CAMERA,
+    scene: str = DEFAULT_SCENE,
 ) -> Ride:
-    """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size`; with `classes`,
-    keep each frame's class map too."""
-    env = SpokesterEnv(width=size, height=size, observations=("depth", "flow", "rgb"))
+    """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size` with a camera and a
+    scene (`spokester_env` presets); with `classes`, keep each frame's class map too."""
+    env = SpokesterEnv(width=size, height=size, observations=("depth", "flow", "rgb"), camera=camera, scene=scene)
     rng = np.random.default_rng(seed)
     depth, flow, rgb, labels = [], [], [], []
     try:
