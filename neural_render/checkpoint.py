@@ -11,9 +11,9 @@ another save. Each file is written to a temporary file and moved into place (os.
 never leaves a half-written file under the checkpoint's name. Every failure to load is a CheckpointError
 whose message is one line naming the file and what is wrong.
 
-Version 1 (before 2026-12) is still read: its config names the block count `depth`, and its statistics
-hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its provenance's training
-config gave (`train_config.sky_to_zero`, for the video sources).
+Version 1 (before 2026-12) is still read: its config names the block count `depth` (and has no pixel
+head), and its statistics hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its
+provenance's training config gave (`train_config.sky_to_zero`, for the video sources).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ VERSION = 2
 """The format version `save_renderer` writes; `load_renderer` reads 1 and 2."""
 VERSION_1_NAMES = {"depth": "num_blocks"}
 """Config fields renamed since version 1: old name -> new name."""
+VERSION_1_ADDED = {"pixel_head": 0}
+"""Config fields added since version 1, with the value that gives a version-1 network."""
 
 
 class CheckpointError(ValueError):
@@ -111,7 +113,7 @@ def _config(meta: Path, info: dict) -> RendererConfig:
     if info.get("config") is not None:
         config = info["config"]
         if info["version"] == 1 and isinstance(config, dict):
-            config = {VERSION_1_NAMES.get(name, name): value for name, value in config.items()}
+            config = VERSION_1_ADDED | {VERSION_1_NAMES.get(name, name): value for name, value in config.items()}
         try:
             return RendererConfig.from_dict(config)
         except (TypeError, ValueError) as error:

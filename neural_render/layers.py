@@ -17,7 +17,7 @@ from torch import nn
 from neural_render.kv_cache import KVCache
 from neural_render.layout import apply_rope
 
-__all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "modulate"]
+__all__ = ["TimestepEmbedder", "Attention", "Mlp", "DiTBlock", "FinalLayer", "PixelHead", "modulate"]
 
 try:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
@@ -178,3 +178,21 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaln(condition).chunk(2, dim=-1)  # each (b, L, d)
         return self.linear(modulate(self.norm(x), shift, scale))  # (b, L, o)
+
+
+class PixelHead(nn.Module):
+    """A light convolutional refinement of the unpatchified frames that also sees the full-resolution
+    condition: neighbouring patches can meet without seams, and edges of the condition can be drawn sharper
+    than a patch. Residual, per frame: (b, t, H, W, c) + condition (b, t, H, W, k) -> (b, t, H, W, c)."""
+
+    def __init__(self, channels: int, cond_channels: int, hidden: int):
+        super().__init__()
+        self.cond_channels = cond_channels
+        self.conv_in = nn.Conv2d(channels + cond_channels, hidden, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        frames = rearrange(torch.cat([x, cond.to(x.dtype)], dim=-1), "b t h w c -> (b t) c h w")
+        residual = self.conv_out(F.silu(self.conv_in(frames)))  # (b*t, c, H, W)
+        return x + rearrange(residual, "(b t) c h w -> b t h w c", b=b)

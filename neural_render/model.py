@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from neural_render.conditioning import CONDITION_CHANNELS
 from neural_render.kv_cache import KVCache
-from neural_render.layers import DiTBlock, FinalLayer, TimestepEmbedder
+from neural_render.layers import DiTBlock, FinalLayer, PixelHead, TimestepEmbedder
 from neural_render.layout import framelet_block_mask, framelet_mask, patchify, rope_tables, unpatchify
 
 __all__ = ["RendererConfig", "Renderer", "RENDERER_PRESETS", "ATTENTION_BACKENDS", "build_renderer", "preset_name"]
@@ -67,6 +67,9 @@ class RendererConfig:
     """RMS-normalise queries and keys per head before the rotary positions."""
     rope_base: float = 100.0
     """Base of the rotary frequencies over patch rows and columns."""
+    pixel_head: int = 0
+    """Hidden channels of a convolutional pixel head after unpatchifying, which also sees the full-resolution
+    condition (`layers.PixelHead`); 0 = none, the seed's design (each patch decoded on its own)."""
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -75,6 +78,8 @@ class RendererConfig:
             raise ValueError(f"width {self.width} / heads {self.heads} must be an integer divisible by 4")
         if min(self.patch_frames, self.num_blocks, self.channels, self.cond_channels) < 1:
             raise ValueError(f"patch_frames, num_blocks and channel counts must be positive: {self}")
+        if self.pixel_head < 0:
+            raise ValueError(f"pixel_head {self.pixel_head}: hidden channels must be >= 0 (0 = none)")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -130,6 +135,9 @@ class Renderer(nn.Module):
             for _ in range(config.num_blocks)
         )
         self.final_layer = FinalLayer(width, f * p * p * config.channels)
+        self.pixel_head = (
+            PixelHead(config.channels, config.cond_channels, config.pixel_head) if config.pixel_head else None
+        )
         cos, sin = rope_tables(config.grid, config.head_dim, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)  # (s, e/2)
         self.register_buffer("rope_sin", sin, persistent=False)  # (s, e/2)
@@ -160,6 +168,12 @@ class Renderer(nn.Module):
         for layer in (self.final_layer.adaln, self.final_layer.linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # 6. Pixel head: Xavier-uniform input convolution, zero output convolution, so it starts as the identity.
+        if self.pixel_head is not None:
+            nn.init.xavier_uniform_(self.pixel_head.conv_in.weight)
+            nn.init.zeros_(self.pixel_head.conv_in.bias)
+            nn.init.zeros_(self.pixel_head.conv_out.weight)
+            nn.init.zeros_(self.pixel_head.conv_out.bias)
 
     def embed_condition(self, cond: torch.Tensor | None, drop_cond: torch.Tensor | None, shape) -> torch.Tensor:
         """Per-token condition embedding (b, n, s, d); the learned null embedding where dropped or absent."""
@@ -172,6 +186,17 @@ class Renderer(nn.Module):
             return embedded
         drop = drop_cond.to(device=embedded.device, dtype=torch.bool).reshape(b, -1)  # (b, 1) or (b, n)
         return torch.where(drop[:, :, None, None], null, embedded)
+
+    def pixel_condition(self, cond: torch.Tensor | None, drop_cond: torch.Tensor | None, out: torch.Tensor):
+        """The condition (b, n*f, H, W, k) the pixel head sees: zero where absent or dropped."""
+        b, t = out.shape[:2]
+        if cond is None:
+            return out.new_zeros((*out.shape[:-1], self.config.cond_channels))
+        if drop_cond is None:
+            return cond
+        keep = ~drop_cond.to(device=cond.device, dtype=torch.bool).reshape(b, -1)  # (b, 1) or (b, n)
+        keep = keep.repeat_interleave(t // keep.shape[1], dim=1)  # (b, t)
+        return cond * keep[:, :, None, None, None].to(cond.dtype)
 
     def forward(
         self,
@@ -230,6 +255,8 @@ class Renderer(nn.Module):
                 hidden[index + 1] = rearrange(h, "b (n s) d -> b n s d", n=n)
         out = self.final_layer(h, c)  # (b, L, o)
         out = unpatchify(rearrange(out, "b (n s) o -> b n s o", n=n), cfg.patch_frames, cfg.patch_size, cfg.grid)
+        if self.pixel_head is not None:  # it sees the condition where the tokens saw it, zeros elsewhere
+            out = self.pixel_head(out, self.pixel_condition(cond, drop_cond, out))  # (b, n*f, H, W, 3)
         return (out, hidden) if layers else out  # (b, n*f, H, W, 3)
 
     def new_cache(self, *, batch_size: int, window: int, device=None, dtype=None) -> KVCache:

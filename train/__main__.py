@@ -5,7 +5,8 @@
 
 Thin: parse the arguments into a `TrainConfig`, then call `train.recipe.loop.train`. `--resume` continues
 the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
-`--threads`, `--attention` and `--workers` may change). Every error is one line naming the argument or file.
+`--threads`, `--attention`, `--workers` and `--minutes` may change). Every error is one line naming the
+argument or file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from spokester_env.commandline import CommandLine, at_least, user_errors
+from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
+from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
 from train.data.extract import add_extractor_options, extractor_specs
 from train.data.extractors import DEFAULT_EXTRACTORS
 from train.recipe.checkpoint import CHECKPOINT, load_state
@@ -45,6 +47,10 @@ def parse_args(argv: Sequence[str] | None = None):
         help="draw clips in proportion to video length (default: equally from every video)",
     )
     parser.add_argument("--eval-video", default=None, help="held-out video for evaluation (default: the first)")
+    parser.add_argument("--camera", default=None, choices=list(CAMERA_PRESETS),
+                        help="the game camera the renderer is made for (default: the preset's)")  # fmt: skip
+    parser.add_argument("--scene", default=None, choices=list(SCENE_PRESETS),
+                        help="the game scene the renderer is made for (default: the preset's)")  # fmt: skip
     parser.add_argument("--labels", default=None, help="label store root (default: the preset's)")
     add_extractor_options(parser)
     parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
@@ -54,14 +60,20 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="window-mask backend (default: the preset's; flex needs CUDA)")  # fmt: skip
     parser.add_argument("--workers", type=at_least(0), default=None, dest="loader_workers",
                         help="DataLoader workers gathering clips ahead (default: the preset's; 0 = none)")  # fmt: skip
+    parser.add_argument("--minutes", type=more_than(0), default=None, dest="max_minutes",
+                        help="stop, with a checkpoint and an export, once the run has taken this long")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     if not args.resume and not args.video:
         parser.error("--video: give one or more training videos (or --resume a run)")
-    recipe = [f"--{name}" for name in ("flow", "depth", "teacher", "weights", "labels") if getattr(args, name)]
+    recipe = [
+        f"--{name}"
+        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene")
+        if getattr(args, name)
+    ]
     if args.resume and (args.video or recipe):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
-        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors and label root")
+        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root and game")
     return args
 
 
@@ -76,11 +88,13 @@ def build_config(args):
         overrides["progress"] = not args.no_progress
         names = {kind: getattr(args, kind) or DEFAULT_EXTRACTORS[kind] for kind in ("flow", "depth", "teacher")}
         overrides["extractors"] = extractor_specs(**names, weights=args.weights)
-        for name, value in (("eval_video", args.eval_video), ("label_root", args.labels), ("seed", args.seed)):
+        chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed}
+        chosen |= {"camera": args.camera, "scene": args.scene}
+        for name, value in chosen.items():
             if value is not None:
                 overrides[name] = value
         config = make_config(args.preset, **overrides)
-    for name in ("device", "threads", "attention", "loader_workers"):
+    for name in ("device", "threads", "attention", "loader_workers", "max_minutes"):
         if getattr(args, name) is not None:
             config = dataclasses.replace(config, **{name: getattr(args, name)})
     return config.with_total_steps(args.steps) if args.steps is not None else config

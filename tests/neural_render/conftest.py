@@ -14,13 +14,15 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in model.parameters():
-            fan_in = param.shape[-1] if param.ndim > 1 else 16
+            fan_in = math.prod(param.shape[1:]) if param.ndim > 2 else param.shape[-1] if param.ndim > 1 else 16
             noise = torch.randn(param.shape, generator=generator, dtype=torch.float64)
             param.copy_(noise / math.sqrt(fan_in))
     return model
 
 
-@pytest.fixture
-def tiny_model():
-    """A random 2-block, 32x32 renderer in float64 (so cached and parallel passes agree to 1e-7)."""
-    return randomize(build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64))
+@pytest.fixture(params=[0, 8], ids=["seed", "pixel-head"])
+def tiny_model(request):
+    """A random 2-block, 32x32 renderer in float64 (so cached and parallel passes agree to 1e-7): the seed's
+    design, and with a pixel head."""
+    options = dict(image_size=32, num_blocks=2, width=64, heads=2, pixel_head=request.param, dtype=torch.float64)
+    return randomize(build_renderer("tiny", **options))

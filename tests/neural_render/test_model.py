@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from neural_render import RENDERER_PRESETS, Renderer, build_renderer
+from neural_render.layers import PixelHead
 from neural_render.layout import framelet_mask, from_uint8, patchify, to_uint8, unpatchify
 
 from .conftest import randomize
@@ -159,3 +160,24 @@ def test_activation_checkpointing_recomputes_blocks_with_equal_gradients():
     torch.testing.assert_close(loss_r, loss)
     for a, b in zip(grads_r, grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_pixel_head_draws_locally_from_the_full_resolution_condition():
+    """The head's residual at a pixel depends on the condition within 2 pixels (two 3x3 convolutions), so a
+    change at the last pixel of a patch reaches into the next patch but not further; in the network it sees
+    nothing of a dropped condition, and a fresh head is the identity."""
+    generator = torch.Generator().manual_seed(0)
+    head = randomize(PixelHead(3, 3, 8)).double()
+    x = torch.randn(1, 2, 32, 32, 3, generator=generator, dtype=torch.float64)
+    cond = torch.randn(1, 2, 32, 32, 3, generator=generator, dtype=torch.float64)
+    changed = cond.clone()
+    changed[:, :, 8, 15] += 3.0  # the last column of the first patch column (16-px patches)
+    moved = (head(x, changed) - head(x, cond)).abs().amax(dim=(0, 1, 4))  # (H, W)
+    assert moved[8, 15] > 0 and moved[8, 16] > 0 and moved[8, 17] > 0  # across the boundary
+    assert moved[8, 18] == 0 and moved[11, 15] == 0 and moved[:, :13].max() == 0  # and no further
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2, pixel_head=8)).double()
+    t, dropped = torch.full((1, 1), 0.5, dtype=torch.float64), torch.ones(1, dtype=torch.bool)
+    torch.testing.assert_close(model(x, t, cond, drop_cond=dropped), model(x, t, changed, drop_cond=dropped))
+    assert not torch.equal(model(x, t, cond), model(x, t, changed))
+    fresh = build_renderer("tiny", image_size=32, num_blocks=1, pixel_head=8)
+    assert fresh(x.float(), t.float(), cond.float()).abs().max() == 0  # zero-initialised: it predicts 0, as without

@@ -8,7 +8,8 @@ module only says what it is fitted on:
   flow from frame k on, the frames that have a frame k before them; a skip longer than the video is left out);
 - the training videos: each video under "video/<stem>" (relative depth's unknown scale is per video, and
   each video's own statistics remove it), and all of them pooled, weighted by frames, under "video";
-- the game: a seeded ride (`train.data.game`) at the renderer's frame size, under "game".
+- the game: a seeded ride (`train.data.game`) at the renderer's frame size with the camera and scene the
+  renderer is made for, under "game".
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from neural_render import ConditionSource
+from spokester_env import DEFAULT_CAMERA, DEFAULT_SCENE
 from train.data.game import game_ride
 from train.data.sky import read_depth
 from train.data.store import LabelStore, flow_stream
@@ -55,7 +57,10 @@ def video_sources(stores: Sequence[LabelStore], stems: Sequence[str], skips, **f
     return sources
 
 
-def game_source(size: int, frames: int, seed: int = 0, **flags) -> ConditionSource:
-    """The game's condition source, fitted on a seeded ride of `frames` frames at `size` x `size`."""
-    ride = game_ride(size, frames, seed)
+def game_source(
+    size: int, frames: int, seed: int = 0, camera: str = DEFAULT_CAMERA, scene: str = DEFAULT_SCENE, **flags
+) -> ConditionSource:
+    """The game's condition source, fitted on a seeded ride of `frames` frames at `size` x `size` with a
+    camera and a scene (presets of `spokester_env`)."""
+    ride = game_ride(size, frames, seed, camera=camera, scene=scene)
     return ConditionSource.fit(ride.depth, ride.flow, **flags)

@@ -17,6 +17,7 @@ from spokester_env.output import atomic_write_text, write_png, write_video
 from train.data.game import game_ride
 from train.data.store import LabelStore
 from train.evaluation.evaluate import evaluate_clip, load_eval_clip, streaming_factory, video_flags, with_eval_source
+from train.evaluation.metrics import boundary_ratio, seam_ratio
 from train.evaluation.pictures import contact_sheet, render_ride
 from train.recipe.config import TrainConfig
 
@@ -43,11 +44,13 @@ def run_evaluation(
     )
     figures = evaluate_clip(make, clip, config.eval_cache_steps, cfg.patch_frames, config.seed, cfg.patch_size)
     was_training = model.training
-    ride = game_ride(cfg.image_size, config.eval_frames, seed=config.seed + 1)
+    ride = game_ride(cfg.image_size, config.eval_frames, seed=config.seed + 1, camera=config.camera, scene=config.scene)
     renderer = StreamingRenderer(
         model, stats=stats, source="game", window=window, num_steps=config.sample_steps, device=config.device
     )
     neural = render_ride(renderer, ride, seed=config.seed)
+    figures["rollout_seam_ratio"] = round(seam_ratio(neural, cfg.patch_size), 4)
+    figures["rollout_boundary_ratio"] = round(boundary_ratio(neural, cfg.patch_frames), 4)
     model.train(was_training)
     side_by_side = np.concatenate([ride.rgb[: len(neural)], neural], axis=2)  # (t, s, 2s, 3)
     write_video(folder / f"rollout_{step:06d}.mp4", side_by_side, ride.fps)

@@ -22,6 +22,7 @@ from typing import Any
 
 from neural_render import RENDERER_PRESETS
 from neural_render.model import ATTENTION_BACKENDS
+from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from train.data.extractors import DEFAULT_EXTRACTORS
 from train.data.store import DEFAULT_LABEL_ROOT
 
@@ -172,8 +173,16 @@ class TrainConfig:
     """Euler steps per framelet when sampling for evaluation."""
     game_stats_frames: int = 120
     """Frames of the seeded game rollout that fits the game's conditioning statistics."""
+    camera: str = DEFAULT_CAMERA
+    """The game camera the renderer is made for (`spokester_env.CAMERA_PRESETS`): its game statistics are
+    fitted with it, the training rollouts use it, and the exported renderer records it."""
+    scene: str = DEFAULT_SCENE
+    """The game scene the renderer is made for (`spokester_env.SCENE_PRESETS`), likewise."""
     progress: bool = True
     """Show a rich progress bar."""
+    max_minutes: float | None = None
+    """Stop once the run's wall time (resumes included) passes this many minutes, with a checkpoint, an
+    export and an evaluation, as at the last step (None = run every step)."""
 
     def __post_init__(self):
         if self.renderer_preset not in RENDERER_PRESETS:
@@ -181,6 +190,9 @@ class TrainConfig:
             raise ValueError(f"renderer_preset={self.renderer_preset!r}: known presets are {known}")
         if not self.stages:
             raise ValueError("stages: need at least one curriculum stage")
+        if self.camera not in CAMERA_PRESETS or self.scene not in SCENE_PRESETS:
+            cameras, scenes = ", ".join(CAMERA_PRESETS), ", ".join(SCENE_PRESETS)
+            raise ValueError(f"camera={self.camera!r}, scene={self.scene!r}: cameras are {cameras}; scenes {scenes}")
         object.__setattr__(self, "stages", tuple(s if isinstance(s, Stage) else Stage(**s) for s in self.stages))
         if isinstance(self.augment, Mapping):
             augment = dict(self.augment, posterize_levels=tuple(self.augment["posterize_levels"]))
@@ -201,6 +213,8 @@ class TrainConfig:
             raise ValueError("log_every, checkpoint_every must be >= 1, eval_every >= 0, eval_frames >= 2")
         if self.compile and not self.device.startswith("cuda"):
             raise ValueError(f"compile=True needs a CUDA device, got device={self.device!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes={self.max_minutes}: must be > 0 or None")
         if self.loader_workers < 0:
             raise ValueError(f"loader_workers={self.loader_workers}: must be >= 0")
         if self.attention not in ATTENTION_BACKENDS:
@@ -259,6 +273,7 @@ RESUMABLE_CHANGES = (
     "checkpoint_every",
     "eval_every",
     "progress",
+    "max_minutes",
 )
 
 

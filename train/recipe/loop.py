@@ -10,7 +10,8 @@ One optimiser step (`train.recipe.optimizer_step`):
     steady / cool-down learning rate; an EMA of the weights.
 Every `checkpoint_every` steps (and at the end) the whole state is saved atomically to `checkpoint.pt`
 and the EMA network is exported with its condition statistics (game and videos) and provenance as
-`renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`).
+`renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`). A run
+with `max_minutes` ends the same way at the first step past its time.
 The set-up (run folder, networks, each stage's data) is `train.recipe.setup`.
 """
 
@@ -117,7 +118,8 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
             now = time.perf_counter()
             rate = (step - ticked) / max(now - tick, 1e-9)
             bar.update(task, completed=step, loss=value, rate=rate)
-            last = step == config.total_steps
+            out_of_time = config.max_minutes is not None and time.time() - started > 60 * config.max_minutes
+            last = step == config.total_steps or out_of_time
             if step % config.log_every == 0 or last:
                 log.write({**record, "steps_per_s": round(rate, 3), "elapsed_s": round(time.time() - started, 1)})
                 tick, ticked = now, step
@@ -133,4 +135,6 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
             if (config.eval_every and step % config.eval_every == 0) or last:
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})
+            if out_of_time:
+                break
     return TrainResult(out=out, step=step, history=history, renderer=renderer_path)

@@ -160,7 +160,8 @@ class StageData:
         stores = prepare_stores(config.videos, stage.image_size, config)
         eval_store = prepare_stores([config.eval_video or config.videos[0]], stage.image_size, config)[0]
         stems = [parse_video(video).name for video in config.videos]
-        sources = {GAME: game_source(stage.image_size, config.game_stats_frames, seed=config.seed)}
+        game = dict(seed=config.seed, camera=config.camera, scene=config.scene)
+        sources = {GAME: game_source(stage.image_size, config.game_stats_frames, **game)}
         sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
         stats = ConditionStats(sources=sources)
         batches = ClipBatches(

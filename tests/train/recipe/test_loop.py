@@ -146,3 +146,15 @@ def test_training_with_loader_workers_takes_the_same_steps(tiny_config, tmp_path
     ahead = train(tiny_config(out=str(tmp_path / "ahead"), loader_workers=1))
     assert len(plain.history) == 4
     assert [r["loss"] for r in ahead.history] == pytest.approx([r["loss"] for r in plain.history], rel=1e-6)
+
+
+def test_a_time_budget_ends_the_run_with_a_checkpoint_and_an_export(tiny_config, tmp_path):
+    """Past `max_minutes` the run stops after the step it is on, saved and exported as at its last step;
+    a resume with a larger budget goes on from there."""
+    result = train(tiny_config(max_minutes=1e-9))
+    assert result.step == 1 and [h["step"] for h in result.history] == [1]
+    assert load_state(tmp_path / "run" / CHECKPOINT)["step"] == 1
+    assert load_renderer(result.renderer).provenance["steps"] == 1
+    assert train(tiny_config(max_minutes=60.0), resume=True).step == 4
+    with pytest.raises(ValueError, match="max_minutes=0: must be > 0"):
+        tiny_config(max_minutes=0)
