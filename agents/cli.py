@@ -16,6 +16,7 @@ import runpy
 import sys
 
 from agents.envs import PACKED_SIZE, PICTURE_SIZE
+from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
 
 __all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
@@ -53,6 +54,13 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default 1: on a shared 2-core CPU a second thread was 10x slower)")
 
 
+def _add_game(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", choices=list(CAMERA_PRESETS), default=None,
+                   help="game camera (default: the renderer's own when neural frames are shown, else follow)")
+    p.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
+                   help="game scene (default: the renderer's own when neural frames are shown, else city)")
+
+
 def build_parser() -> CommandLine:
     parser = CommandLine(prog="spokester", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandLine)
@@ -67,6 +75,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
     p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--max-frames", type=at_least(1), default=None, help="quit after this many frames")
+    _add_game(p)
     _add_device(p)
     _add_threads(p)
 
@@ -80,6 +89,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
+    _add_game(p)
     _add_device(p)
     _add_threads(p)
 
@@ -170,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
                 render_steps=args.render_steps,
                 max_frames=args.max_frames,
                 device=args.device,
+                camera=args.camera,
+                scene=args.scene,
             )
         )
     elif args.command == "record":
@@ -188,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
                 render_steps=args.render_steps,
                 stochastic=args.stochastic,
                 device=args.device,
+                camera=args.camera,
+                scene=args.scene,
             )
         )
     elif args.command == "train-agent":

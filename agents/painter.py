@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from spokester_env import pad_frames
 
-__all__ = ["FrameletPainter", "ThreadedPainter", "checkpoint_available"]
+__all__ = ["FrameletPainter", "ThreadedPainter", "checkpoint_available", "game_setting"]
 
 
 def checkpoint_available(checkpoint: str | os.PathLike | None) -> bool:
@@ -33,12 +34,37 @@ def checkpoint_available(checkpoint: str | os.PathLike | None) -> bool:
     return weights.is_file() and meta.is_file()
 
 
+def game_setting(camera: str | None, scene: str | None, painter: FrameletPainter | None) -> dict[str, str]:
+    """The env's camera and scene: those given, else the renderer's (with a painter), else the defaults; a
+    warning says when a given one is not the renderer's."""
+    from spokester_env import DEFAULT_CAMERA, DEFAULT_SCENE
+
+    own = painter.game if painter is not None else {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
+    chosen = {"camera": camera or own["camera"], "scene": scene or own["scene"]}
+    if painter is not None and chosen != own:
+        warnings.warn(
+            f"the renderer {painter.path} was made for the {own['camera']} camera in the {own['scene']} scene; "
+            f"the game uses the {chosen['camera']} camera in the {chosen['scene']} scene",
+            UserWarning,
+            stacklevel=2,
+        )
+    return chosen
+
+
 class FrameletPainter:
     """Paints neural frames of one stream from per-frame depth (S, S, 1) and flow (S, S, 2)."""
 
     def __init__(
-        self, checkpoint: str | os.PathLike | None = None, *, num_steps: int = 12, window: int = 3, device="cpu"
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        num_steps: int = 12,
+        window: int = 3,
+        device="cpu",
+        camera: str | None = None,
     ):
+        """`camera`: the preset the game is seen with (None = the renderer's own, `self.game["camera"]`); its
+        depth and flow are normalised with that camera's statistics where the checkpoint has them."""
         import torch
 
         from neural_render import StreamingRenderer, load_renderer
@@ -49,9 +75,11 @@ class FrameletPainter:
         loaded = load_renderer(checkpoint, device=device)
         self.path = loaded.path
         self.checkpoint_id = _checkpoint_id(loaded.path)
+        self.game = loaded.game
         self.renderer = StreamingRenderer(  # on a GPU each framelet replays one captured CUDA graph
             loaded.model,
             stats=loaded.stats,
+            source=loaded.game_source(camera or loaded.game["camera"]),
             num_steps=num_steps,
             window=window,
             device=device,

@@ -24,7 +24,7 @@ import numpy as np
 
 from agents.envs import ENV_ID, PICTURE_SIZE
 from agents.heuristic import KEEP, LEFT, RIGHT
-from agents.painter import FrameletPainter, ThreadedPainter, checkpoint_available
+from agents.painter import FrameletPainter, ThreadedPainter, checkpoint_available, game_setting
 from spokester_env import depth_to_rgb, flow_to_rgb
 
 __all__ = ["PlayConfig", "PlayStats", "play", "play_loop"]
@@ -51,6 +51,10 @@ class PlayConfig:
     """Renderer Euler steps per framelet."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
+    camera: str | None = None
+    """Game camera preset; None = the renderer's (`load_renderer(...).game`) with a neural view, else "follow"."""
+    scene: str | None = None
+    """Game scene preset; None = the renderer's with a neural view, else "city"."""
     max_frames: int | None = None
     """Quit after this many loop frames (tests, demos); None = until Esc."""
     realtime: bool = True
@@ -144,13 +148,16 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
     view = _resolve_view(config)
     painter = None
     if view == "neural" or (view == "both" and checkpoint_available(config.checkpoint)):
-        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
+        painter = FrameletPainter(
+            config.checkpoint, num_steps=config.render_steps, device=config.device, camera=config.camera
+        )
         painter = ThreadedPainter(painter)
     size = painter.painter.size if painter is not None else (config.size or PICTURE_SIZE)
     if painter is not None and config.size is not None and config.size != size:
         painter.close()
         raise ValueError(f"--size {config.size}: the renderer paints {size} px frames")
-    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"))
+    game = game_setting(config.camera, config.scene, painter.painter if painter is not None else None)
+    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"), **game)
     fps = float(env.metadata["render_fps"])
     scale = config.scale or max(1, PANEL // size)
     pygame.display.init()  # not pygame.init(): no audio wanted (and none on headless machines)

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agents.envs import ENV_ID, PICTURE_SIZE
 from agents.evaluate import Agent, load_agent
 from agents.heuristic import AGENT_NAMES
-from agents.painter import FrameletPainter
+from agents.painter import FrameletPainter, game_setting
 from spokester_env import KEEP_LANE, frame_actions
 from spokester_env.output import VideoWriter, publish, temporary_path
 
@@ -68,6 +68,10 @@ class RecordConfig:
     """Renderer Euler steps per framelet."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
+    camera: str | None = None
+    """Game camera preset; None = the renderer's (`load_renderer(...).game`) with a neural view, else "follow"."""
+    scene: str | None = None
+    """Game scene preset; None = the renderer's with a neural view, else "city"."""
     stochastic: bool = False
     """A PPO agent samples its actions (seeded per episode) instead of taking the likeliest."""
 
@@ -206,11 +210,14 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
     painter = None
     size = config.size or PICTURE_SIZE
     if config.view != "cube":
-        painter = FrameletPainter(config.checkpoint, num_steps=config.render_steps, device=config.device)
+        painter = FrameletPainter(
+            config.checkpoint, num_steps=config.render_steps, device=config.device, camera=config.camera
+        )
         if config.size is not None and config.size != painter.size:
             raise ValueError(f"--size {config.size}: the renderer {painter.path} paints {painter.size} px frames")
         size = painter.size
-    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"))
+    game = game_setting(config.camera, config.scene, painter)
+    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"), **game)
     builtin = config.agent in AGENT_NAMES
     agent = load_agent(config.agent, env=env if builtin else None)
     agent.deterministic = not config.stochastic

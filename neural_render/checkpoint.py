@@ -5,6 +5,7 @@ A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and
      "preset": "tiny" | null,            # the preset whose config equals the saved one, as a label
      "config": {...RendererConfig...},   # the full config: loading never relies on code defaults
      "stats": {"sources": {name: {...ConditionSource...}}} | null,   # statistics and transform flags
+     "game": {"camera": "follow", "scene": "city"},   # the game setting its "game" statistics came from
      "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
 Both files carry the same random `checkpoint_id`, so a weights file never silently pairs with the JSON of
 another save. Each file is written to a temporary file and moved into place (os.replace), so a crash
@@ -13,7 +14,8 @@ whose message is one line naming the file and what is wrong.
 
 Version 1 (before 2026-12) is still read: its config names the block count `depth` (and has no pixel
 head), and its statistics hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its
-provenance's training config gave (`train_config.sky_to_zero`, for the video sources).
+provenance's training config gave (`train_config.sky_to_zero`, for the video sources); its game was the
+follow camera in the city scene, the only one then.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from neural_render.conditioning import ConditionStats
 from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, preset_name
+from spokester_env.config import DEFAULT_CAMERA, DEFAULT_SCENE
 from spokester_env.output import atomic_write_bytes
 
 __all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
@@ -41,6 +44,8 @@ VERSION = 2
 """The format version `save_renderer` writes; `load_renderer` reads 1 and 2."""
 VERSION_1_NAMES = {"depth": "num_blocks"}
 """Config fields renamed since version 1: old name -> new name."""
+DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
+"""The game setting of a checkpoint that does not name one."""
 VERSION_1_ADDED = {"pixel_head": 0}
 """Config fields added since version 1, with the value that gives a version-1 network."""
 
@@ -61,6 +66,14 @@ class LoadedRenderer:
     preset: str | None
     provenance: dict = field(default_factory=dict)
     path: Path | None = None
+    game: dict = field(default_factory=lambda: dict(DEFAULT_GAME))
+    """The game setting the renderer is made for: {"camera": preset name, "scene": preset name}."""
+
+    def game_source(self, camera: str | None) -> str:
+        """The condition source for a game seen by `camera` (a preset name, None for a custom rig): the
+        statistics fitted with that camera when the checkpoint has them, else the renderer's own "game"."""
+        specific = f"game/{camera}"
+        return specific if self.stats is not None and specific in self.stats.sources else "game"
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -75,8 +88,13 @@ def save_renderer(
     model: Renderer,
     stats: ConditionStats | None = None,
     provenance: dict | None = None,
+    game: dict | None = None,
 ) -> Path:
-    """Save a renderer (and its condition statistics and provenance); returns the weights path."""
+    """Save a renderer (and its condition statistics, the game setting its "game" statistics came from —
+    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` — and its provenance); returns the weights path."""
+    game = {**DEFAULT_GAME, **(game or {})}
+    if set(game) != set(DEFAULT_GAME):
+        raise ValueError(f"game={game}: give camera and scene only")
     weights, meta = checkpoint_paths(path)
     checkpoint_id = uuid.uuid4().hex
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -87,6 +105,7 @@ def save_renderer(
         "preset": preset_name(model.config),
         "config": model.config.to_dict(),
         "stats": stats.to_dict() if stats is not None else None,
+        "game": game,
         "provenance": provenance or {},
     }
     text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
@@ -122,6 +141,13 @@ def _config(meta: Path, info: dict) -> RendererConfig:
     if preset not in RENDERER_PRESETS:
         raise CheckpointError(meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})")
     return RENDERER_PRESETS[preset]()
+
+
+def _game(meta: Path, info: dict) -> dict:
+    game = info.get("game") or dict(DEFAULT_GAME)  # version 1 and the first version-2 files: the only game then
+    if not isinstance(game, dict) or set(game) != set(DEFAULT_GAME):
+        raise CheckpointError(meta, f'bad "game": {game!r} (need camera and scene)')
+    return game
 
 
 def _stats(meta: Path, info: dict) -> ConditionStats | None:
@@ -187,4 +213,5 @@ def load_renderer(
         preset=info.get("preset"),
         provenance=info.get("provenance") or {},
         path=weights,
+        game=_game(meta, info),
     )

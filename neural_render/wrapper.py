@@ -19,6 +19,7 @@ lazily.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
@@ -28,14 +29,29 @@ from gymnasium.vector import AutoresetMode
 
 from neural_render.checkpoint import load_renderer
 from neural_render.sampler import StreamingRenderer
-from spokester_env import pad_frames, play_decision
+from spokester_env import camera_name, pad_frames, play_decision, scene_name
 
 __all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
 
 
-def _streaming_renderer(checkpoint, *, batch_size: int, **options) -> StreamingRenderer:
+def _streaming_renderer(checkpoint, env: gym.Env, *, batch_size: int, **options) -> StreamingRenderer:
+    """The renderer of a checkpoint for `env`'s game: normalised with the statistics of the env's camera
+    where the checkpoint has them, with a warning (once) when the env's game is not the renderer's."""
     loaded = load_renderer(checkpoint, device=options.get("device", "cpu"))
-    return StreamingRenderer(loaded.model, stats=loaded.stats, batch_size=batch_size, **options)
+    config = getattr(env.unwrapped, "config", None)
+    camera = camera_name(config.camera) if config is not None else None
+    scene = scene_name(config) if config is not None else None
+    if config is not None and (camera, scene) != (loaded.game["camera"], loaded.game["scene"]):
+        warnings.warn(
+            f"the renderer {loaded.path} was made for the {loaded.game['camera']} camera in the "
+            f"{loaded.game['scene']} scene, the env has the {camera or 'custom'} camera in the {scene or 'custom'} "
+            f"scene: expect worse pictures (make the env with camera={loaded.game['camera']!r}, "
+            f"scene={loaded.game['scene']!r})",
+            UserWarning,
+            stacklevel=3,
+        )
+    source = loaded.game_source(camera)
+    return StreamingRenderer(loaded.model, stats=loaded.stats, batch_size=batch_size, source=source, **options)
 
 
 def _check_space(space: gym.Space, image_size: int) -> None:
@@ -91,6 +107,10 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`.
         pixels_only: observe the neural frame alone, as a Box image, instead of the dict.
         compile, cuda_graph: GPU speed options, see `StreamingRenderer` (cuda_graph needs a CUDA device).
+
+    The game's depth and flow are normalised with the checkpoint's statistics of the env's camera (it fits
+    them per camera preset), and a warning says (once) when the env's camera or scene is not the one the
+    renderer was made for (`load_renderer(...).game`): make the env with that camera and scene.
     """
 
     def __init__(
@@ -117,7 +137,7 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         checkpoint_arg = None if checkpoint is None else str(checkpoint)
         gym.utils.RecordConstructorArgs.__init__(self, checkpoint=checkpoint_arg, pixels_only=pixels_only, **options)
         gym.ObservationWrapper.__init__(self, env)
-        self.renderer = _streaming_renderer(checkpoint, batch_size=1, **options)
+        self.renderer = _streaming_renderer(checkpoint, env, batch_size=1, **options)
         size = self.renderer.config.image_size
         _check_space(env.observation_space, size)
         self.pixels_only = pixels_only
@@ -185,6 +205,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
             raise ValueError("NeuralRenderVectorEnv needs at least one env")
         self.renderer = _streaming_renderer(
             checkpoint,
+            self.envs[0],
             batch_size=self.num_envs,
             device=device,
             window=window,

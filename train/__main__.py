@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from neural_render import RENDERER_PRESETS
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
 from train.data.extract import add_extractor_options, extractor_specs
@@ -31,6 +32,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser = CommandLine(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-tiny", choices=sorted(TRAIN_PRESETS), help="training preset")
     parser.add_argument("--video", nargs="+", default=[], help="training videos; PATH@START skips to frame START")
+    parser.add_argument("--renderer", default=None, choices=list(RENDERER_PRESETS), dest="renderer_preset",
+                        help="the network's size preset (default: the training preset's)")  # fmt: skip
     parser.add_argument("--out", required=True, help="run folder (checkpoint, renderer, logs, eval)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--steps", type=at_least(1), default=None,
@@ -89,7 +92,7 @@ def build_config(args):
         names = {kind: getattr(args, kind) or DEFAULT_EXTRACTORS[kind] for kind in ("flow", "depth", "teacher")}
         overrides["extractors"] = extractor_specs(**names, weights=args.weights)
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed}
-        chosen |= {"camera": args.camera, "scene": args.scene}
+        chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():
             if value is not None:
                 overrides[name] = value

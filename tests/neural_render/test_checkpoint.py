@@ -79,7 +79,7 @@ def test_unknown_preset(saved):
     info = json.loads(meta.read_text())
     info["config"], info["preset"] = None, "huge"
     meta.write_text(json.dumps(info))
-    assert _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, small, base)"
+    assert _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, small, base)"
 
 
 def test_weights_and_json_of_different_saves(saved, tmp_path):
@@ -135,3 +135,22 @@ def test_version_1_checkpoints_still_load(tmp_path):
     info["version"] = 3
     meta.write_text(json.dumps(info))
     assert _error(weights) == f"{meta}: format version 3; this code reads versions 1 and 2"
+
+
+def test_the_game_setting_travels_with_the_checkpoint(tmp_path):
+    model = build_renderer("tiny", image_size=32, num_blocks=1)
+    stats = ConditionStats(sources={"game": ConditionSource.unit(), "game/follow": ConditionSource.unit()})
+    game = {"camera": "first_person", "scene": "open"}
+    weights = save_renderer(tmp_path / "fp", model, stats, game=game)
+    loaded = load_renderer(weights)
+    assert loaded.game == game
+    assert loaded.game_source("follow") == "game/follow"  # fitted for that camera
+    assert loaded.game_source("first_person") == loaded.game_source(None) == "game"  # its own, or a custom rig
+    assert load_renderer(save_renderer(tmp_path / "plain", model)).game == {"camera": "follow", "scene": "city"}
+    with pytest.raises(ValueError, match="give camera and scene only"):
+        save_renderer(tmp_path / "bad", model, game={"camera": "follow", "weather": "rain"})
+    meta = tmp_path / "fp.json"
+    info = json.loads(meta.read_text())
+    info["game"] = {"camera": "follow"}
+    meta.write_text(json.dumps(info))
+    assert _error(weights) == f"{meta}: bad \"game\": {{'camera': 'follow'}} (need camera and scene)"

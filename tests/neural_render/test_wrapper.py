@@ -1,5 +1,7 @@
 """The gym wrappers: Gymnasium's checker, spaces, no lag, reset clears the stream, batched = single."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -99,3 +101,24 @@ def test_vector_env_renders_like_single_envs_and_resets_one_slot(checkpoint):
             assert infos["frames"].tolist() == [2, 0] and vector.renderer.cache.lengths.tolist() == [3, 1]
     assert vector.render().shape == (2, SIZE, SIZE, 3)
     vector.close()
+
+
+def test_the_env_camera_picks_the_statistics_and_a_foreign_game_is_named(tmp_path):
+    """A renderer made for the first-person camera in the open scene: an env with that game renders
+    silently with the "game" statistics; a follow-camera env uses the checkpoint's follow statistics and is
+    warned about, naming both games."""
+    from neural_render import ConditionSource, ConditionStats
+
+    follow = ConditionSource(depth_floor=0.01, depth_mean=-2.0, depth_std=1.0, flow_mean=(0, 1), flow_std=(2, 2))
+    stats = ConditionStats(sources={"game": ConditionSource.unit(), "game/follow": follow})
+    model = randomize(build_renderer("tiny", image_size=SIZE, num_blocks=1, width=64, heads=2))
+    checkpoint = save_renderer(tmp_path / "fp", model, stats, game={"camera": "first_person", "scene": "open"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        own = NeuralRenderObservation(_env(camera="first_person", scene="open"), checkpoint, num_steps=1)
+    assert own.renderer.source == "game"
+    with pytest.warns(UserWarning, match="made for the first_person camera in the open scene, the env has the follow"):
+        foreign = NeuralRenderObservation(_env(), checkpoint, num_steps=1)
+    assert foreign.renderer.source == "game/follow"
+    for env in (own, foreign):
+        env.close()

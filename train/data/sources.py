@@ -9,7 +9,8 @@ module only says what it is fitted on:
 - the training videos: each video under "video/<stem>" (relative depth's unknown scale is per video, and
   each video's own statistics remove it), and all of them pooled, weighted by frames, under "video";
 - the game: a seeded ride (`train.data.game`) at the renderer's frame size with the camera and scene the
-  renderer is made for, under "game".
+  renderer is made for, under "game"; and one ride per camera preset in that scene, under "game/<camera>",
+  so that a renderer shown the game through another camera normalises it with that camera's statistics.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from neural_render import ConditionSource
-from spokester_env import DEFAULT_CAMERA, DEFAULT_SCENE
+from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE
 from train.data.game import game_ride
 from train.data.sky import read_depth
 from train.data.store import LabelStore, flow_stream
 
-__all__ = ["GAME", "VIDEOS", "game_source", "video_source", "video_source_name", "video_sources"]
+__all__ = ["GAME", "VIDEOS", "game_source", "game_sources", "video_source", "video_source_name", "video_sources"]
 
 GAME = "game"
 """Name of the game's condition source."""
@@ -64,3 +65,9 @@ def game_source(
     camera and a scene (presets of `spokester_env`)."""
     ride = game_ride(size, frames, seed, camera=camera, scene=scene)
     return ConditionSource.fit(ride.depth, ride.flow, **flags)
+
+
+def game_sources(size: int, frames: int, seed: int, camera: str, scene: str, **flags) -> dict[str, ConditionSource]:
+    """{"game": the source of `camera` in `scene`, "game/<preset>": that of every camera preset in `scene`}."""
+    per_camera = {f"{GAME}/{name}": game_source(size, frames, seed, name, scene, **flags) for name in CAMERA_PRESETS}
+    return {GAME: per_camera[f"{GAME}/{camera}"], **per_camera}

@@ -131,7 +131,8 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 })  # fmt: skip
                 saved_step = step
                 provenance = renderer_provenance(config, data, step, time.time() - started, resumed_at)
-                renderer_path = save_renderer(out / "renderer", nets.ema, data.stats, provenance)
+                game = {"camera": config.camera, "scene": config.scene}
+                renderer_path = save_renderer(out / "renderer", nets.ema, data.stats, provenance, game)
             if (config.eval_every and step % config.eval_every == 0) or last:
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})

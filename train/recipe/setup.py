@@ -24,7 +24,7 @@ import torch
 from neural_render import ConditionStats, Renderer, build_renderer
 from train.data.batches import ClipBatches
 from train.data.extract import extract
-from train.data.sources import GAME, game_source, video_source_name, video_sources
+from train.data.sources import game_sources, video_source_name, video_sources
 from train.data.store import LabelStore
 from train.data.video import parse_video
 from train.recipe.checkpoint import CHECKPOINT, load_state
@@ -160,8 +160,7 @@ class StageData:
         stores = prepare_stores(config.videos, stage.image_size, config)
         eval_store = prepare_stores([config.eval_video or config.videos[0]], stage.image_size, config)[0]
         stems = [parse_video(video).name for video in config.videos]
-        game = dict(seed=config.seed, camera=config.camera, scene=config.scene)
-        sources = {GAME: game_source(stage.image_size, config.game_stats_frames, **game)}
+        sources = game_sources(stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
         sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
         stats = ConditionStats(sources=sources)
         batches = ClipBatches(

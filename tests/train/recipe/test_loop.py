@@ -58,7 +58,13 @@ def test_few_step_overfit_halves_the_loss_on_a_tiny_clip(tiny_config, road_clip)
     before = _fixed_loss(untrained, loaded.stats, store)
     assert after < 0.5 * before, (before, after)
     assert loaded.provenance["steps"] == 80 and loaded.provenance["data"][0]["frames"] == 9
-    assert set(loaded.stats.sources) == {"game", "video", "video/road_clip"}
+    assert set(loaded.stats.sources) == {"game", "game/follow", "game/first_person", "video", "video/road_clip"}
+    assert (
+        loaded.game == {"camera": "follow", "scene": "city"}
+        and loaded.game_source("first_person") == "game/first_person"
+    )
+    assert loaded.stats.sources["game"] == loaded.stats.sources["game/follow"]
+    assert loaded.stats.sources["game/first_person"] != loaded.stats.sources["game/follow"]  # fitted per camera
 
 
 def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
