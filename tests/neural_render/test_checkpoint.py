@@ -79,7 +79,9 @@ def test_unknown_preset(saved):
     info = json.loads(meta.read_text())
     info["config"], info["preset"] = None, "huge"
     meta.write_text(json.dumps(info))
-    assert _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, small, base)"
+    assert (
+        _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, small, base)"
+    )
 
 
 def test_weights_and_json_of_different_saves(saved, tmp_path):

@@ -18,7 +18,7 @@ from train.data.game import game_ride
 from train.data.store import LabelStore
 from train.evaluation.evaluate import evaluate_clip, load_eval_clip, streaming_factory, video_flags, with_eval_source
 from train.evaluation.metrics import boundary_ratio, seam_ratio
-from train.evaluation.pictures import contact_sheet, render_ride
+from train.evaluation.pictures import contact_sheet, render_ride, ride_views
 from train.recipe.config import TrainConfig
 
 __all__ = ["run_evaluation"]
@@ -54,6 +54,6 @@ def run_evaluation(
     model.train(was_training)
     side_by_side = np.concatenate([ride.rgb[: len(neural)], neural], axis=2)  # (t, s, 2s, 3)
     write_video(folder / f"rollout_{step:06d}.mp4", side_by_side, ride.fps)
-    write_png(folder / f"sheet_{step:06d}.png", contact_sheet(ride, neural))
+    write_png(folder / f"sheet_{step:06d}.png", contact_sheet(ride_views(ride, neural)))
     atomic_write_text(folder / f"step_{step:06d}.json", json.dumps({"step": step, **figures}, indent=1) + "\n")
     return figures

@@ -23,6 +23,9 @@ measure):
     warp_error_real, seam_ratio_real, boundary_ratio_real   the same measures of the real frames
     frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors
 
+`--sheet PNG` and `--mp4 PATH` also write a contact sheet (real | rendered | depth | flow, four frames) and
+a video of real next to rendered, for the first `--cache-at-step` value, atomically.
+
 Legend: t frames, s side, F frames per framelet.
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,7 @@ import numpy as np
 from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
 from neural_render.checkpoint import LoadedRenderer
 from spokester_env.commandline import CommandLine, at_least, user_errors
+from spokester_env.output import write_png, write_video
 from train.data.extract import add_extractor_options, extract, extractor_specs
 from train.data.extractors import DEFAULT_EXTRACTORS
 from train.data.sky import read_depth
@@ -53,6 +58,7 @@ from train.evaluation.metrics import (
     seam_ratio,
     temporal_warp_error,
 )
+from train.evaluation.pictures import condition_views, contact_sheet
 
 __all__ = [
     "EvalClip",
@@ -143,13 +149,17 @@ def evaluate_clip(
     patch_frames: int,
     seed: int = 0,
     patch_size: int = 16,
+    rendered: dict | None = None,
 ) -> dict:
     """Figures of one clip; `make_renderer(cache_at_step)` gives a fresh renderer. The same measures of the
-    real frames are given as references (`*_real`)."""
+    real frames are given as references (`*_real`). `rendered`, if given, receives the frames (t, s, s, 3)
+    of each setting under its key."""
     figures: dict = {name: {} for name in FIGURES}
     for value in cache_steps:
         generated = reconstruct(make_renderer(value), clip, patch_frames, seed)
         key = cache_step_key(value)
+        if rendered is not None:
+            rendered[key] = generated
         figures["psnr"][key] = _figure(psnr(generated, clip.frames))
         figures["psnr_colour_matched"][key] = _figure(psnr(colour_matched(generated, clip.frames), clip.frames))
         figures["ar_loss"][key] = _figure(ar_loss(generated, clip.frames), 6)
@@ -186,6 +196,21 @@ def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: i
     return make
 
 
+def check_outputs(**outputs: tuple[str | os.PathLike | None, str]) -> dict[str, Path]:
+    """{name: path} of the outputs asked for, each (path or None, required suffix); a wrong suffix or a folder
+    that cannot be made is a one-line error naming the argument, before any work."""
+    checked = {}
+    for name, (path, suffix) in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        if path.suffix.lower() != suffix:
+            raise ValueError(f"{name}={str(path)!r}: must end in {suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checked[name] = path
+    return checked
+
+
 def video_flags(stats: ConditionStats | None) -> dict:
     """The transform flags a renderer read its training videos with (its "video" source's; the defaults
     when it has none), which a new video must be read with too."""
@@ -220,9 +245,14 @@ def evaluate(
     extractors: Mapping[str, object] | None = None,
     device: str = "cpu",
     progress: bool = False,
+    sheet: str | os.PathLike | None = None,
+    video_out: str | os.PathLike | None = None,
 ) -> dict:
     """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`, with the
-    extractors it was trained on (or `extractors`, by kind, instead)."""
+    extractors it was trained on (or `extractors`, by kind, instead). With `sheet` (a .png) and `video_out`
+    (an .mp4), also write a contact sheet (real | rendered | depth | flow, a few frames) and a video of real
+    next to rendered, of the first `cache_steps` setting; both are checked before any work."""
+    outputs = check_outputs(sheet=(sheet, ".png"), video_out=(video_out, ".mp4"))
     loaded = load_renderer(checkpoint, device=device)
     cfg = loaded.model.config
     flags = video_flags(loaded.stats)
@@ -243,7 +273,14 @@ def evaluate(
     clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
     stats = with_eval_source(loaded.stats, store)
     make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
-    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size)
+    rendered: dict = {}
+    figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size, rendered)
+    shown = rendered[cache_step_key(cache_steps[0])]  # (t, s, s, 3)
+    if "sheet" in outputs:
+        views = {"real": clip.frames, "rendered": shown, **condition_views(clip.depth, clip.flow)}
+        write_png(outputs["sheet"], contact_sheet(views))
+    if "video_out" in outputs:
+        write_video(outputs["video_out"], np.concatenate([clip.frames, shown], axis=2), store.fps)
     info = {
         "checkpoint": str(loaded.path),
         "video": str(video),
@@ -272,8 +309,13 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
     add_extractor_options(parser)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sheet", default=None, help="also write a contact sheet (real | rendered | depth | flow)")
+    parser.add_argument("--mp4", default=None, help="also write real next to rendered as this mp4")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
+    for name, suffix in (("sheet", ".png"), ("mp4", ".mp4")):
+        if getattr(args, name) is not None and not getattr(args, name).lower().endswith(suffix):
+            parser.error(f"--{name} {getattr(args, name)!r}: must end in {suffix}")
     try:
         args.cache_steps = parse_cache_steps(args.cache_at_step, args.steps)
     except ValueError as error:
@@ -298,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             extractors=args.extractors,
             device=args.device,
             progress=not args.json,
+            sheet=args.sheet,
+            video_out=args.mp4,
         )
     if args.json:
         print(json.dumps(result))

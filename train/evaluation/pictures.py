@@ -11,7 +11,7 @@ Legend: t frames, s side, F frames per framelet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,7 @@ from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import write_png, write_video
 from train.data.game import Ride, game_ride
 
-__all__ = ["render_ride", "contact_sheet", "main"]
+__all__ = ["condition_views", "contact_sheet", "main", "render_ride", "ride_views"]
 
 
 def render_ride(renderer: StreamingRenderer, ride: Ride, seed: int = 0) -> np.ndarray:
@@ -34,32 +34,42 @@ def render_ride(renderer: StreamingRenderer, ride: Ride, seed: int = 0) -> np.nd
     return np.concatenate(out)
 
 
-def contact_sheet(
-    ride: Ride, neural: np.ndarray, frames: int = 4, conditions: bool = True, across: bool = False
-) -> np.ndarray:
-    """A labelled picture of `frames` evenly spaced frames of a ride: for each, cube view | depth | flow |
-    neural view (cube view | neural view without `conditions`), one frame per row, or with `across` one
-    frame per column and one kind of view per row."""
-    picks = np.linspace(0, len(neural) - 1, frames).round().astype(int)
-    labels = ("cube view", "depth", "flow", "neural view") if conditions else ("cube view", "neural view")
-    views = [
-        [ride.rgb[i]] + ([depth_to_rgb(ride.depth[i]), flow_to_rgb(ride.flow[i])] if conditions else []) + [neural[i]]
-        for i in picks
-    ]
-    side = ride.rgb.shape[1]
+def contact_sheet(columns: Mapping[str, np.ndarray], frames: int = 4, across: bool = False) -> np.ndarray:
+    """A labelled picture of `frames` evenly spaced frames of equally long (t, s, s, 3) uint8 views (e.g.
+    {"cube view": ..., "neural view": ...}): one frame per row with a view per column, or with `across` one
+    frame per column and one view per row."""
+    views = list(columns.values())
+    picks = np.linspace(0, len(views[0]) - 1, frames).round().astype(int)
+    side = views[0].shape[1]
     font = (cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     if across:
         strips = []
-        for k, label in enumerate(labels):
+        for label, view in columns.items():
             title = np.full((18, side * frames, 3), 255, np.uint8)
             cv2.putText(title, label, (4, 13), *font)
-            strips += [title, np.concatenate([view[k] for view in views], axis=1)]
+            strips += [title, np.concatenate([view[i] for i in picks], axis=1)]
         return np.concatenate(strips, axis=0)
-    sheet = np.concatenate([np.concatenate(view, axis=1) for view in views], axis=0)
+    sheet = np.concatenate([np.concatenate([view[i] for view in views], axis=1) for i in picks], axis=0)
     header = np.full((18, sheet.shape[1], 3), 255, np.uint8)
-    for k, label in enumerate(labels):
+    for k, label in enumerate(columns):
         cv2.putText(header, label, (k * side + 4, 13), *font)
     return np.concatenate([header, sheet], axis=0)
+
+
+def condition_views(depth: np.ndarray, flow: np.ndarray) -> dict[str, np.ndarray]:
+    """{"depth": ..., "flow": ...} pictures (t, s, s, 3) of depth (t, s, s, 1) and flow (t, s, s, 2)."""
+    top = float(np.percentile(depth[depth > 0], 99)) if (depth > 0).any() else 1.0  # one scale for the clip
+    return {
+        "depth": np.stack([depth_to_rgb(d, max_inv_depth=top) for d in depth]),
+        "flow": np.stack([flow_to_rgb(f) for f in flow]),
+    }
+
+
+def ride_views(ride: Ride, neural: np.ndarray, conditions: bool = True) -> dict[str, np.ndarray]:
+    """The views of a painted ride: cube view (| depth | flow) | neural view, cut to the painted frames."""
+    t = len(neural)
+    middle = condition_views(ride.depth[:t], ride.flow[:t]) if conditions else {}
+    return {"cube view": ride.rgb[:t], **middle, "neural view": neural}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -88,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         neural = render_ride(renderer, ride, seed=args.seed)
         if args.mp4 is not None:
             write_video(args.mp4, np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
-        path = write_png(args.out, contact_sheet(ride, neural, args.shown, args.conditions, args.across))
+        path = write_png(args.out, contact_sheet(ride_views(ride, neural, args.conditions), args.shown, args.across))
     print(path)
     return path
 

@@ -122,3 +122,27 @@ def test_evaluation_labels_the_clip_with_the_renderers_own_extractors(road_clip,
     depths = {LabelStore(d).manifest["extractors"]["depth"]["name"] for d in (tmp_path / "labels").iterdir()}
     assert depths == {"test-evaluation-depth", "pydnet"}
     capsys.readouterr()
+
+
+def test_eval_command_writes_a_sheet_and_a_video_a_person_can_look_at(road_clip, tmp_path, capsys):
+    import av
+    import cv2
+
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=1, heads=2)
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"))
+    out = tmp_path / "look"
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "6", "--steps", "1"]
+    argv += ["--cache-at-step", "none", "--labels", str(tmp_path / "labels"), "--json"]
+    evaluate_main([*argv, "--sheet", str(out / "sheet.png"), "--mp4", str(out / "real_vs_rendered.mp4")])
+    sheet = cv2.imread(str(out / "sheet.png"))
+    assert sheet.shape == (18 + 4 * 32, 4 * 32, 3)  # a header, 4 frames of real | rendered | depth | flow
+    assert abs(int(sheet[18:, 32:64].mean()) - 128) <= 2  # the untrained network paints mid grey
+    with av.open(str(out / "real_vs_rendered.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (32, 64, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["real_vs_rendered.mp4", "sheet.png"]  # nothing half-written
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        evaluate_main([*argv, "--sheet", str(out / "sheet.jpg")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--sheet" in err and ".png" in err and err.count("\n") == 1
