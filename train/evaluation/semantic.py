@@ -27,7 +27,9 @@ DeepLab makes of untextured boxes), each
                 pixels), "fractions": {Cityscapes class: share of its pixels}}}, the TOP most frequent
                 classes and "other" for the rest, so the fractions of a class sum to 1
 
-and "mapping" (AGREEMENT), checkpoint, frames, seed, size, num_steps, window.
+"vehicles": {"neural": ..., "cube": ...}, cars as a viewer sees them (`vehicle_figures`: seen_cars,
+seen_agreement, seen_detected, hallucinated), "camera" and "scene" of the ride (by default the renderer's
+own), and "mapping" (AGREEMENT), checkpoint, frames, seed, size, num_steps, window.
 
 Legend: t frames, s side, g game classes, c Cityscapes classes.
 """
@@ -42,7 +44,7 @@ import numpy as np
 import torch
 
 from neural_render import StreamingRenderer, load_renderer
-from spokester_env import CLASS_NAMES
+from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from train.data.extractors.teacher import DeepLabFeatures
 from train.data.game import game_ride
@@ -61,6 +63,8 @@ AGREEMENT = {
 """Game class -> the Cityscapes classes that agree with it (see the module docstring for why)."""
 TOP = 5
 """Cityscapes classes listed by name per game class; the rest are summed as "other"."""
+MIN_CAR_SHARE = 0.005
+"""A game car counts as seen when it covers at least this share of the frame (82 pixels at 128 x 128)."""
 
 
 def _agrees() -> np.ndarray:
@@ -117,6 +121,36 @@ def agreement_figures(counts: np.ndarray, top: int = TOP) -> dict:
     }
 
 
+def vehicle_figures(game: np.ndarray, cityscapes: np.ndarray, min_share: float = MIN_CAR_SHARE) -> dict:
+    """Cars as a viewer sees them, from game (t, s, s) and Cityscapes (t, s, s) class maps:
+
+    seen_cars         game cars (connected car pixels of a frame) covering at least `min_share` of it
+    seen_agreement    share of the seen cars' pixels read as a vehicle (car, truck, bus); None without any
+    seen_detected     share of the seen cars of which at least a quarter of the pixels are read as a vehicle
+    hallucinated      share of the pixels that are no car in the game but are read as a vehicle
+    """
+    car, vehicles = CLASS_NAMES.index("cars"), [CITYSCAPES.index(name) for name in AGREEMENT["cars"]]
+    vehicle = np.isin(cityscapes, vehicles)  # (t, s, s)
+    minimum = max(1, round(min_share * game.shape[1] * game.shape[2]))
+    seen, agreeing, pixels, detected = 0, 0, 0, 0
+    for frame, read in zip(game == car, vehicle, strict=True):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(frame.astype(np.uint8), connectivity=8)
+        for component in range(1, count):
+            if stats[component, cv2.CC_STAT_AREA] < minimum:
+                continue
+            inside = labels == component
+            hits = int(read[inside].sum())
+            seen, agreeing, pixels = seen + 1, agreeing + hits, pixels + int(inside.sum())
+            detected += hits >= 0.25 * inside.sum()
+    elsewhere = game != car
+    return {
+        "seen_cars": seen,
+        "seen_agreement": round(agreeing / pixels, 4) if pixels else None,
+        "seen_detected": round(detected / seen, 4) if seen else None,
+        "hallucinated": round(float(vehicle[elsewhere].mean()), 4) if elsewhere.any() else 0.0,
+    }
+
+
 def semantic_agreement(
     checkpoint: str | None = None,
     frames: int = 48,
@@ -126,16 +160,25 @@ def semantic_agreement(
     window: int = 3,
     device: str = "cpu",
     threads: int | None = None,
+    camera: str | None = None,
+    scene: str | None = None,
 ) -> dict:
-    """Semantic agreement of a renderer checkpoint (None = the shipped default) on a seeded game ride;
-    `threads`: torch CPU threads while rendering (None = torch's default)."""
+    """Semantic agreement of a renderer checkpoint (None = the shipped default) on a seeded game ride with a
+    camera and a scene (None = the renderer's own); `threads`: torch CPU threads while rendering (None =
+    torch's default)."""
     loaded = load_renderer(checkpoint, device=device)
     cfg = loaded.model.config
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
-    ride = game_ride(cfg.image_size, frames, seed=seed, classes=True)
+    camera, scene = camera or loaded.game["camera"], scene or loaded.game["scene"]
+    ride = game_ride(cfg.image_size, frames, seed=seed, classes=True, camera=camera, scene=scene)
     renderer = StreamingRenderer(
-        loaded.model, stats=loaded.stats, source="game", window=window, num_steps=num_steps, device=device
+        loaded.model,
+        stats=loaded.stats,
+        source=loaded.game_source(camera),
+        window=window,
+        num_steps=num_steps,
+        device=device,
     )
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -145,9 +188,12 @@ def semantic_agreement(
         torch.set_num_threads(before)
     game = ride.classes[: len(neural)]  # (t, s, s)
     net = DeepLabFeatures()
+    read = {"neural": segment(neural, net), "cube": segment(ride.rgb[: len(neural)], net)}
     return {
-        "neural": agreement_figures(confusion(game, segment(neural, net))),
-        "cube": agreement_figures(confusion(game, segment(ride.rgb[: len(neural)], net))),
+        **{view: agreement_figures(confusion(game, classes)) for view, classes in read.items()},
+        "vehicles": {view: vehicle_figures(game, classes) for view, classes in read.items()},
+        "camera": camera,
+        "scene": scene,
         "mapping": {game_class: list(names) for game_class, names in AGREEMENT.items()},
         "checkpoint": str(loaded.path),
         "frames": len(neural),
@@ -165,6 +211,10 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
     parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
+    parser.add_argument("--camera", choices=list(CAMERA_PRESETS), default=None,
+                        help="game camera (default: the renderer's own)")  # fmt: skip
+    parser.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
+                        help="game scene (default: the renderer's own)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--threads",
@@ -201,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             window=args.window,
             device=args.device,
             threads=args.threads,
+            camera=args.camera,
+            scene=args.scene,
         )
     print(json.dumps(result) if args.json else _table(result))
     return result

@@ -9,7 +9,15 @@ import pytest
 from spokester_env import CLASS_NAMES
 from train.data.extractors.teacher import DeepLabFeatures
 from train.data.game import game_ride
-from train.evaluation.semantic import AGREEMENT, CITYSCAPES, agreement_figures, confusion, main, segment
+from train.evaluation.semantic import (
+    AGREEMENT,
+    CITYSCAPES,
+    agreement_figures,
+    confusion,
+    main,
+    segment,
+    vehicle_figures,
+)
 
 SKY, GROUND, BUILDINGS, CARS, RIDER = range(5)
 
@@ -107,3 +115,28 @@ def test_command_errors_are_one_line(argv, code, fragment, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == code and fragment in err and err.count("\n") == 1
     assert err.startswith("python -m train.evaluation.semantic: error:")
+
+
+def test_vehicle_figures_count_only_cars_big_enough_to_see():
+    """A 10 x 10 car read as a car, a 2 x 2 car (too small to count) read as road, and a phantom car on the
+    road: one seen car, fully agreed and detected, and the phantom's share of the other pixels."""
+    car, road = CLASS_NAMES.index("cars"), CLASS_NAMES.index("ground")
+    game = np.full((1, 32, 32), road, np.uint8)
+    game[0, 2:12, 2:12] = car
+    game[0, 20:22, 20:22] = car
+    read = np.full((1, 32, 32), CITYSCAPES.index("road"), np.uint8)
+    read[0, 2:12, 2:12] = CITYSCAPES.index("car")
+    read[0, 25:30, 25:30] = CITYSCAPES.index("truck")  # no car there in the game
+    figures = vehicle_figures(game, read, min_share=0.05)  # 51 pixels of 1024
+    assert figures["seen_cars"] == 1 and figures["seen_agreement"] == 1.0 and figures["seen_detected"] == 1.0
+    assert figures["hallucinated"] == pytest.approx(25 / (1024 - 104), abs=1e-4)
+    assert vehicle_figures(game, read, min_share=0.5)["seen_agreement"] is None  # no car that big
+
+
+def test_command_reports_vehicles_for_the_camera_asked_for(tiny_checkpoint, capsys):
+    result = main(["--checkpoint", str(tiny_checkpoint), "--frames", "2", "--camera", "first_person", "--json"])
+    capsys.readouterr()
+    assert result["camera"] == "first_person" and result["scene"] == "city"  # the renderer's own scene
+    assert set(result["vehicles"]) == {"neural", "cube"}
+    assert set(result["vehicles"]["cube"]) == {"seen_cars", "seen_agreement", "seen_detected", "hallucinated"}
+    assert result["neural"]["classes"]["rider"]["pixels"] == 0  # the first-person camera does not see the rider
