@@ -89,3 +89,18 @@ def test_configs_of_old_checkpoints_read_with_the_new_names():
     assert config == make_config("cpu-tiny", renderer_overrides={"num_blocks": 2})
     with pytest.raises(ValueError, match="unknown fields \\['rendrer'\\]"):
         config_from_dict({**old, "rendrer": "tiny"})
+
+
+def test_the_game_and_the_network_are_chosen_on_the_command_line(tmp_path, capsys):
+    args = parse_args(["--video", "v.mp4", "--out", "o", "--camera", "first_person", "--scene", "open"])
+    config = build_config(parse_args(["--video", "v.mp4", "--out", "o", "--renderer", "tiny-head", "--minutes", "5"]))
+    assert (build_config(args).camera, build_config(args).scene) == ("first_person", "open")
+    assert config.renderer_preset == "tiny-head" and config.max_minutes == 5.0
+    assert (make_config("cpu-tiny").camera, make_config("cpu-tiny").scene) == ("follow", "city")
+    for bad in (["--camera", "drone"], ["--minutes", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(["--video", "v.mp4", "--out", "o", *bad])
+        assert stop.value.code == 2 and bad[0] in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", "--out", "o", "--camera", "follow"])
+    assert "--camera: a resumed run keeps" in capsys.readouterr().err
