@@ -15,6 +15,14 @@ Which keys/values become context (`cache_at_step`):
 Either way, the frames equal what the masked parallel forward pass (`Renderer.forward` with the same
 window) gives on the sequence of context inputs, which is what the tests check.
 
+Noise (`noise_correlation` = rho): each framelet starts from noise, and a stream's consecutive framelets draw
+correlated noise, z_n = rho z_(n-1) + sqrt(1 - rho^2) e_n (each z_n still standard normal). With independent
+noise (rho = 0) every framelet is a different sample and the picture jumps where a framelet starts: on the
+held-out clip the shipped default's mean |frame difference| across a framelet boundary was 1.71 x that
+within a framelet; with rho = 0.95 it is 1.12, the warp error falls from 5.13 to 4.11 and PSNR is
+unchanged (20.13 dB; cache_at_step 6). rho = 1 (the same noise every framelet) gives 1.08 but a pattern
+that never moves. A reset of a stream (a new episode) starts its noise afresh.
+
 CUDA graphs (`cuda_graph=True`, CUDA only): a framelet is num_steps (+1) passes of a dozen blocks, a few
 thousand small kernel launches, and at 320x320 one pass is too little work to hide their launch cost. Once
 every stream's window is full (no key mask), the whole denoising of one framelet (all passes, Euler steps,
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,7 +49,10 @@ from neural_render.diffusion import FlowMatching
 from neural_render.layout import to_uint8
 from neural_render.model import Renderer
 
-__all__ = ["StreamingRenderer", "COMPILE_MODES"]
+__all__ = ["StreamingRenderer", "COMPILE_MODES", "NOISE_CORRELATION"]
+
+NOISE_CORRELATION = 0.95
+"""Correlation of a stream's consecutive framelet noises (see the module docstring for the measurement)."""
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
 """torch.compile modes `compile=` accepts. "max-autotune-no-cudagraphs" also benchmarks matmul kernels
@@ -64,6 +76,8 @@ class StreamingRenderer:
         cache_at_step: None or a step index whose keys/values become context; see the module docstring.
         batch_size: number of streams (environments) rendered together.
         seed: seed of stream 0 (stream j gets seed + j); each stream has its own torch.Generator.
+        noise_correlation: correlation rho in [0, 1] of a stream's consecutive framelet noises (0 = independent
+            noise, as in training; see the module docstring).
         device, dtype: where and in which precision the model runs.
         autocast: bf16 autocast; None = on for CUDA, off elsewhere. With autocast the passes run a bf16 copy
             of the network (made once; `model` itself is not changed).
@@ -91,7 +105,10 @@ class StreamingRenderer:
         autocast: bool | None = None,
         compile: bool | str = False,
         cuda_graph: bool = False,
+        noise_correlation: float = NOISE_CORRELATION,
     ):
+        if not 0.0 <= noise_correlation <= 1.0:
+            raise ValueError(f"noise_correlation must lie in [0, 1], got {noise_correlation}")
         if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
             raise ValueError(f"cache_at_step must be None or in [0, {num_steps}), got {cache_at_step}")
         mode = "default" if compile is True else compile or None
@@ -122,6 +139,9 @@ class StreamingRenderer:
         cache_dtype = torch.bfloat16 if self.autocast else dtype
         self.cache = model.new_cache(batch_size=batch_size, window=window, device=self.device, dtype=cache_dtype)
         self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
+        self.noise_correlation = float(noise_correlation)
+        self._previous_noise: torch.Tensor | None = None  # (B, F, H, W, 3), the last framelet's
+        self._noise_goes_on = np.zeros(batch_size, dtype=bool)  # which streams continue their noise
         # Under bf16 autocast every matmul casts its fp32 weights to bf16; with a captured graph or a compiled
         # model (no autocast weight cache) that happens in every pass. A bf16 copy of the network, made once,
         # computes the same products without re-reading and re-writing all the weights each pass. The fp32
@@ -140,6 +160,7 @@ class StreamingRenderer:
         stream's noise going."""
         slots = list(range(self.batch_size)) if slots is None else list(slots)
         self.cache.reset(slots)
+        self._noise_goes_on[slots] = False
         if seed is None:
             return
         seeds = [seed + k for k in range(len(slots))] if isinstance(seed, int) else list(seed)
@@ -166,11 +187,18 @@ class StreamingRenderer:
         return self.stats.normalize(depth, flow, self.source).to(self.dtype)
 
     def noise(self) -> torch.Tensor:
-        """Fresh noise for one framelet of every stream (B, F, H, W, 3), each from its own generator."""
+        """The noise of the next framelet of every stream (B, F, H, W, 3): fresh draws from each stream's own
+        generator, correlated with the stream's last framelet's noise where its stream goes on."""
         cfg = self.config
         shape = (cfg.patch_frames, cfg.image_size, cfg.image_size, cfg.channels)
         draws = [torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) for g in self.generators]
-        return torch.stack(draws)
+        fresh = torch.stack(draws)
+        rho = self.noise_correlation
+        if self._previous_noise is None or rho == 0.0 or not self._noise_goes_on.any():
+            return fresh
+        goes_on = torch.from_numpy(self._noise_goes_on).to(self.device)[:, None, None, None, None]
+        correlated = rho * self._previous_noise + math.sqrt(1.0 - rho * rho) * fresh
+        return torch.where(goes_on, correlated, fresh)
 
     def _autocast(self):
         if not self.autocast:
@@ -224,6 +252,8 @@ class StreamingRenderer:
         """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
         cond = self._condition(depth, flow)  # (B, F, H, W, 3)
         z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
+        self._previous_noise = z
+        self._noise_goes_on[:] = True
         self.cache.begin()
         if self.cuda_graph and self.cache.key_mask() is None:
             frames = self._replay(z, cond)

@@ -248,3 +248,30 @@ def test_compiled_cached_pass_writes_the_ring_in_place():
     kernels = re.findall(r"(\w*fused\w*) = async_compile", "\n".join(code))
     assert any("index_copy" in name for name in kernels), kernels
     assert not [name for name in kernels if re.search(r"(^|_)copy__", name)], kernels
+
+
+def test_consecutive_framelets_draw_correlated_noise_and_a_reset_starts_afresh(tiny_model):
+    """Framelet noise is an AR(1) process per stream: z_n = rho z_(n-1) + sqrt(1 - rho^2) e_n, so consecutive
+    draws correlate by rho and stay unit normal; rho = 0 is independent, rho = 1 the same noise; a reset
+    stream starts from fresh noise while the others go on."""
+    cfg = tiny_model.config
+    depths, flows = _game_inputs(cfg, 2, 2, seed=4)
+
+    def consecutive(rho: float):
+        renderer = StreamingRenderer(tiny_model, batch_size=2, num_steps=1, dtype=torch.float64, noise_correlation=rho)
+        first = renderer.noise()
+        renderer.step_tensor(depths[0], flows[0], noise=first)
+        return renderer, first, renderer.noise()
+
+    for rho in (0.0, 0.95):
+        _, first, second = consecutive(rho)
+        correlation = float(torch.corrcoef(torch.stack([first.flatten(), second.flatten()]))[0, 1])
+        assert correlation == pytest.approx(rho, abs=0.03) and float(second.std()) == pytest.approx(1.0, abs=0.03)
+    renderer, first, second = consecutive(1.0)
+    torch.testing.assert_close(second, first)
+    renderer.reset(7, slots=[1])
+    after = renderer.noise()
+    torch.testing.assert_close(after[0], first[0])  # stream 0 goes on
+    assert abs(float(torch.corrcoef(torch.stack([after[1].flatten(), first[1].flatten()]))[0, 1])) < 0.05
+    with pytest.raises(ValueError, match="noise_correlation must lie in \\[0, 1\\]"):
+        StreamingRenderer(tiny_model, noise_correlation=1.5)

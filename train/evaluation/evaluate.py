@@ -21,7 +21,8 @@ measure):
     boundary_ratio      {cache_at_step: x}   mean |frame difference| across framelet boundaries / within
                                              framelets (about 1: no jump as a framelet starts; null for one framelet)
     warp_error_real, seam_ratio_real, boundary_ratio_real   the same measures of the real frames
-    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors
+    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors,
+    noise_correlation
 
 `--sheet PNG` and `--mp4 PATH` also write a contact sheet (real | rendered | depth | flow, four frames) and
 a video of real next to rendered, for the first `--cache-at-step` value, atomically.
@@ -43,6 +44,7 @@ import numpy as np
 
 from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
 from neural_render.checkpoint import LoadedRenderer
+from neural_render.sampler import NOISE_CORRELATION
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import write_png, write_video
 from train.data.extract import add_extractor_options, extract, extractor_specs
@@ -178,7 +180,16 @@ def _figure(value: float, digits: int = 4) -> float | None:
     return None if math.isnan(value) else round(value, digits)
 
 
-def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: int, seed: int, device: str = "cpu"):
+def streaming_factory(
+    model,
+    stats: ConditionStats,
+    *,
+    window: int,
+    num_steps: int,
+    seed: int,
+    device: str = "cpu",
+    noise_correlation: float = NOISE_CORRELATION,
+):
     """`make_renderer` for `evaluate_clip`: a StreamingRenderer of `model` on the stats' "eval" source."""
 
     def make(cache_at_step: int | None) -> StreamingRenderer:
@@ -191,6 +202,7 @@ def streaming_factory(model, stats: ConditionStats, *, window: int, num_steps: i
             cache_at_step=cache_at_step,
             seed=seed,
             device=device,
+            noise_correlation=noise_correlation,
         )
 
     return make
@@ -244,6 +256,7 @@ def evaluate(
     label_root: str = DEFAULT_LABEL_ROOT,
     extractors: Mapping[str, object] | None = None,
     device: str = "cpu",
+    noise_correlation: float = NOISE_CORRELATION,
     progress: bool = False,
     sheet: str | os.PathLike | None = None,
     video_out: str | os.PathLike | None = None,
@@ -272,7 +285,8 @@ def evaluate(
     )
     clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
     stats = with_eval_source(loaded.stats, store)
-    make = streaming_factory(loaded.model, stats, window=window, num_steps=num_steps, seed=seed, device=device)
+    options = dict(window=window, num_steps=num_steps, seed=seed, device=device, noise_correlation=noise_correlation)
+    make = streaming_factory(loaded.model, stats, **options)
     rendered: dict = {}
     figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size, rendered)
     shown = rendered[cache_step_key(cache_steps[0])]  # (t, s, s, 3)
@@ -291,6 +305,7 @@ def evaluate(
         "seed": seed,
         "stats_source": "the clip's own statistics (train.data.sources.video_source of its label store)",
         "sky_to_zero": flags["sky_to_zero"],
+        "noise_correlation": noise_correlation,
         "extractors": {kind: extractors[kind] for kind in ("flow", "depth")},
     }
     return {**figures, **info}
@@ -309,6 +324,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
     add_extractor_options(parser)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--noise-correlation", type=float, default=NOISE_CORRELATION,
+                        help=f"framelet noise correlation, 0..1 (default {NOISE_CORRELATION})")  # fmt: skip
     parser.add_argument("--sheet", default=None, help="also write a contact sheet (real | rendered | depth | flow)")
     parser.add_argument("--mp4", default=None, help="also write real next to rendered as this mp4")
     parser.add_argument("--json", action="store_true", help="print JSON only")
@@ -316,6 +333,8 @@ def parse_args(argv: Sequence[str] | None = None):
     for name, suffix in (("sheet", ".png"), ("mp4", ".mp4")):
         if getattr(args, name) is not None and not getattr(args, name).lower().endswith(suffix):
             parser.error(f"--{name} {getattr(args, name)!r}: must end in {suffix}")
+    if not 0.0 <= args.noise_correlation <= 1.0:
+        parser.error(f"--noise-correlation {args.noise_correlation}: must lie in [0, 1]")
     try:
         args.cache_steps = parse_cache_steps(args.cache_at_step, args.steps)
     except ValueError as error:
@@ -339,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             label_root=args.labels,
             extractors=args.extractors,
             device=args.device,
+            noise_correlation=args.noise_correlation,
             progress=not args.json,
             sheet=args.sheet,
             video_out=args.mp4,

@@ -70,13 +70,19 @@ def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
         assert set(printed[key]) == {"none", "1"} and all(math.isfinite(v) for v in printed[key].values())
     assert 0.8 < printed["seam_ratio_real"] < 1.3 and printed["boundary_ratio_real"] > 0
     assert math.isfinite(printed["warp_error_real"]) and printed["frames"] == 4
+    assert printed["noise_correlation"] == 0.95  # the sampler's default
     # the untrained network predicts 0 (mid grey) everywhere: PSNR is that of a grey picture
     assert 5 < printed["psnr"]["none"] < 20
 
 
 @pytest.mark.parametrize(
     "extra, named",
-    [(["--cache-at-step", "12"], "none or 0..11"), (["--frames", "1"], "--frames"), (["--window", "0"], "--window")],
+    [
+        (["--cache-at-step", "12"], "none or 0..11"),
+        (["--frames", "1"], "--frames"),
+        (["--window", "0"], "--window"),
+        (["--noise-correlation", "1.5"], "--noise-correlation 1.5: must lie in [0, 1]"),
+    ],
 )
 def test_eval_command_bad_arguments_are_one_line(extra, named, capsys):
     with pytest.raises(SystemExit) as stop:
