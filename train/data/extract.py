@@ -1,6 +1,6 @@
 """Pseudo-label extraction: decode a video once and write its label store (`train.data.store`).
 
-    python -m train.data.extract VIDEO [VIDEO ...] --labels runs/labels --size 256 [--depth pydnet] [--teacher deeplab]
+    python -m train.data.extract VIDEO[@START[:END]] [...] --labels runs/labels --size 256 [--depth pydnet]
 
 Frames are decoded from the first unfinished one, labelled chunk by chunk, and each chunk is flushed before
 the manifest's `done` count advances (the manifest is replaced atomically), so a killed extraction resumes
@@ -26,7 +26,7 @@ from spokester_env.output import atomic_write_text
 from train.data.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
 from train.data.store import DEFAULT_LABEL_ROOT, MANIFEST, STORE_VERSION, LabelStore, flow_stream, load_manifest
 from train.data.stream_stats import stream_stats
-from train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, probe_video
+from train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, parse_video, probe_video
 
 __all__ = ["extract", "extractor_specs", "file_sha256", "main"]
 
@@ -274,7 +274,7 @@ def add_extractor_options(parser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> list[str]:
     parser = CommandLine(prog="python -m train.data.extract", description=__doc__.splitlines()[0])
-    parser.add_argument("videos", nargs="+", help="video files (mp4, webm, mkv, avi)")
+    parser.add_argument("videos", nargs="+", help="video files (mp4, webm, mkv, avi), PATH[@START[:END]]")
     parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
     parser.add_argument("--size", type=at_least(16), default=256, help="side of the square clip frames, pixels")
     add_extractor_options(parser)
@@ -290,16 +290,18 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     done = []
     with user_errors(parser.prog):
         for video in args.videos:
+            spec = parse_video(video)  # PATH@START[:END] chooses its own range, as in training
+            ranged = "@" in str(video)
             store_dir = extract(
-                video,
+                spec.path,
                 args.labels,
                 size=args.size,
                 flow=specs.get("flow"),
                 depth=specs.get("depth"),
                 teacher=specs.get("teacher"),
                 skips=[int(k) for k in args.skips.split(",") if k.strip()],
-                start=args.start,
-                max_frames=args.max_frames,
+                start=spec.start if ranged else args.start,
+                max_frames=spec.frames if ranged else args.max_frames,
                 chunk_frames=args.chunk,
             )
             store = LabelStore(store_dir)

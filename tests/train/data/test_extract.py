@@ -107,3 +107,12 @@ def test_command_line_extracts_and_then_finds_the_store(road_clip, tmp_path, cap
     stamp = (tmp_path / first / MANIFEST).stat().st_mtime_ns
     assert extract_main([*argv, "--depth", "none", "--teacher", "none", "--skips", "2,1"]) == [first]
     assert (tmp_path / first / MANIFEST).stat().st_mtime_ns == stamp  # found, not rewritten
+
+
+def test_command_line_takes_a_frame_range_as_training_does(road_clip, tmp_path, capsys):
+    argv = [f"{road_clip}@3:9", "--labels", str(tmp_path), "--size", "16", "--depth", "none", "--teacher", "none"]
+    (store_dir,) = extract_main(argv)
+    capsys.readouterr()
+    store = LabelStore(store_dir)
+    assert store.n_frames == 6 and store.manifest["start_frame"] == 3
+    assert extract_main([str(road_clip), "--start", "3", "--max-frames", "6", *argv[1:]]) == [store_dir]  # the same
