@@ -15,15 +15,15 @@ import json
 import runpy
 import sys
 
-from agents.envs import PACKED_SIZE, PICTURE_SIZE
+from spokester_agents.envs import PACKED_SIZE, PICTURE_SIZE
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
 
 __all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
 
-FORWARDED = {"train-renderer": "train.__main__", "eval-renderer": "train.evaluation.evaluate"}
+FORWARDED = {"train-renderer": "spokester_train.__main__", "eval-renderer": "spokester_train.evaluation.evaluate"}
 """Subcommands whose options all belong to another module's command line."""
-BENCHMARKS = {"env": "spokester_env.bench", "render": "neural_render.bench", "train": "train.recipe.bench"}
+BENCHMARKS = {"env": "spokester_env.bench", "render": "neural_render.bench", "train": "spokester_train.recipe.bench"}
 """`spokester bench WHICH`: the module whose command line runs each benchmark (`all` = env and render)."""
 
 
@@ -126,7 +126,7 @@ def build_parser() -> CommandLine:
 
     what = {"train-renderer": "train a renderer", "eval-renderer": "evaluate a renderer"}
     for name, module in FORWARDED.items():
-        command = "python -m train" if module == "train.__main__" else f"python -m {module}"
+        command = "python -m spokester_train" if module == "spokester_train.__main__" else f"python -m {module}"
         p = sub.add_parser(name, add_help=False, help=f"{what[name]}: forwards its options to {command}")
         p.add_argument("args", nargs=argparse.REMAINDER, help=f"options of {command}")
         p.set_defaults(module=module)
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.command == "play":
-        from agents.play import PlayConfig, play
+        from spokester_agents.play import PlayConfig, play
 
         play(
             PlayConfig(
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     elif args.command == "record":
-        from agents.record import RecordConfig, record
+        from spokester_agents.record import RecordConfig, record
 
         record(
             RecordConfig(
@@ -205,8 +205,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     elif args.command == "train-agent":
-        from agents.envs import ObservationSettings
-        from agents.ppo import TrainAgentConfig, train_agent
+        from spokester_agents.envs import ObservationSettings
+        from spokester_agents.ppo import TrainAgentConfig, train_agent
 
         if args.size is not None:
             size = args.size
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     elif args.command == "eval-agent":
-        from agents.evaluate import evaluate, print_table
+        from spokester_agents.evaluate import evaluate, print_table
 
         result = evaluate(
             args.agent,

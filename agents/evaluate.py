@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agents.envs import ENV_ID, ObservationSettings, make_env, read_sidecar
-from agents.heuristic import AGENT_NAMES, HeuristicAgent, RandomAgent
+from spokester_agents.envs import ENV_ID, ObservationSettings, make_env, read_sidecar
+from spokester_agents.heuristic import AGENT_NAMES, HeuristicAgent, RandomAgent
 
 __all__ = ["Agent", "evaluate", "load_agent", "print_table", "run_episode"]
 

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from agents.envs import ENV_ID, ObservationSettings
+from spokester_agents.envs import ENV_ID, ObservationSettings
 
 __all__ = ["NeuralSB3VecEnv"]
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from agents.envs import ENV_ID, PICTURE_SIZE
-from agents.heuristic import KEEP, LEFT, RIGHT
-from agents.painter import FrameletPainter, ThreadedPainter, checkpoint_available, game_setting
+from spokester_agents.envs import ENV_ID, PICTURE_SIZE
+from spokester_agents.heuristic import KEEP, LEFT, RIGHT
+from spokester_agents.painter import FrameletPainter, ThreadedPainter, checkpoint_available, game_setting
 from spokester_env import depth_to_rgb, flow_to_rgb
 
 __all__ = ["PlayConfig", "PlayStats", "play", "play_loop"]

@@ -1,8 +1,9 @@
 """PPO (stable-baselines3) on Spokester's depth+flow or neural observations: `spokester train-agent`.
 
-Observations (see `agents.envs`): by default the game's inverse depth and flow at `agents.envs.PACKED_SIZE`
-px, packed into a 3-channel uint8 image for `CnnPolicy` (NatureCNN); at that size an env step costs about half
-of an 84 x 84 one, and the network a little over half, which is what a 2-core CPU can afford.
+Observations (see `spokester_agents.envs`): by default the game's inverse depth and flow at
+`spokester_agents.envs.PACKED_SIZE` px, packed into a 3-channel uint8 image for `CnnPolicy` (NatureCNN); at that
+size an env step costs about half of an 84 x 84 one, and the network a little over half, which is what a 2-core
+CPU can afford.
 
 Hyperparameters come from `agents/hyperparams/ppo.yaml`, keyed by env id in the rl-baselines3-zoo format
 (`lin_<value>` = a linear schedule to 0), plus `action_repeat`: game frames per decision of the packed view
@@ -31,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalC
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
+from spokester_agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
 from spokester_env.output import atomic_path
 
 __all__ = ["TrainAgentConfig", "load_hyperparams", "train_agent"]
@@ -91,7 +92,7 @@ class TrainAgentConfig:
 def load_hyperparams(path: str | os.PathLike | None = None, env_id: str = ENV_ID) -> dict:
     """The zoo-format hyperparameters of `env_id` from `path` (None = the package's file)."""
     if path is None:
-        text = resources.files("agents").joinpath("hyperparams/ppo.yaml").read_text()
+        text = resources.files("spokester_agents").joinpath("hyperparams/ppo.yaml").read_text()
     else:
         text = Path(path).read_text()
     table = yaml.safe_load(text) or {}
@@ -125,7 +126,7 @@ def _normalize(value) -> dict | None:
 def make_vec_env(settings: ObservationSettings, n_envs: int, seed: int, vec_env: str = "dummy") -> VecEnv:
     """`n_envs` envs of the agent's view as an SB3 VecEnv, env j seeded with seed + j, with episode stats."""
     if settings.view == "neural":
-        from agents.neural_vec import NeuralSB3VecEnv
+        from spokester_agents.neural_vec import NeuralSB3VecEnv
 
         venv = NeuralSB3VecEnv(settings, n_envs)
     else:

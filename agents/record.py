@@ -33,10 +33,10 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.envs import ENV_ID, PICTURE_SIZE
-from agents.evaluate import Agent, load_agent
-from agents.heuristic import AGENT_NAMES
-from agents.painter import FrameletPainter, game_setting
+from spokester_agents.envs import ENV_ID, PICTURE_SIZE
+from spokester_agents.evaluate import Agent, load_agent
+from spokester_agents.heuristic import AGENT_NAMES
+from spokester_agents.painter import FrameletPainter, game_setting
 from spokester_env import KEEP_LANE, frame_actions
 from spokester_env.output import VideoWriter, publish, temporary_path
 

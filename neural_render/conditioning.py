@@ -108,7 +108,7 @@ class ConditionSource:
     log_depth: bool = True
     """Take the log of (floored) inverse depth before standardising: an unknown scale becomes an offset."""
     sky_to_zero: bool = False
-    """The source's depth was read as 0 where its sky mask says sky (a video's, `train.data.sky`) when these
+    """The source's depth was read as 0 where its sky mask says sky (a video's, `spokester_train.data.sky`) when these
     statistics were fitted, and must be read so wherever the source is used again (evaluation). The game's
     sky is 0 already."""
     clip: float = DEFAULT_CLIP

@@ -9,10 +9,10 @@ D=${DATA:-../shared/data/road}
 VIDEOS="$D/udacity_solid_white_right.mp4 $D/udacity_project_video_part1.mp4 $D/udacity_project_video_part2.mp4
         $D/rural_road_tree_lined.mp4 $D/expressway_pune.mp4@150 $D/gopro_sidewalk_walk.mp4"
 # extract the label stores once, before the arms share them
-python -m train.data.extract $VIDEOS "$D/udacity_project_video_part3.mp4" --labels runs/labels --size 128 > /dev/null
+python -m spokester_train.data.extract $VIDEOS "$D/udacity_project_video_part3.mp4" --labels runs/labels --size 128 > /dev/null
 for arm in tiny tiny-head tiny-p8; do
   # shellcheck disable=SC2086
-  python -m train --preset cpu-tiny --renderer $arm --camera first_person --scene open --video $VIDEOS \
+  python -m spokester_train --preset cpu-tiny --renderer $arm --camera first_person --scene open --video $VIDEOS \
     --eval-video "$D/udacity_project_video_part3.mp4" --labels runs/labels --threads 1 --minutes "${MINUTES:-35}" \
     --steps 12000 --out "runs/ablate-$arm" --no-progress > "runs/ablate-$arm.log" 2>&1 &
 done

@@ -8,7 +8,7 @@ OUT=${OUT:-runs/gpu-check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 PY=${PYTHON:-python3}
-tb() { timeout "$1" $PY -m train.recipe.bench --preset gpu-base "${@:2}" 2>&1 | grep -v Warning | tee -a "$OUT/train_bench.txt"; }
+tb() { timeout "$1" $PY -m spokester_train.recipe.bench --preset gpu-base "${@:2}" 2>&1 | grep -v Warning | tee -a "$OUT/train_bench.txt"; }
 tb 90 --stage 0 --no-compile --attention sdpa flex --steps 5 --warmup 2
 tb 100 --stage 1 --no-compile --attention flex sdpa --steps 3 --warmup 1 --no-checkpoint-activations
 tb 110 --stage 1 --no-compile --attention flex sdpa --steps 2 --warmup 1

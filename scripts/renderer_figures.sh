@@ -13,9 +13,9 @@ for target in "$@"; do
   [ -d "$target" ] && checkpoint=$target/renderer.safetensors
   name=$(basename "${target%.safetensors}")
   [ -d "$target" ] && name=$(basename "$target")
-  python -m train.evaluation.evaluate --checkpoint "$checkpoint" --video "$D/udacity_project_video_part3.mp4" \
+  python -m spokester_train.evaluation.evaluate --checkpoint "$checkpoint" --video "$D/udacity_project_video_part3.mp4" \
     --frames 64 --cache-at-step none,6 --json > "$OUT/$name.eval.json"
-  python -m train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --json > "$OUT/$name.semantic.json"
+  python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --json > "$OUT/$name.semantic.json"
   preset=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['preset'] or '')" "${checkpoint%.safetensors}.json")
   if [ -n "$preset" ]; then
     python -m neural_render.bench --device cpu --threads 1 --preset "$preset" --framelets 40 --baseline-framelets 2 \

@@ -15,13 +15,11 @@ import json
 import time
 
 import numpy as np
-import pybullet
-from pybullet_utils.bullet_client import BulletClient
 
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
-from .scene import _quiet_stdout
+from .scene import BulletClient, pybullet, quiet_stdout
 
 
 class BareBoxScene:
@@ -33,7 +31,7 @@ class BareBoxScene:
     """
 
     def __init__(self, env: SpokesterEnv) -> None:
-        with _quiet_stdout():
+        with quiet_stdout():
             self.client = c = BulletClient(connection_mode=pybullet.DIRECT)
         self.intrinsics = env.intrinsics
         scene, cfg = env.scene, env.config

@@ -4,7 +4,7 @@ turn a user's error found later into one line and an exit status.
 Every entry point (`python -m ...` and the `spokester` command) builds a `CommandLine`, parses, and runs
 its work inside `user_errors(prog)`:
 
-    parser = CommandLine(prog="python -m train.evaluation.evaluate", description=...)
+    parser = CommandLine(prog="python -m spokester_train.evaluation.evaluate", description=...)
     parser.add_argument("--frames", type=at_least(2), default=32)
     args = parser.parse_args(argv)
     with user_errors(parser.prog):

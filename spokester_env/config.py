@@ -69,7 +69,7 @@ the eye at the rider's head (1.5 m up, just in front of the rider's box, so the 
 down the road as a dashcam or a helmet camera does, pitched up 4 degrees (the shipped footage's horizon sits
 about 6 % of the picture below its centre), rigidly on the rider's lateral position, its look-at point
 lagging 50 ms (a slight yaw into lane changes). The shipped footage is all first-person; the numbers were
-chosen with `python -m train.data.condition_gap`."""
+chosen with `python -m spokester_train.data.condition_gap`."""
 DEFAULT_CAMERA = "follow"
 """The camera preset of `SpokesterEnv` and `GameConfig` unless told otherwise."""
 
@@ -192,7 +192,7 @@ SCENE_PRESETS: dict[str, dict] = {
 """Named roadside scenes, as the `GameConfig` fields they change: "city" (the default, the seed's look: rows of
 60 m walls 15 m from the road) and "open" (rows of boxes 10 m tall and 6 m wide, 6 m from the road and
 18 m apart, with sky between and above them: the size and spacing of the trees and low buildings beside
-the roads of the shipped footage, chosen with `python -m train.data.condition_gap`)."""
+the roads of the shipped footage, chosen with `python -m spokester_train.data.condition_gap`)."""
 DEFAULT_SCENE = "city"
 """The scene preset of `SpokesterEnv` and `GameConfig` unless told otherwise."""
 

@@ -17,12 +17,40 @@ import sys
 import tempfile
 
 import numpy as np
-import pybullet
-from pybullet_utils.bullet_client import BulletClient
 
 from .camera import CameraPose, Intrinsics
 from .config import GameConfig
 from .game import GameState
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Send to /dev/null what C code writes to the process's stdout (file descriptor 1) for a moment: pybullet
+    prints its build time, 'argv[0]=' on every connect and the EGL plugin's GL strings there, and stdout carries
+    only a command's output. Python's own `print` inside the block is unaffected only if sys.stdout is not fd 1,
+    so keep the block to the pybullet call."""
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 at all (a daemon): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+with quiet_stdout():
+    import pybullet
+    from pybullet_utils.bullet_client import BulletClient
 
 BACKENDS = ("tiny", "egl")
 """pybullet's image engines: "tiny", its CPU TinyRenderer; "egl", its EGL plugin (a GPU, or Mesa's software EGL)."""
@@ -96,26 +124,6 @@ def _box_mesh(half: np.ndarray, cell: float):
     return verts, idx, normals, uvs
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silence what C code writes to the process's stdout (file descriptor 1) for a moment."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout is not a real file (pytest capture, notebooks)
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _egl_plugin_path() -> str | None:
     spec = importlib.util.find_spec("eglRenderer")
     return spec.origin if spec is not None else None
@@ -155,10 +163,11 @@ class Scene:
             raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
         self.config = config
         self.intrinsics = intrinsics
-        with _quiet_stdout():  # pybullet prints 'argv[0]=' on every connect
+        with quiet_stdout():
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self._egl_plugin = None
         self._backend_flag = pybullet.ER_TINY_RENDERER
+        self._render_quiet = quiet_stdout if backend == "egl" else contextlib.nullcontext
         if backend == "egl":
             self._load_egl()
         # pybullet functions bound to this client once (BulletClient builds a partial on every attribute access)
@@ -172,7 +181,8 @@ class Scene:
     def _load_egl(self) -> None:
         plugin = -1
         if _egl_probe():
-            plugin = self.client.loadPlugin(_egl_plugin_path(), "_eglRendererPlugin")
+            with quiet_stdout():
+                plugin = self.client.loadPlugin(_egl_plugin_path(), "_eglRendererPlugin")
         if plugin < 0:
             self.client.disconnect()
             raise RuntimeError(
@@ -315,19 +325,20 @@ class Scene:
         """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W))."""
         intr = self.intrinsics
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
-        _, _, rgba, zbuf, seg = self._camera_image(
-            intr.width,
-            intr.height,
-            viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
-            projectionMatrix=intr.projection_matrix(),
-            renderer=self._backend_flag,  # pybullet's own name for its image engine
-            lightDirection=[0.4, -0.6, 1.0],
-            lightAmbientCoeff=0.65,
-            lightDiffuseCoeff=0.45,
-            lightSpecularCoeff=0.0,
-            shadow=0,
-            flags=flags,
-        )
+        with self._render_quiet():  # the EGL plugin prints its GL vendor on stdout when it (re)makes a context
+            _, _, rgba, zbuf, seg = self._camera_image(
+                intr.width,
+                intr.height,
+                viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
+                projectionMatrix=intr.projection_matrix(),
+                renderer=self._backend_flag,  # pybullet's own name for its image engine
+                lightDirection=[0.4, -0.6, 1.0],
+                lightAmbientCoeff=0.65,
+                lightDiffuseCoeff=0.45,
+                lightSpecularCoeff=0.0,
+                shadow=0,
+                flags=flags,
+            )
         shape = (intr.height, intr.width)
         return (
             np.asarray(rgba, np.uint8).reshape(shape + (4,)),
@@ -353,9 +364,10 @@ class Scene:
     def close(self) -> None:
         if self.client is not None:
             try:
-                if self._egl_plugin is not None:
-                    self.client.unloadPlugin(self._egl_plugin)
-                self.client.disconnect()
+                with quiet_stdout():
+                    if self._egl_plugin is not None:
+                        self.client.unloadPlugin(self._egl_plugin)
+                    self.client.disconnect()
             except pybullet.error:
                 pass
             self.client = None

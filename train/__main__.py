@@ -1,9 +1,9 @@
-"""Train the renderer on real videos: `python -m train` (also `spokester train-renderer`).
+"""Train the renderer on real videos: `python -m spokester_train` (also `spokester train-renderer`).
 
-    python -m train --preset cpu-tiny --video PATH [PATH@START[:END] ...] --out DIR [--steps N] [--no-irepa]
-    python -m train --resume --out DIR [--steps N] [--device cuda]
+    python -m spokester_train --preset cpu-tiny --video PATH [PATH@START[:END] ...] --out DIR [--steps N] [--no-irepa]
+    python -m spokester_train --resume --out DIR [--steps N] [--device cuda]
 
-Thin: parse the arguments into a `TrainConfig`, then call `train.recipe.loop.train`. `--resume` continues
+Thin: parse the arguments into a `TrainConfig`, then call `spokester_train.recipe.loop.train`. `--resume` continues
 the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
 `--threads`, `--attention`, `--workers` and `--minutes` may change). Every error is one line naming the
 argument or file.
@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from neural_render import RENDERER_PRESETS
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
-from train.data.extract import add_extractor_options, extractor_specs
-from train.data.extractors import DEFAULT_EXTRACTORS
-from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import TRAIN_PRESETS, config_from_dict, make_config
-from train.recipe.loop import TrainResult, train
+from spokester_train.data.extract import add_extractor_options, extractor_specs
+from spokester_train.data.extractors import DEFAULT_EXTRACTORS
+from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
+from spokester_train.recipe.config import TRAIN_PRESETS, config_from_dict, make_config
+from spokester_train.recipe.loop import TrainResult, train
 
 __all__ = ["build_config", "main", "parse_args"]
 
-PROG = "python -m train"
+PROG = "python -m spokester_train"
 
 
 def parse_args(argv: Sequence[str] | None = None):

@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """`python -m agents.cli ARGS` in a subprocess from the repository root, headless, text output."""
+    """`python -m spokester_agents.cli ARGS` in a subprocess from the repository root, headless, text output."""
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *map(str, args)],
+        [sys.executable, "-m", "spokester_agents.cli", *map(str, args)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -6,12 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import agents.envs
+import spokester_agents.envs
 import spokester_env
-from agents.envs import ENV_ID, AgentFileError, ObservationSettings, read_sidecar, write_sidecar
-from agents.evaluate import evaluate, load_agent
-from agents.heuristic import KEEP, LEFT, RIGHT, HeuristicAgent, RandomAgent
-from agents.ppo import _schedule, load_hyperparams
+from spokester_agents.envs import ENV_ID, AgentFileError, ObservationSettings, read_sidecar, write_sidecar
+from spokester_agents.evaluate import evaluate, load_agent
+from spokester_agents.heuristic import KEEP, LEFT, RIGHT, HeuristicAgent, RandomAgent
+from spokester_agents.ppo import _schedule, load_hyperparams
 from spokester_env.config import GameConfig
 
 
@@ -63,12 +63,12 @@ def test_heuristic_dodges_on_roads_of_any_lane_count(num_lanes):
 
 
 def test_agents_make_the_env_that_spokester_env_registers():
-    assert agents.envs.ENV_ID is spokester_env.ENV_ID == "Spokester-v0"
+    assert spokester_agents.envs.ENV_ID is spokester_env.ENV_ID == "Spokester-v0"
     settings = ObservationSettings(size=36)
-    env = agents.envs.make_env(settings)
+    env = spokester_agents.envs.make_env(settings)
     assert env.spec.id == spokester_env.ENV_ID and env.observation_space.shape == (3, 36, 36)
     env.close()
-    assert ObservationSettings().size == agents.envs.PACKED_SIZE == 64
+    assert ObservationSettings().size == spokester_agents.envs.PACKED_SIZE == 64
 
 
 def test_heuristic_needs_a_spokester_env():

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from agents.cli import FORWARDED
+from spokester_agents.cli import FORWARDED
 
 from .conftest import run_cli
 
@@ -200,11 +200,14 @@ def test_bench_train_forwards_options():
 
 @pytest.mark.parametrize(
     "command, usage",
-    [("train-renderer", "usage: python -m train "), ("eval-renderer", "usage: python -m train.evaluation.evaluate ")],
+    [
+        ("train-renderer", "usage: python -m spokester_train "),
+        ("eval-renderer", "usage: python -m spokester_train.evaluation.evaluate "),
+    ],
 )
 def test_renderer_commands_delegate_to_train(command, usage):
     """The forwarded command line is the training package's own: its usage line, and its one-line errors."""
-    assert FORWARDED[command] in ("train.__main__", "train.evaluation.evaluate")
+    assert FORWARDED[command] in ("spokester_train.__main__", "spokester_train.evaluation.evaluate")
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(usage), result.stdout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import VecMonitor
 
-from agents.envs import ObservationSettings
-from agents.neural_vec import NeuralSB3VecEnv
+from spokester_agents.envs import ObservationSettings
+from spokester_agents.neural_vec import NeuralSB3VecEnv
 
 
 def _settings(checkpoint, **env_kwargs) -> ObservationSettings:

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 pygame = pytest.importorskip("pygame")
 
-from agents.play import PlayConfig, play_loop  # noqa: E402
+from spokester_agents.play import PlayConfig, play_loop  # noqa: E402
 
 
 def test_keys_change_lanes():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import spokester_env  # noqa: F401
-from agents.evaluate import load_agent
-from agents.painter import FrameletPainter
-from agents.record import INFO_KEYS, RecordConfig, record, record_episode
+from spokester_agents.evaluate import load_agent
+from spokester_agents.painter import FrameletPainter
+from spokester_agents.record import INFO_KEYS, RecordConfig, record, record_episode
 
 
 def _env(size=32):

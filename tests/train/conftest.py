@@ -26,8 +26,8 @@ def road_videos(road_clip) -> list[str]:
 def label_root(tmp_path_factory, road_videos):
     """A label store root holding the stores of `road_videos` at 32 px (skip 1, default extractors), made
     once for every test."""
-    from train.data.extract import extract
-    from train.data.video import parse_video
+    from spokester_train.data.extract import extract
+    from spokester_train.data.video import parse_video
 
     root = tmp_path_factory.mktemp("labels")
     for spec in map(parse_video, road_videos):
@@ -38,9 +38,9 @@ def label_root(tmp_path_factory, road_videos):
 @pytest.fixture
 def road_stores(label_root, road_videos):
     """The `LabelStore`s of `road_videos` (found in `label_root`, not extracted again)."""
-    from train.data.extract import extract
-    from train.data.store import LabelStore
-    from train.data.video import parse_video
+    from spokester_train.data.extract import extract
+    from spokester_train.data.store import LabelStore
+    from spokester_train.data.video import parse_video
 
     specs = [parse_video(v) for v in road_videos]
     options = dict(size=32, skips=(1,), progress=False)
@@ -50,14 +50,14 @@ def road_stores(label_root, road_videos):
 @pytest.fixture(scope="session")
 def road_full_frames(road_clip) -> np.ndarray:
     """The first 4 full (uncropped) frames of the road clip, (4, 180, 320, 3) uint8."""
-    from train.data.video import iter_frames
+    from spokester_train.data.video import iter_frames
 
     return np.stack(list(iter_frames(road_clip, 0, 4)))
 
 
 @pytest.fixture(scope="session")
 def road_box(road_clip):
-    from train.data.video import probe_video
+    from spokester_train.data.video import probe_video
 
     return probe_video(road_clip).box
 

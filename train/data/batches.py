@@ -1,6 +1,6 @@
 """Batches of training clips from several label stores, in a reproducible, resumable order.
 
-Each store's clips are normalised with its video's own condition source (`train.data.sources`), whose
+Each store's clips are normalised with its video's own condition source (`spokester_train.data.sources`), whose
 `sky_to_zero` flag also says how the store's depth is read. With `balance`, every video gives the same
 number of clips per epoch (the mean over the videos), so a long video does not outweigh the others;
 otherwise each video gives as many clips as fit end to end in it.
@@ -22,8 +22,8 @@ import torch
 
 from neural_render import ConditionStats
 from neural_render.layout import from_uint8
-from train.data.clips import StoredClips
-from train.data.store import LabelStore
+from spokester_train.data.clips import StoredClips
+from spokester_train.data.store import LabelStore
 
 __all__ = ["ClipBatches"]
 

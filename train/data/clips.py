@@ -2,7 +2,7 @@
 
 Channel-last like `neural_render` videos. Letters: `t` clip frames, `s` side, `gh`/`gw`/`c` teacher grid
 and channels. Values keep their stored units (uint8 RGB, relative inverse depth, flow in pixels per clip
-frame): normalising them is the job of the video's `neural_render.ConditionSource` (`train.data.sources`).
+frame): normalising them is the job of the video's `neural_render.ConditionSource` (`spokester_train.data.sources`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from train.data.sky import read_depth
-from train.data.store import LabelStore, flow_stream
-from train.data.video import ClipSpec, sample_clip
+from spokester_train.data.sky import read_depth
+from spokester_train.data.store import LabelStore, flow_stream
+from spokester_train.data.video import ClipSpec, sample_clip
 
 
 class StoredClips(Dataset):
@@ -34,12 +34,12 @@ class StoredClips(Dataset):
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
     Args:
-        store: a complete label store (or its folder) from `train.data.extract`.
+        store: a complete label store (or its folder) from `spokester_train.data.extract`.
         clip_len: frames per clip.
         skips: frame skips to draw from (default: all the store has flow for).
         seed: base seed of the clip draws.
         clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
-        sky_to_zero: read depth as 0 where the store's sky mask says sky (`train.data.sky`).
+        sky_to_zero: read depth as 0 where the store's sky mask says sky (`spokester_train.data.sky`).
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 """How far the game's condition signals are from the footage's, per game setting (camera, scene).
 
-    python -m train.data.condition_gap --video V [V ...] [--camera follow first_person] [--scene city open] --json
+    python -m spokester_train.data.condition_gap --video V [V ...] [--camera follow first_person] \
+        [--scene city open] --json
 
 The renderer is prompted with the game's depth and flow but learnt from the footage's: the closer their
 distributions, the more of what it learnt it can use (the seed's lesson). For every source — each video's
@@ -40,11 +41,11 @@ import numpy as np
 from neural_render import ConditionSource
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, user_errors
-from train.data.extract import extract
-from train.data.game import game_ride
-from train.data.sky import read_depth
-from train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
-from train.data.video import parse_video
+from spokester_train.data.extract import extract
+from spokester_train.data.game import game_ride
+from spokester_train.data.sky import read_depth
+from spokester_train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+from spokester_train.data.video import parse_video
 
 __all__ = ["SourceMaps", "condition_gap", "gaps", "game_maps", "main", "video_maps"]
 
@@ -183,7 +184,7 @@ def _table(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = CommandLine(prog="python -m train.data.condition_gap", description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m spokester_train.data.condition_gap", description=__doc__.splitlines()[0])
     parser.add_argument("--video", nargs="+", required=True, help="two or more videos, PATH[@START[:END]]")
     parser.add_argument("--camera", nargs="+", default=list(CAMERA_PRESETS), choices=list(CAMERA_PRESETS))
     parser.add_argument("--scene", nargs="+", default=list(SCENE_PRESETS), choices=list(SCENE_PRESETS))

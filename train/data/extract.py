@@ -1,6 +1,6 @@
-"""Pseudo-label extraction: decode a video once and write its label store (`train.data.store`).
+"""Pseudo-label extraction: decode a video once and write its label store (`spokester_train.data.store`).
 
-    python -m train.data.extract VIDEO[@START[:END]] [...] --labels runs/labels --size 256 [--depth pydnet]
+    python -m spokester_train.data.extract VIDEO[@START[:END]] [...] --labels runs/labels --size 256 [--depth pydnet]
 
 Frames are decoded from the first unfinished one, labelled chunk by chunk, and each chunk is flushed before
 the manifest's `done` count advances (the manifest is replaced atomically), so a killed extraction resumes
@@ -23,10 +23,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import atomic_write_text
-from train.data.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
-from train.data.store import DEFAULT_LABEL_ROOT, MANIFEST, STORE_VERSION, LabelStore, flow_stream, load_manifest
-from train.data.stream_stats import stream_stats
-from train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, parse_video, probe_video
+from spokester_train.data.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
+from spokester_train.data.store import (
+    DEFAULT_LABEL_ROOT,
+    MANIFEST,
+    STORE_VERSION,
+    LabelStore,
+    flow_stream,
+    load_manifest,
+)
+from spokester_train.data.stream_stats import stream_stats
+from spokester_train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, parse_video, probe_video
 
 __all__ = ["extract", "extractor_specs", "file_sha256", "main"]
 
@@ -273,7 +280,7 @@ def add_extractor_options(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[str]:
-    parser = CommandLine(prog="python -m train.data.extract", description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m spokester_train.data.extract", description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", help="video files (mp4, webm, mkv, avi), PATH[@START[:END]]")
     parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
     parser.add_argument("--size", type=at_least(16), default=256, help="side of the square clip frames, pixels")

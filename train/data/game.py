@@ -2,8 +2,8 @@
 
 A ride is a seeded `spokester_env` episode with a seeded lane-changing policy (a new random move every
 `change_every` frames, keep lane otherwise); a crash starts the next episode with another seed. Its depth
-(1/m) and flow (pixels per frame) fit the renderer's "game" condition source (`train.data.sources`), and the
-same ride painted by the renderer gives the contact sheets and rollout videos of `train.evaluation`.
+(1/m) and flow (pixels per frame) fit the renderer's "game" condition source (`spokester_train.data.sources`), and the
+same ride painted by the renderer gives the contact sheets and rollout videos of `spokester_train.evaluation`.
 
 Legend: t frames, s side.
 """

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from spokester_env.output import atomic_path
-from train.data.store import LabelStore
+from spokester_train.data.store import LabelStore
 
 __all__ = ["GROWN_SKY_FILE", "SkyZeroDepth", "grow_sky", "read_depth", "sky_mask"]
 

@@ -3,12 +3,12 @@
 Every fit is a `neural_render.ConditionSource` (the one home of the fitting and pooling arithmetic); this
 module only says what it is fitted on:
 
-- a video: its label store's depth on every frame (with the sky at 0 if `sky_to_zero`: `train.data.sky`)
+- a video: its label store's depth on every frame (with the sky at 0 if `sky_to_zero`: `spokester_train.data.sky`)
   and its flow as the mixture that training draws, every stored frame skip equally likely (each skip's
   flow from frame k on, the frames that have a frame k before them; a skip longer than the video is left out);
 - the training videos: each video under "video/<stem>" (relative depth's unknown scale is per video, and
   each video's own statistics remove it), and all of them pooled, weighted by frames, under "video";
-- the game: a seeded ride (`train.data.game`) at the renderer's frame size with the camera and scene the
+- the game: a seeded ride (`spokester_train.data.game`) at the renderer's frame size with the camera and scene the
   renderer is made for, under "game"; and one ride per camera preset in that scene, under "game/<camera>",
   so that a renderer shown the game through another camera normalises it with that camera's statistics.
 """
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 from neural_render import ConditionSource
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE
-from train.data.game import game_ride
-from train.data.sky import read_depth
-from train.data.store import LabelStore, flow_stream
+from spokester_train.data.game import game_ride
+from spokester_train.data.sky import read_depth
+from spokester_train.data.store import LabelStore, flow_stream
 
 __all__ = ["GAME", "VIDEOS", "game_source", "game_sources", "video_source", "video_source_name", "video_sources"]
 

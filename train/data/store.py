@@ -1,7 +1,7 @@
 """The label store: a video's pseudo-labels on disk, and reading them back.
 
 One store folder per (video content, resolution, frame range, skips, extractors and their options), made by
-`train.data.extract`::
+`spokester_train.data.extract`::
 
     <root>/<video stem>-<size>px-<key>/
         manifest.json   what is in here, how far extraction got, statistics of every stream
@@ -10,7 +10,7 @@ One store folder per (video content, resolution, frame range, skips, extractors 
         flow_2.npy ...  one per frame skip k: flow from t-k to t, pixels per clip frame at skip k
         depth.npy       (n, s, s) float16    relative inverse depth (depth extractor)
         teacher.npy     (n, 33, 33, 128) uint8 codes, sky.npy (n, s, s) uint8 (teacher extractor "deeplab")
-        sky_grown.npy   (n, s, s) uint8      the grown sky mask (`train.data.sky`), made on first use
+        sky_grown.npy   (n, s, s) uint8      the grown sky mask (`spokester_train.data.sky`), made on first use
 
 Arrays are `.npy` files read as memory maps. Rows from `n_frames` on are unused (a container may promise
 more frames than it decodes). Letters: `n` frames, `s` side.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from train.data.extractors import StreamSpec
+from spokester_train.data.extractors import StreamSpec
 
 __all__ = ["DEFAULT_LABEL_ROOT", "MANIFEST", "STORE_VERSION", "LabelStore", "flow_stream", "load_manifest"]
 

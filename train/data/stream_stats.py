@@ -12,7 +12,7 @@ in memory).
 - anything else (frames, teacher features, masks): ``values``.
 
 These are descriptions for people and tools, not the renderer's normalisation: that is a
-`neural_render.ConditionSource`, fitted by `train.data.sources` (log inverse depth floored and standardised
+`neural_render.ConditionSource`, fitted by `spokester_train.data.sources` (log inverse depth floored and standardised
 with the source's own mean and standard deviation, so that relative depth's unknown scale cancels; flow over
 the mixture of frame skips that training draws).
 """

@@ -1,6 +1,6 @@
 """Evaluation during training: reconstruction figures, a rendered game rollout (mp4) and a contact sheet.
 
-Written to the run's `eval/` folder for step N: `step_N.json` (the figures of `train.evaluation.evaluate`),
+Written to the run's `eval/` folder for step N: `step_N.json` (the figures of `spokester_train.evaluation.evaluate`),
 `rollout_N.mp4` (cube view | neural view of a seeded ride, side by side) and `sheet_N.png` (cube view |
 depth | flow | neural view for a few frames of that ride).
 """
@@ -14,12 +14,18 @@ import numpy as np
 
 from neural_render import ConditionStats, Renderer, StreamingRenderer
 from spokester_env.output import atomic_write_text, write_png, write_video
-from train.data.game import game_ride
-from train.data.store import LabelStore
-from train.evaluation.evaluate import evaluate_clip, load_eval_clip, streaming_factory, video_flags, with_eval_source
-from train.evaluation.metrics import boundary_ratio, seam_ratio
-from train.evaluation.pictures import contact_sheet, render_ride, ride_views
-from train.recipe.config import TrainConfig
+from spokester_train.data.game import game_ride
+from spokester_train.data.store import LabelStore
+from spokester_train.evaluation.evaluate import (
+    evaluate_clip,
+    load_eval_clip,
+    streaming_factory,
+    video_flags,
+    with_eval_source,
+)
+from spokester_train.evaluation.metrics import boundary_ratio, seam_ratio
+from spokester_train.evaluation.pictures import contact_sheet, render_ride, ride_views
+from spokester_train.recipe.config import TrainConfig
 
 __all__ = ["run_evaluation"]
 

@@ -1,12 +1,12 @@
 """Evaluate a renderer on a real clip: autoregressive reconstruction and temporal consistency.
 
-    python -m train.evaluation.evaluate --checkpoint PATH --video PATH --frames N --json
+    python -m spokester_train.evaluation.evaluate --checkpoint PATH --video PATH --frames N --json
 
 The streaming sampler renders the clip, framelet by framelet, from the clip's own extracted depth and
 flow (normalised with the clip's own statistics, as in training), once per `cache_at_step` value. The
 clip's labels come from the extractors the renderer was trained on (its provenance says which; `--depth`,
 `--flow`, `--weights` override them), read as its training videos were (its "video" source's flags). Printed
-JSON (keys of the per-setting objects are "none" or the step number; `train.evaluation.metrics` defines each
+JSON (keys of the per-setting objects are "none" or the step number; `spokester_train.evaluation.metrics` defines each
 measure):
 
     psnr                {cache_at_step: dB}  PSNR of the rendered frames against the real ones (capped at 100 dB)
@@ -47,12 +47,12 @@ from neural_render.checkpoint import LoadedRenderer
 from neural_render.sampler import NOISE_CORRELATION
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import write_png, write_video
-from train.data.extract import add_extractor_options, extract, extractor_specs
-from train.data.extractors import DEFAULT_EXTRACTORS
-from train.data.sky import read_depth
-from train.data.sources import VIDEOS, video_source
-from train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
-from train.evaluation.metrics import (
+from spokester_train.data.extract import add_extractor_options, extract, extractor_specs
+from spokester_train.data.extractors import DEFAULT_EXTRACTORS
+from spokester_train.data.sky import read_depth
+from spokester_train.data.sources import VIDEOS, video_source
+from spokester_train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+from spokester_train.evaluation.metrics import (
     ar_loss,
     boundary_ratio,
     colour_matched,
@@ -60,7 +60,7 @@ from train.evaluation.metrics import (
     seam_ratio,
     temporal_warp_error,
 )
-from train.evaluation.pictures import condition_views, contact_sheet
+from spokester_train.evaluation.pictures import condition_views, contact_sheet
 
 __all__ = [
     "EvalClip",
@@ -141,7 +141,7 @@ def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, s
 
 
 FIGURES = ("psnr", "psnr_colour_matched", "ar_loss", "warp_error", "seam_ratio", "boundary_ratio")
-"""The per-`cache_at_step` figures of `evaluate_clip` (see `train.evaluation.metrics`)."""
+"""The per-`cache_at_step` figures of `evaluate_clip` (see `spokester_train.evaluation.metrics`)."""
 
 
 def evaluate_clip(
@@ -303,7 +303,7 @@ def evaluate(
         "num_steps": num_steps,
         "window": window,
         "seed": seed,
-        "stats_source": "the clip's own statistics (train.data.sources.video_source of its label store)",
+        "stats_source": "the clip's own statistics (spokester_train.data.sources.video_source of its label store)",
         "sky_to_zero": flags["sky_to_zero"],
         "noise_correlation": noise_correlation,
         "extractors": {kind: extractors[kind] for kind in ("flow", "depth")},
@@ -312,7 +312,7 @@ def evaluate(
 
 
 def parse_args(argv: Sequence[str] | None = None):
-    parser = CommandLine(prog="python -m train.evaluation.evaluate", description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m spokester_train.evaluation.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
     parser.add_argument("--video", required=True, help="a real video (mp4, webm, mkv, avi)")
     parser.add_argument("--frames", type=at_least(2), default=32, help="frames to reconstruct (>= 2)")
@@ -345,7 +345,7 @@ def parse_args(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    with user_errors("python -m train.evaluation.evaluate"):
+    with user_errors("python -m spokester_train.evaluation.evaluate"):
         result = evaluate(
             args.checkpoint,
             args.video,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.data.extractors import warp_error
+from spokester_train.data.extractors import warp_error
 
 __all__ = [
     "MAX_PSNR",

@@ -1,10 +1,10 @@
 """Pictures of the renderer in the game: cube view next to neural view, for docs and training runs.
 
-A seeded game ride (`train.data.game`) is painted by the streaming sampler from its depth and flow (the
+A seeded game ride (`spokester_train.data.game`) is painted by the streaming sampler from its depth and flow (the
 renderer's "game" statistics); `contact_sheet` lays out a few of its frames (cube view | depth | flow |
 neural view) and the command writes that picture, and the ride as an mp4 if asked:
 
-    python -m train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH] [--mp4 PATH]
+    python -m spokester_train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH] [--mp4 PATH]
 
 Legend: t frames, s side, F frames per framelet.
 """
@@ -21,7 +21,7 @@ from neural_render import StreamingRenderer, load_renderer
 from spokester_env import depth_to_rgb, flow_to_rgb
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import write_png, write_video
-from train.data.game import Ride, game_ride
+from spokester_train.data.game import Ride, game_ride
 
 __all__ = ["condition_views", "contact_sheet", "main", "render_ride", "ride_views"]
 
@@ -74,7 +74,7 @@ def ride_views(ride: Ride, neural: np.ndarray, conditions: bool = True) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Write cube view | (depth | flow |) neural view of a seeded ride as a PNG (and the ride as an mp4)."""
-    parser = CommandLine(prog="python -m train.evaluation.pictures", description=main.__doc__)
+    parser = CommandLine(prog="python -m spokester_train.evaluation.pictures", description=main.__doc__)
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--mp4", default=None, help="also write the ride (cube view | neural view) as this mp4")
     parser.add_argument("--conditions", action="store_true", help="show depth and flow columns too")

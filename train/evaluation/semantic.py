@@ -1,8 +1,8 @@
 """Semantic agreement: does the renderer paint the game's cube world as a road scene in the right places?
 
-    python -m train.evaluation.semantic --checkpoint PATH --frames 48 --seed 0 --json
+    python -m spokester_train.evaluation.semantic --checkpoint PATH --frames 48 --seed 0 --json
 
-A seeded game ride (`train.data.game.game_ride`, its scripted lane changes) at the renderer's image size is
+A seeded game ride (`spokester_train.data.game.game_ride`, its scripted lane changes) at the renderer's image size is
 painted by the streaming sampler from the game's depth and flow ("game" statistics of the checkpoint). Every
 frame has the game's own class of each pixel (`SpokesterEnv.class_map`: sky, ground, buildings, cars,
 rider), and DeepLab's 19 Cityscapes classes of the neural frame (`DeepLabFeatures`: the frame resized up
@@ -46,9 +46,9 @@ import torch
 from neural_render import StreamingRenderer, load_renderer
 from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, user_errors
-from train.data.extractors.teacher import DeepLabFeatures
-from train.data.game import game_ride
-from train.evaluation.pictures import render_ride
+from spokester_train.data.extractors.teacher import DeepLabFeatures
+from spokester_train.data.game import game_ride
+from spokester_train.evaluation.pictures import render_ride
 
 __all__ = ["AGREEMENT", "TOP", "segment", "confusion", "agreement_figures", "semantic_agreement", "main"]
 
@@ -205,7 +205,7 @@ def semantic_agreement(
 
 
 def parse_args(argv: Sequence[str] | None = None):
-    parser = CommandLine(prog="python -m train.evaluation.semantic", description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m spokester_train.evaluation.semantic", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
     parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
@@ -242,7 +242,7 @@ def _table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    with user_errors("python -m train.evaluation.semantic"):
+    with user_errors("python -m spokester_train.evaluation.semantic"):
         result = semantic_agreement(
             args.checkpoint,
             args.frames,

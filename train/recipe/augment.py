@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from train.recipe.config import Augment
+from spokester_train.recipe.config import Augment
 
 __all__ = ["augment_condition", "gaussian_blur"]
 

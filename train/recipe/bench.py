@@ -1,11 +1,11 @@
 """Benchmark of one training step of a preset: steps/s, clips/s, peak memory, TFLOP/s, and what the whole
 curriculum would take at that rate.
 
-    python -m train.recipe.bench                                   # cpu-tiny on the CPU
-    python -m train.recipe.bench --preset gpu-base --attention sdpa flex --compile
+    python -m spokester_train.recipe.bench                                   # cpu-tiny on the CPU
+    python -m spokester_train.recipe.bench --preset gpu-base --attention sdpa flex --compile
 
 Each stage of the preset is timed with synthetic clips of its shape (frames in [-1, 1], a normal condition,
-random teacher features) through the very step the loop runs (`train.recipe.optimizer_step`: augmentation,
+random teacher features) through the very step the loop runs (`spokester_train.recipe.optimizer_step`: augmentation,
 diffusion-forcing loss under bf16 autocast on CUDA, iREPA, backward, clipping, AdamW, EMA), so data loading
 is left out: this is the model's ceiling, and a real run adds the time to read clips from the label stores.
 TFLOP/s counts the matmul FLOPs the window lets through (3 x the forward pass); a dense mask computes every
@@ -24,9 +24,9 @@ import torch
 from neural_render import FlowMatching, build_renderer
 from neural_render.bench import PEAK_BF16_TFLOPS, forward_flops
 from spokester_env.commandline import CommandLine, at_least
-from train.recipe.config import TRAIN_PRESETS, Stage, TrainConfig, irepa_layer, make_config
-from train.recipe.irepa import TEACHER_CHANNELS, TEACHER_GRID, Projector
-from train.recipe.optimizer_step import apply_update, make_optimizer, step_loss
+from spokester_train.recipe.config import TRAIN_PRESETS, Stage, TrainConfig, irepa_layer, make_config
+from spokester_train.recipe.irepa import TEACHER_CHANNELS, TEACHER_GRID, Projector
+from spokester_train.recipe.optimizer_step import apply_update, make_optimizer, step_loss
 
 __all__ = ["StageTiming", "training_flops", "time_stage", "main"]
 
@@ -124,7 +124,7 @@ def _line(timing: StageTiming, peak_tflops: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = CommandLine(prog="python -m train.recipe.bench", description=__doc__.splitlines()[0])
+    parser = CommandLine(prog="python -m spokester_train.recipe.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-tiny", choices=sorted(TRAIN_PRESETS))
     parser.add_argument("--stage", default="all", help="stage index to time, or all")
     parser.add_argument("--steps", type=at_least(1), default=10, help="timed steps per stage")

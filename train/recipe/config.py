@@ -23,8 +23,8 @@ from typing import Any
 from neural_render import RENDERER_PRESETS
 from neural_render.model import ATTENTION_BACKENDS
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
-from train.data.extractors import DEFAULT_EXTRACTORS
-from train.data.store import DEFAULT_LABEL_ROOT
+from spokester_train.data.extractors import DEFAULT_EXTRACTORS
+from spokester_train.data.store import DEFAULT_LABEL_ROOT
 
 __all__ = [
     "Stage",
@@ -109,7 +109,7 @@ class TrainConfig:
     label_root: str = DEFAULT_LABEL_ROOT
     """Root of the label stores (shared between runs; extraction happens once per video and size)."""
     extractors: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_EXTRACTORS))
-    """Pseudo-label extractors by kind: registered names (`train.data.extractors`) or {"name": ..., **options}
+    """Pseudo-label extractors by kind: registered names (`spokester_train.data.extractors`) or {"name": ..., **options}
     (e.g. {"name": "depth-anything-v2-small", "weights": FOLDER})."""
     sky_to_zero: bool = True
     """Read the videos' inverse depth as 0 (the game's sky) where the teacher's segmentation says sky; the depth

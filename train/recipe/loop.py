@@ -1,6 +1,6 @@
 """The training loop: `train(config)` teaches the renderer from the label stores of real videos.
 
-One optimiser step (`train.recipe.optimizer_step`):
+One optimiser step (`spokester_train.recipe.optimizer_step`):
     clips (x in [-1, 1], normalised condition, teacher features) from the label stores, in a resumable order;
     condition augmentation, and the null condition for a random `uncond_prob` of the clips;
     the flow-matching loss with diffusion forcing (an independent shifted time per framelet), x-prediction
@@ -12,7 +12,7 @@ Every `checkpoint_every` steps (and at the end) the whole state is saved atomica
 and the EMA network is exported with its condition statistics (game and videos) and provenance as
 `renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`). A run
 with `max_minutes` ends the same way at the first step past its time.
-The set-up (run folder, networks, each stage's data) is `train.recipe.setup`.
+The set-up (run folder, networks, each stage's data) is `spokester_train.recipe.setup`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render import FlowMatching, save_renderer
-from train.evaluation.during_training import run_evaluation
-from train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
-from train.recipe.config import TrainConfig
-from train.recipe.optimizer_step import apply_update, learning_rate, step_loss
-from train.recipe.run_log import RunLog
-from train.recipe.setup import Networks, StageData, open_run, renderer_provenance
+from spokester_train.evaluation.during_training import run_evaluation
+from spokester_train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
+from spokester_train.recipe.config import TrainConfig
+from spokester_train.recipe.optimizer_step import apply_update, learning_rate, step_loss
+from spokester_train.recipe.run_log import RunLog
+from spokester_train.recipe.setup import Networks, StageData, open_run, renderer_provenance
 
 __all__ = ["NonFiniteLoss", "TrainResult", "train", "learning_rate"]
 

@@ -1,5 +1,5 @@
-"""One optimiser step of the recipe, shared by the training loop (`train.recipe.loop`) and its
-benchmark (`train.recipe.bench`): what a step computes lives here once.
+"""One optimiser step of the recipe, shared by the training loop (`spokester_train.recipe.loop`) and its
+benchmark (`spokester_train.recipe.bench`): what a step computes lives here once.
 
 `step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, the
 flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA, plus
@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 
 from neural_render import FlowMatching, Renderer
-from train.recipe.augment import augment_condition
-from train.recipe.config import TrainConfig
-from train.recipe.irepa import Projector, irepa_loss, normalise_teacher
+from spokester_train.recipe.augment import augment_condition
+from spokester_train.recipe.config import TrainConfig
+from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
 __all__ = ["learning_rate", "make_optimizer", "step_loss", "apply_update"]
 

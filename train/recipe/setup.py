@@ -1,11 +1,11 @@
-"""Setting up a training run: everything the loop (`train.recipe.loop`) needs before its first step, in
+"""Setting up a training run: everything the loop (`spokester_train.recipe.loop`) needs before its first step, in
 named pieces it calls in order.
 
 - `open_run`: the run folder, and the training checkpoint to resume from (with the checks that it fits);
 - `Networks`: the renderer, its EMA, the iREPA projector and the optimiser, built from the config (and
   restored from a checkpoint), moved to another frame size between curriculum stages;
 - `StageData`: what one curriculum stage trains on: the label stores of the videos at the stage's frame
-  size, the condition statistics (the game's and every video's, `train.data.sources`) and the batches;
+  size, the condition statistics (the game's and every video's, `spokester_train.data.sources`) and the batches;
 - `renderer_provenance`: what an exported renderer records about how it was made.
 """
 
@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 from neural_render import ConditionStats, Renderer, build_renderer
-from train.data.batches import ClipBatches
-from train.data.extract import extract
-from train.data.sources import game_sources, video_source_name, video_sources
-from train.data.store import LabelStore
-from train.data.video import parse_video
-from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import RESUMABLE_CHANGES, Stage, TrainConfig, config_from_dict, irepa_layer
-from train.recipe.irepa import TEACHER_CHANNELS, Projector
-from train.recipe.optimizer_step import make_optimizer
+from spokester_train.data.batches import ClipBatches
+from spokester_train.data.extract import extract
+from spokester_train.data.sources import game_sources, video_source_name, video_sources
+from spokester_train.data.store import LabelStore
+from spokester_train.data.video import parse_video
+from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
+from spokester_train.recipe.config import RESUMABLE_CHANGES, Stage, TrainConfig, config_from_dict, irepa_layer
+from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
+from spokester_train.recipe.optimizer_step import make_optimizer
 
 __all__ = ["Networks", "StageData", "open_run", "prepare_stores", "renderer_provenance"]
 

@@ -7,9 +7,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from train.data.extract import extract
-from train.data.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
-from train.data.video import crop_resize
+from spokester_train.data.extract import extract
+from spokester_train.data.extractors import FlowEstimator, FrameLabeler, StreamSpec, build_extractor
+from spokester_train.data.video import crop_resize
 
 
 class CountingDepth(FrameLabeler):

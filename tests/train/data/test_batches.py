@@ -7,10 +7,10 @@ import torch
 
 from neural_render import ConditionStats
 from neural_render.layout import from_uint8
-from train.data.batches import ClipBatches
-from train.data.extract import extract
-from train.data.sources import video_source, video_source_name
-from train.data.store import LabelStore
+from spokester_train.data.batches import ClipBatches
+from spokester_train.data.extract import extract
+from spokester_train.data.sources import video_source, video_source_name
+from spokester_train.data.store import LabelStore
 
 SIZE = 32
 NAMES = ["video/road_clip", "video/road_clip"]  # both stores are cut from the road clip: one source

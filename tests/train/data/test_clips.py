@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.data.clips import StoredClips
-from train.data.store import LabelStore
-from train.data.video import ClipSpec
+from spokester_train.data.clips import StoredClips
+from spokester_train.data.store import LabelStore
+from spokester_train.data.video import ClipSpec
 
 
 def test_dataset_reads_seeded_clips_with_their_skip(small, road_clip, tmp_path):

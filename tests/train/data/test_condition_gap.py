@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from train.data.condition_gap import GAPS, SourceMaps, gaps, main
+from spokester_train.data.condition_gap import GAPS, SourceMaps, gaps, main
 
 
 def _maps(value: float, frames: int, sky: float = 0.0, flow_scale: float = 1.0) -> SourceMaps:

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from train.data.extract import extract
-from train.data.extract import main as extract_main
-from train.data.extractors import build_extractor
-from train.data.store import MANIFEST, LabelStore, load_manifest
-from train.data.stream_stats import PERCENTILES
-from train.data.video import VideoError, read_video
+from spokester_train.data.extract import extract
+from spokester_train.data.extract import main as extract_main
+from spokester_train.data.extractors import build_extractor
+from spokester_train.data.store import MANIFEST, LabelStore, load_manifest
+from spokester_train.data.stream_stats import PERCENTILES
+from spokester_train.data.video import VideoError, read_video
 
 
 def test_store_holds_frames_flow_depth_and_a_manifest(small, road_clip, tmp_path):

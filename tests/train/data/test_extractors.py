@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data.extractors import (
+from spokester_train.data.extractors import (
     DEFAULT_EXTRACTORS,
     EXTRACTORS,
     FrameLabeler,
@@ -13,8 +13,8 @@ from train.data.extractors import (
     warp_error,
     warp_previous,
 )
-from train.data.extractors.depth import crop_map
-from train.data.video import read_video
+from spokester_train.data.extractors.depth import crop_map
+from spokester_train.data.video import read_video
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_dis_flow_agrees_with_the_games_analytic_flow_on_a_cube_view_clip():
 def test_crop_map_of_a_coordinate_grid_lands_on_the_square():
     # a grid over a 320x180 frame at half resolution whose value is the source x of each grid pixel
     grid_x = np.tile((np.arange(160, dtype=np.float32) + 0.5) * 2 - 0.5, (90, 1))
-    from train.data.video import CropBox
+    from spokester_train.data.video import CropBox
 
     out = crop_map(grid_x, CropBox.centred(320, 180), 90)  # 2 source pixels per output pixel
     np.testing.assert_allclose(out[45], 70 + (np.arange(90) + 0.5) * 2 - 0.5, atol=1e-3)

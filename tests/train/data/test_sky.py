@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from train.data.clips import StoredClips
-from train.data.extract import extract
-from train.data.sky import SkyZeroDepth, grow_sky, sky_mask
-from train.data.sources import video_source
-from train.data.store import LabelStore
-from train.data.video import ClipSpec
+from spokester_train.data.clips import StoredClips
+from spokester_train.data.extract import extract
+from spokester_train.data.sky import SkyZeroDepth, grow_sky, sky_mask
+from spokester_train.data.sources import video_source
+from spokester_train.data.store import LabelStore
+from spokester_train.data.video import ClipSpec
 
 
 def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_path):

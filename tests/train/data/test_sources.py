@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from neural_render import ConditionSource, ConditionStats
-from train.data.sources import game_source, video_source, video_sources
-from train.data.store import LabelStore
+from spokester_train.data.sources import game_source, video_source, video_sources
+from spokester_train.data.store import LabelStore
 
 
 def test_video_source_fits_the_mixture_of_skips(small, road_clip, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spokester_env.output import write_video
-from train.data.video import (
+from spokester_train.data.video import (
     ClipSpec,
     CropBox,
     VideoError,

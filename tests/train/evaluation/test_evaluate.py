@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from neural_render import ConditionStats, build_renderer, save_renderer
-from train.data.extract import extract
-from train.data.extractors import FrameLabeler, StreamSpec, register
-from train.data.store import LabelStore
-from train.data.video import crop_resize
-from train.evaluation.evaluate import FIGURES, EvalClip, evaluate_clip, load_eval_clip
-from train.evaluation.evaluate import main as evaluate_main
-from train.evaluation.metrics import MAX_PSNR
+from spokester_train.data.extract import extract
+from spokester_train.data.extractors import FrameLabeler, StreamSpec, register
+from spokester_train.data.store import LabelStore
+from spokester_train.data.video import crop_resize
+from spokester_train.evaluation.evaluate import FIGURES, EvalClip, evaluate_clip, load_eval_clip
+from spokester_train.evaluation.evaluate import main as evaluate_main
+from spokester_train.evaluation.metrics import MAX_PSNR
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from train.data.video import read_video
-from train.evaluation.metrics import MAX_PSNR, boundary_ratio, colour_matched, psnr, seam_ratio
+from spokester_train.data.video import read_video
+from spokester_train.evaluation.metrics import MAX_PSNR, boundary_ratio, colour_matched, psnr, seam_ratio
 
 
 def _smooth(frames: int = 4, side: int = 64) -> np.ndarray:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from spokester_env import CLASS_NAMES
-from train.data.extractors.teacher import DeepLabFeatures
-from train.data.game import game_ride
-from train.evaluation.semantic import (
+from spokester_train.data.extractors.teacher import DeepLabFeatures
+from spokester_train.data.game import game_ride
+from spokester_train.evaluation.semantic import (
     AGREEMENT,
     CITYSCAPES,
     agreement_figures,
@@ -114,7 +114,7 @@ def test_command_errors_are_one_line(argv, code, fragment, capsys):
         main([*argv, "--json"])
     err = capsys.readouterr().err
     assert exit_info.value.code == code and fragment in err and err.count("\n") == 1
-    assert err.startswith("python -m train.evaluation.semantic: error:")
+    assert err.startswith("python -m spokester_train.evaluation.semantic: error:")
 
 
 def test_vehicle_figures_count_only_cars_big_enough_to_see():

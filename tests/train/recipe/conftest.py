@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from train.recipe.config import Stage, TrainConfig
+from spokester_train.recipe.config import Stage, TrainConfig
 
 TINY_NET = {"patch_size": 8, "width": 64, "num_blocks": 2, "heads": 2}
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from train.recipe.augment import augment_condition
-from train.recipe.config import Augment
+from spokester_train.recipe.augment import augment_condition
+from spokester_train.recipe.config import Augment
 
 
 def test_condition_augmentation_is_bounded_seeded_and_optional():

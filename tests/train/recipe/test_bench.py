@@ -7,8 +7,8 @@ import torch
 
 from neural_render.layout import framelet_mask
 from neural_render.model import RENDERER_PRESETS
-from train.recipe.bench import main, training_flops
-from train.recipe.config import Stage
+from spokester_train.recipe.bench import main, training_flops
+from spokester_train.recipe.config import Stage
 
 
 def test_training_flops_count_only_the_pairs_the_window_allows():
@@ -39,8 +39,8 @@ def test_bench_refuses_flex_on_the_cpu(capsys):
 
 
 def test_gpu_base_preset_and_command_line_pick_the_attention_backend():
-    from train.__main__ import build_config, parse_args
-    from train.recipe.config import config_from_dict, make_config
+    from spokester_train.__main__ import build_config, parse_args
+    from spokester_train.recipe.config import config_from_dict, make_config
 
     preset = make_config("gpu-base")
     assert preset.attention == "flex"

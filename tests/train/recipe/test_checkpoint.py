@@ -2,7 +2,7 @@
 
 import pytest
 
-from train.recipe.checkpoint import CHECKPOINT, TrainingStateError, load_state, save_state
+from spokester_train.recipe.checkpoint import CHECKPOINT, TrainingStateError, load_state, save_state
 
 
 def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):

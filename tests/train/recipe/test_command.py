@@ -1,15 +1,16 @@
-"""The training command `python -m train`: one-line errors, resuming with more steps, flags reaching the config."""
+"""The training command `python -m spokester_train`: one-line errors, resuming with more steps, flags reaching
+the config."""
 
 import json
 
 import pytest
 
 from neural_render import load_renderer
-from train.__main__ import build_config, parse_args
-from train.__main__ import main as train_main
-from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import Stage, config_from_dict, make_config
-from train.recipe.loop import train
+from spokester_train.__main__ import build_config, parse_args
+from spokester_train.__main__ import main as train_main
+from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
+from spokester_train.recipe.config import Stage, config_from_dict, make_config
+from spokester_train.recipe.loop import train
 
 
 @pytest.mark.parametrize(
@@ -60,8 +61,8 @@ def test_loader_workers_reach_the_config_from_the_command_line_and_preset():
 
 
 def test_extractor_options_reach_the_config_and_a_resume_keeps_its_own(tmp_path, capsys):
-    """`--depth/--flow/--teacher/--weights` choose the extractors as `train.data.extract` does; a network with a
-    local checkpoint gets the weights folder, the shipped offline ones do not."""
+    """`--depth/--flow/--teacher/--weights` choose the extractors as `spokester_train.data.extract` does; a network
+    with a local checkpoint gets the weights folder, the shipped offline ones do not."""
     base = ["--video", "v.mp4", "--out", str(tmp_path / "o"), "--no-sky-to-zero"]
     config = build_config(parse_args([*base, "--depth", "depth-anything-v2-small", "--weights", "/w"]))
     assert config.extractors == {

@@ -2,8 +2,8 @@
 
 import pytest
 
-from train.recipe.config import TrainConfig, make_config
-from train.recipe.loop import learning_rate
+from spokester_train.recipe.config import TrainConfig, make_config
+from spokester_train.recipe.loop import learning_rate
 
 
 def test_learning_rate_warms_up_holds_and_cools_down():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from train.recipe.irepa import Projector, irepa_loss, normalise_teacher
+from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
 
 def test_teacher_normalisation_is_per_sample_over_all_tokens():

@@ -8,12 +8,12 @@ import torch
 
 from neural_render import FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
-from train.data.batches import ClipBatches
-from train.recipe import checkpoint as training_checkpoint
-from train.recipe.checkpoint import CHECKPOINT, load_state
-from train.recipe.config import Augment, Stage
-from train.recipe.loop import NonFiniteLoss, train
-from train.recipe.setup import prepare_stores
+from spokester_train.data.batches import ClipBatches
+from spokester_train.recipe import checkpoint as training_checkpoint
+from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
+from spokester_train.recipe.config import Augment, Stage
+from spokester_train.recipe.loop import NonFiniteLoss, train
+from spokester_train.recipe.setup import prepare_stores
 
 
 def _fixed_loss(model, stats, store) -> float:

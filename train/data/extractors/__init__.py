@@ -6,8 +6,8 @@ teacher ``dinov2``. Add one with ``@register(kind, name)`` on a subclass of ``Fl
 ``FrameLabeler``.
 """
 
-from train.data.extractors import depth, flow, teacher  # noqa: F401  (registers the built-in extractors)
-from train.data.extractors.base import (
+from spokester_train.data.extractors import depth, flow, teacher  # noqa: F401  (registers the built-in extractors)
+from spokester_train.data.extractors.base import (
     EXTRACTORS,
     KINDS,
     Extractor,
@@ -18,7 +18,7 @@ from train.data.extractors.base import (
     build_extractor,
     register,
 )
-from train.data.extractors.flow import warp_error, warp_previous
+from spokester_train.data.extractors.flow import warp_error, warp_previous
 
 DEFAULT_EXTRACTORS = {"flow": "dis", "depth": "pydnet", "teacher": "deeplab"}
 

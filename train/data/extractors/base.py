@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from train.data.video import CropBox
+from spokester_train.data.video import CropBox
 
 KINDS = ("flow", "depth", "teacher")
 

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from train.data.extractors.base import FlowEstimator, register
+from spokester_train.data.extractors.base import FlowEstimator, register
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from train.data.extractors.base import (
+from spokester_train.data.extractors.base import (
     FrameLabeler,
     StreamSpec,
     load_litert,
@@ -21,8 +21,8 @@ from train.data.extractors.base import (
     require_local_weights,
     require_transformers,
 )
-from train.data.video import CropBox
-from train.weights import weight_file
+from spokester_train.data.video import CropBox
+from spokester_train.weights import weight_file
 
 
 def _square(frame: np.ndarray, box: CropBox, side: int) -> np.ndarray:
