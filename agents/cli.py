@@ -17,7 +17,7 @@ import sys
 
 from spokester_agents.envs import PACKED_SIZE, PICTURE_SIZE
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
-from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
+from spokester_env.commandline import CommandLine, at_least, device_option, more_than, user_errors
 
 __all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
 
@@ -38,15 +38,8 @@ def _add_agent_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", type=_device,
+    p.add_argument("--device", default="cpu", type=device_option,
                    help="where the renderer runs: cpu (default) or cuda[:N] (bf16, CUDA-graph replay)")
-
-
-def _device(text: str) -> str:
-    kind, _, index = text.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
-    return text
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -133,7 +126,7 @@ def build_parser() -> CommandLine:
 
     p = sub.add_parser("bench", help="benchmarks: the env's, the renderer's, a training step's")
     p.add_argument("which", nargs="?", choices=(*BENCHMARKS, "all"), default="all",
-                   help="env, render, train (a training step) or all (env and render, default options)")
+                   help="env, render, train (a training step) or all (a quick look at env and render: ~1 min)")
     p.add_argument("args", nargs=argparse.REMAINDER,
                    help=f"options forwarded to python -m {', '.join(BENCHMARKS.values())}")
     return parser
@@ -260,12 +253,20 @@ def _renderer_size(checkpoint: str | None) -> int:
     return load_renderer(checkpoint).model.config.image_size
 
 
+QUICK_BENCHMARKS = {"env": ["--seconds", "2"], "render": ["--framelets", "40", "--baseline-framelets", "6"]}
+"""`spokester bench` / `bench all`: a quick look at the env and the renderer (about a minute on one core);
+`spokester bench env|render|train OPTIONS` runs one benchmark with its own defaults or your options."""
+
+
 def _bench(which: str, argv: list[str]) -> int:
     if which == "all" and argv:
         raise ValueError("options can only be forwarded to one benchmark: spokester bench env|render|train OPTIONS")
+    import torch
+
+    torch.set_num_threads(1)  # the spokester command's default (--threads 1), unless a benchmark is given --threads
     status = 0
-    for name in ("env", "render") if which == "all" else (which,):
-        status |= _forward(BENCHMARKS[name], argv) or 0
+    for name in QUICK_BENCHMARKS if which == "all" else (which,):
+        status |= _forward(BENCHMARKS[name], QUICK_BENCHMARKS[name] if which == "all" else argv) or 0
     return status
 
 

@@ -30,8 +30,8 @@ def checkpoint_available(checkpoint: str | os.PathLike | None) -> bool:
     """Whether a renderer checkpoint can be found (None = the shipped default)."""
     from neural_render.checkpoint import DEFAULT_CHECKPOINT, checkpoint_paths
 
-    weights, meta = checkpoint_paths(DEFAULT_CHECKPOINT if checkpoint is None else Path(checkpoint))
-    return weights.is_file() and meta.is_file()
+    weights, _ = checkpoint_paths(DEFAULT_CHECKPOINT if checkpoint is None else Path(checkpoint))
+    return weights.is_file()
 
 
 def game_setting(camera: str | None, scene: str | None, painter: FrameletPainter | None) -> dict[str, str]:
@@ -74,7 +74,7 @@ class FrameletPainter:
             raise ValueError(f"device {str(device)!r}: no CUDA device is available here; use cpu")
         loaded = load_renderer(checkpoint, device=device)
         self.path = loaded.path
-        self.checkpoint_id = _checkpoint_id(loaded.path)
+        self.checkpoint_id = loaded.checkpoint_id
         self.game = loaded.game
         self.renderer = StreamingRenderer(  # on a GPU each framelet replays one captured CUDA graph
             loaded.model,
@@ -121,19 +121,6 @@ class FrameletPainter:
             raise ValueError(
                 f"the renderer paints {self.size}x{self.size} frames; got depth {depth.shape} and flow {flow.shape}"
             )
-
-
-def _checkpoint_id(weights: Path | None) -> str | None:
-    from neural_render.checkpoint import checkpoint_paths
-
-    if weights is None:
-        return None
-    import json
-
-    try:
-        return json.loads(checkpoint_paths(weights)[1].read_text()).get("checkpoint_id")
-    except (OSError, ValueError):
-        return None
 
 
 class ThreadedPainter:

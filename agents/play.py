@@ -137,7 +137,13 @@ def _resolve_view(config: PlayConfig) -> str:
         if config.view not in ("cube", "neural", "both"):
             raise ValueError(f"view={config.view!r} is not one of ('cube', 'neural', 'both')")
         return config.view
-    return "neural" if checkpoint_available(config.checkpoint) else "cube"
+    return "neural" if _painted(config) else "cube"
+
+
+def _painted(config: PlayConfig) -> bool:
+    """Whether neural frames are wanted: a renderer was named (a missing one is then an error), or the shipped
+    default exists (without one, `play` falls back to the cube view)."""
+    return config.checkpoint is not None or checkpoint_available(None)
 
 
 def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) -> PlayStats:
@@ -147,7 +153,7 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
 
     view = _resolve_view(config)
     painter = None
-    if view == "neural" or (view == "both" and checkpoint_available(config.checkpoint)):
+    if view == "neural" or (view == "both" and _painted(config)):
         painter = FrameletPainter(
             config.checkpoint, num_steps=config.render_steps, device=config.device, camera=config.camera
         )

@@ -33,7 +33,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from spokester_agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
-from spokester_env.output import atomic_path
+from spokester_env.output import atomic_path, check_output
 
 __all__ = ["TrainAgentConfig", "load_hyperparams", "train_agent"]
 
@@ -242,6 +242,7 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
     console = console or Console(stderr=True, soft_wrap=True)
     if not str(config.out).endswith(".zip"):
         raise ValueError(f"--out {config.out}: the model file must end in .zip")
+    check_output(config.out)
     hp = load_hyperparams(config.hyperparams)
     total = int(config.timesteps if config.timesteps is not None else hp.pop("n_timesteps", 1_000_000))
     hp.pop("n_timesteps", None)

@@ -26,7 +26,7 @@ import torch
 
 from neural_render.model import Renderer, RendererConfig, build_renderer
 from neural_render.sampler import COMPILE_MODES, StreamingRenderer
-from spokester_env.commandline import CommandLine, at_least, user_errors
+from spokester_env.commandline import CommandLine, at_least, device_option_or_all, user_errors
 
 __all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "profile_framelets", "main"]
 
@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-at-step", type=_step_or_none, default=None, metavar="K|none")
     parser.add_argument("--framelets", type=at_least(1), default=300, help="cached framelets to time")
     parser.add_argument("--baseline-framelets", type=at_least(1), default=30, help="uncached framelets to time")
-    parser.add_argument("--device", default="all", help="cpu, cuda, or all (cpu, then cuda when present)")
+    parser.add_argument(
+        "--device", type=device_option_or_all, default="all", help="cpu, cuda, or all (cpu, then cuda when present)"
+    )
     parser.add_argument("--batch", type=at_least(1), default=1, help="streams rendered together")
     parser.add_argument(
         "--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES, metavar="MODE",

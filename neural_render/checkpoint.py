@@ -7,10 +7,22 @@ A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and
      "stats": {"sources": {name: {...ConditionSource...}}} | null,   # statistics and transform flags
      "game": {"camera": "follow", "scene": "city"},   # the game setting its "game" statistics came from
      "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
-Both files carry the same random `checkpoint_id`, so a weights file never silently pairs with the JSON of
-another save. Each file is written to a temporary file and moved into place (os.replace), so a crash
-never leaves a half-written file under the checkpoint's name. Every failure to load is a CheckpointError
-whose message is one line naming the file and what is wrong.
+
+The renderer is published as one unit: the weights file carries the same JSON text in its own safetensors
+metadata (key "json"), and that copy is the authority; `NAME.json` is written after it, as a readable copy.
+Each file is written to a temporary file and moved into place (`spokester_env.output.atomic_path`), so a
+kill leaves the old checkpoint or the new one, never a half-written file or a broken pair: a kill between
+the two moves leaves the new weights (with their JSON) beside the old copy, which loading ignores with a
+one-line warning that it is stale. Weights saved before the JSON travelled inside them (all of version 1
+and the first of version 2, the shipped default among them) are read with the JSON beside them as before;
+both files carry the same random `checkpoint_id`, so such weights never silently pair with the JSON of
+another save.
+
+Every failure to load is a CheckpointError whose message is one line naming the file and what is wrong,
+and every field is checked on load: the config (`RendererConfig`'s rules, unknown or missing fields
+refused), the statistics (`ConditionSource`'s rules; a "game" source is required), the game setting
+(camera and scene presets) and the JSON's own fields (unknown ones refused). `"stats": null` (an untrained
+network, as tests save) loads with unit statistics and a one-line warning.
 
 Version 1 (before 2026-12) is still read: its config names the block count `depth` (and has no pixel
 head), and its statistics hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its
@@ -23,17 +35,18 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
+from safetensors.torch import save_file
 
 from neural_render.conditioning import ConditionStats
-from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, preset_name
-from spokester_env.config import DEFAULT_CAMERA, DEFAULT_SCENE
-from spokester_env.output import atomic_write_bytes
+from neural_render.model import RENDERER_PRESETS, ConfigFieldError, Renderer, RendererConfig, preset_name
+from spokester_env.config import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
+from spokester_env.output import atomic_path, atomic_write_text
 
 __all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
 
@@ -42,6 +55,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safe
 FORMAT = "spokester-renderer"
 VERSION = 2
 """The format version `save_renderer` writes; `load_renderer` reads 1 and 2."""
+FIELDS = ("format", "version", "checkpoint_id", "preset", "config", "stats", "game", "provenance")
+"""The fields of a checkpoint's JSON; any other is refused."""
+EMBEDDED_JSON = "json"
+"""The key of the weights file's safetensors metadata that holds the checkpoint's JSON text (the authority)."""
 VERSION_1_NAMES = {"depth": "num_blocks"}
 """Config fields renamed since version 1: old name -> new name."""
 DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
@@ -68,6 +85,8 @@ class LoadedRenderer:
     path: Path | None = None
     game: dict = field(default_factory=lambda: dict(DEFAULT_GAME))
     """The game setting the renderer is made for: {"camera": preset name, "scene": preset name}."""
+    checkpoint_id: str | None = None
+    """The save's random id (the authoritative JSON's), which tells two saves of one path apart."""
 
     def game_source(self, camera: str | None) -> str:
         """The condition source for a game seen by `camera` (a preset name, None for a custom rig): the
@@ -83,6 +102,17 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
+def _game_problem(game) -> str | None:
+    """What is wrong with a game setting, or None."""
+    if not isinstance(game, dict) or set(game) != set(DEFAULT_GAME):
+        return f"{game!r} (need camera and scene)"
+    if game["camera"] not in CAMERA_PRESETS:
+        return f"camera {game['camera']!r} (the cameras are {', '.join(CAMERA_PRESETS)})"
+    if game["scene"] not in SCENE_PRESETS:
+        return f"scene {game['scene']!r} (the scenes are {', '.join(SCENE_PRESETS)})"
+    return None
+
+
 def save_renderer(
     path: str | os.PathLike,
     model: Renderer,
@@ -91,10 +121,15 @@ def save_renderer(
     game: dict | None = None,
 ) -> Path:
     """Save a renderer (and its condition statistics, the game setting its "game" statistics came from —
-    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` — and its provenance); returns the weights path."""
+    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` — and its provenance); returns the weights path.
+
+    The weights file, which carries the JSON in its metadata, is published first, then the readable copy
+    `NAME.json`: a kill leaves a checkpoint that loads as the old one or as the new one."""
     game = {**DEFAULT_GAME, **(game or {})}
     if set(game) != set(DEFAULT_GAME):
         raise ValueError(f"game={game}: give camera and scene only")
+    if _game_problem(game) is not None:
+        raise ValueError(f"game={game}: bad {_game_problem(game)}")
     weights, meta = checkpoint_paths(path)
     checkpoint_id = uuid.uuid4().hex
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -109,57 +144,112 @@ def save_renderer(
         "provenance": provenance or {},
     }
     text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
-    atomic_write_bytes(weights, safetensors_bytes(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id}))
-    atomic_write_bytes(meta, text.encode())
+    metadata = {"format": FORMAT, "checkpoint_id": checkpoint_id, EMBEDDED_JSON: text}
+    with atomic_path(weights) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
+    atomic_write_text(meta, text)
     return weights
+
+
+def _parse(source: Path, text: str) -> dict:
+    """A checkpoint's JSON text as a dict whose top-level fields are checked (the rest is checked where used)."""
+    try:
+        info = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(source, f"corrupt JSON ({error})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(source, f'not a renderer checkpoint JSON (no "format": "{FORMAT}")')
+    version = info.get("version")
+    if version not in (1, VERSION):
+        raise CheckpointError(source, f"format version {version!r}; this code reads versions 1 and {VERSION}")
+    unknown = sorted(set(info) - set(FIELDS))
+    if unknown:
+        raise CheckpointError(source, f"unknown fields {unknown} (the fields are {', '.join(FIELDS)})")
+    for name, kind, what in (
+        ("checkpoint_id", str, "a string"),
+        ("preset", str, "a preset's name"),
+        ("provenance", dict, "an object"),
+    ):
+        if info.get(name) is not None and not isinstance(info[name], kind):
+            raise CheckpointError(source, f"{name} = {info[name]!r}; must be {what} or null")
+    return info
 
 
 def _read_json(meta: Path) -> dict:
     if not meta.is_file():
         raise CheckpointError(meta, "no such file (the JSON that goes with the weights)")
     try:
-        info = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = meta.read_text()
+    except UnicodeDecodeError as error:
         raise CheckpointError(meta, f"corrupt JSON ({error})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise CheckpointError(meta, f'not a renderer checkpoint JSON (no "format": "{FORMAT}")')
-    if info.get("version") not in (1, VERSION):
-        raise CheckpointError(meta, f"format version {info.get('version')!r}; this code reads versions 1 and {VERSION}")
-    return info
+    return _parse(meta, text)
 
 
-def _config(meta: Path, info: dict) -> RendererConfig:
+def _check_copy(meta: Path, info: dict, weights: Path) -> None:
+    """Warn (one line) when the readable copy beside the weights is not their JSON; a missing one is fine."""
+    if not meta.is_file():
+        return
+    try:
+        same = json.loads(meta.read_text()) == info
+    except ValueError:  # corrupt JSON or text
+        same = False
+    if not same:
+        warnings.warn(
+            f"{meta} is stale: it is not the JSON stored in {weights.name} (a save was interrupted, or the copy was "
+            "edited); the stored one is used",
+            UserWarning,
+            stacklevel=4,  # the caller of load_renderer
+        )
+
+
+def _config(source: Path, info: dict) -> RendererConfig:
     if info.get("config") is not None:
         config = info["config"]
-        if info["version"] == 1 and isinstance(config, dict):
+        version_1 = info["version"] == 1 and isinstance(config, dict)
+        if version_1:
             config = VERSION_1_ADDED | {VERSION_1_NAMES.get(name, name): value for name, value in config.items()}
         try:
             return RendererConfig.from_dict(config)
+        except ConfigFieldError as error:
+            old = {new: old for old, new in VERSION_1_NAMES.items()}
+            name = old.get(error.field, error.field) if version_1 else error.field
+            raise CheckpointError(source, f"config.{name} = {error.value!r}; must be {error.rule}") from None
         except (TypeError, ValueError) as error:
-            raise CheckpointError(meta, f"bad config: {error}") from None
+            raise CheckpointError(source, f"bad config: {error}") from None
     preset = info.get("preset")
     if preset not in RENDERER_PRESETS:
-        raise CheckpointError(meta, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})")
+        raise CheckpointError(source, f"no config and unknown preset {preset!r} (known: {', '.join(RENDERER_PRESETS)})")
     return RENDERER_PRESETS[preset]()
 
 
-def _game(meta: Path, info: dict) -> dict:
+def _game(source: Path, info: dict) -> dict:
     game = info.get("game") or dict(DEFAULT_GAME)  # version 1 and the first version-2 files: the only game then
-    if not isinstance(game, dict) or set(game) != set(DEFAULT_GAME):
-        raise CheckpointError(meta, f'bad "game": {game!r} (need camera and scene)')
+    problem = _game_problem(game)
+    if problem is not None:
+        raise CheckpointError(source, f'bad "game": {problem}')
     return game
 
 
-def _stats(meta: Path, info: dict) -> ConditionStats | None:
+def _stats(source: Path, info: dict) -> ConditionStats | None:
     if info.get("stats") is None:
+        warnings.warn(
+            f'{source}: "stats": null, so depth and flow are normalised with unit statistics: fine for an '
+            "untrained network, wrong for a trained one",
+            UserWarning,
+            stacklevel=3,  # the caller of load_renderer
+        )
         return None
     try:
         if info["version"] == 1:
             trained = (info.get("provenance") or {}).get("train_config") or {}
-            return ConditionStats.from_version_1(info["stats"], bool(trained.get("sky_to_zero", False)))
-        return ConditionStats.from_dict(info["stats"])
+            stats = ConditionStats.from_version_1(info["stats"], bool(trained.get("sky_to_zero", False)))
+        else:
+            stats = ConditionStats.from_dict(info["stats"])
     except (TypeError, ValueError) as error:
-        raise CheckpointError(meta, f"bad statistics: {error}") from None
+        raise CheckpointError(source, f"bad statistics: {error}") from None
+    if "game" not in stats.sources:
+        raise CheckpointError(source, f'bad statistics: no "game" source (have {sorted(stats.sources)})')
+    return stats
 
 
 def _read_weights(weights: Path) -> tuple[dict, dict]:
@@ -168,6 +258,21 @@ def _read_weights(weights: Path) -> tuple[dict, dict]:
             return {name: file.get_tensor(name) for name in file.keys()}, file.metadata() or {}
     except Exception as error:  # safetensors raises several types for a damaged file
         raise CheckpointError(weights, f"corrupt safetensors file ({error})") from None
+
+
+def _read_info(weights: Path, meta: Path, metadata: dict) -> tuple[Path, dict]:
+    """(the file the authoritative JSON came from, that JSON): the weights' own copy when they carry one,
+    else the JSON beside them, which must come from the same save."""
+    if EMBEDDED_JSON in metadata:
+        info = _parse(weights, metadata[EMBEDDED_JSON])
+        if info.get("checkpoint_id") != metadata.get("checkpoint_id"):
+            raise CheckpointError(weights, "corrupt: its metadata's checkpoint_id is not its JSON's")
+        _check_copy(meta, info, weights)
+        return weights, info
+    info = _read_json(meta)
+    if metadata.get("checkpoint_id") != info.get("checkpoint_id"):
+        raise CheckpointError(weights, f"these weights and {meta.name} come from different saves")
+    return meta, info
 
 
 def load_renderer(
@@ -186,12 +291,19 @@ def load_renderer(
         path = DEFAULT_CHECKPOINT
     weights, meta = checkpoint_paths(path)
     if not weights.is_file():
-        raise CheckpointError(weights, "no such file")
-    info = _read_json(meta)
-    config = _config(meta, info)
+        given = Path(path)
+        if given == weights:
+            raise CheckpointError(weights, "no such file")
+        if given.exists():  # e.g. a video given where a renderer was asked for
+            raise CheckpointError(
+                given, f"not a renderer checkpoint (a renderer is NAME.safetensors; no {weights.name})"
+            )
+        raise CheckpointError(given, f"no such renderer checkpoint (no {weights.name})")
     tensors, metadata = _read_weights(weights)
-    if metadata.get("checkpoint_id") != info.get("checkpoint_id"):
-        raise CheckpointError(weights, f"these weights and {meta.name} come from different saves")
+    source, info = _read_info(weights, meta, metadata)
+    config = _config(source, info)
+    game = _game(source, info)
+    stats = _stats(source, info)
 
     model = Renderer(config)
     expected = model.state_dict()
@@ -202,16 +314,16 @@ def load_renderer(
         if tensor.shape != expected[name].shape:
             raise CheckpointError(
                 weights,
-                f"tensor {name!r} has shape {tuple(tensor.shape)} but the config in {meta.name} needs "
+                f"tensor {name!r} has shape {tuple(tensor.shape)} but the config in {source.name} needs "
                 f"{tuple(expected[name].shape)}",
             )
     model.load_state_dict(tensors)
-    stats = _stats(meta, info)
     return LoadedRenderer(
         model=model.to(device=device, dtype=dtype).eval(),
         stats=stats,
         preset=info.get("preset"),
         provenance=info.get("provenance") or {},
         path=weights,
-        game=_game(meta, info),
+        game=game,
+        checkpoint_id=info.get("checkpoint_id"),
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -44,6 +45,11 @@ UNIT_DEPTH_FLOOR = 1e-2
 """Depth floor of the identity statistics, in the game's metres^-1 (100 m)."""
 MIN_STD = 1e-6
 """Smallest standard deviation a fit may record, so that a constant stream never divides by zero."""
+
+
+def _is_number(value) -> bool:
+    """A finite real number (numpy's included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _transform_depth(depth, floor: float, log_depth: bool):
@@ -115,13 +121,30 @@ class ConditionSource:
     """Normalised values are clipped to [-clip, clip] standard deviations."""
 
     def __post_init__(self):
-        values = (self.depth_floor, self.depth_mean, self.depth_std, *self.flow_mean, *self.flow_std, self.clip)
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"condition statistics must be finite: {self}")
-        if self.depth_floor <= 0 or self.depth_std <= 0 or min(self.flow_std) <= 0 or self.clip <= 0:
-            raise ValueError(f"depth floor, standard deviations and clip must be positive: {self}")
-        object.__setattr__(self, "flow_mean", tuple(float(v) for v in self.flow_mean))
-        object.__setattr__(self, "flow_std", tuple(float(v) for v in self.flow_std))
+        """Refuse nonsense (one ValueError naming the field and what it must be); normalise numpy scalars
+        to Python ones, so that every source can be written as JSON."""
+
+        def refuse(name: str, rule: str):
+            raise ValueError(f"{name} = {getattr(self, name)!r}; must be {rule}")
+
+        for name, positive in (("depth_floor", True), ("depth_mean", False), ("depth_std", True), ("clip", True)):
+            value = getattr(self, name)
+            if not _is_number(value) or (positive and value <= 0):
+                refuse(name, "a finite number > 0" if positive else "a finite number")
+            object.__setattr__(self, name, float(value))
+        for name, positive in (("flow_mean", False), ("flow_std", True)):
+            pair = getattr(self, name)
+            pair = tuple(pair) if isinstance(pair, (Sequence, np.ndarray)) and not isinstance(pair, str) else ()
+            if len(pair) != 2 or not all(_is_number(v) and (v > 0 or not positive) for v in pair):
+                refuse(name, "(x, y): two finite numbers > 0" if positive else "(x, y): two finite numbers")
+            object.__setattr__(self, name, tuple(float(v) for v in pair))
+        if not isinstance(self.frames, numbers.Integral) or isinstance(self.frames, bool) or self.frames < 0:
+            refuse("frames", "an integer >= 0")
+        object.__setattr__(self, "frames", int(self.frames))
+        for name in ("log_depth", "sky_to_zero"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                refuse(name, "true or false")
+            object.__setattr__(self, name, bool(getattr(self, name)))
 
     @property
     def flags(self) -> dict:
@@ -229,9 +252,15 @@ class ConditionSource:
     @classmethod
     def from_dict(cls, data: Mapping) -> ConditionSource:
         """Inverse of `to_dict`; unknown fields are errors, and so are missing statistics."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be an object of fields, got {data!r}")
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
         if set(data) - names:
             raise ValueError(f"unknown fields {sorted(set(data) - names)}")
+        missing = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"missing fields {missing}")
         return cls(**data)
 
 
@@ -278,8 +307,11 @@ class ConditionStats:
     @classmethod
     def from_dict(cls, data: Mapping) -> ConditionStats:
         """Inverse of `to_dict`; unknown or missing fields are errors naming the source."""
-        if set(data) != {"sources"}:
-            raise ValueError(f"condition statistics need the field sources only; got {sorted(data)}")
+        if not isinstance(data, Mapping) or set(data) != {"sources"}:
+            got = sorted(data) if isinstance(data, Mapping) else repr(data)
+            raise ValueError(f"condition statistics need the field sources only; got {got}")
+        if not isinstance(data["sources"], Mapping):
+            raise ValueError(f"sources = {data['sources']!r}; must be an object {{name: statistics}}")
         sources = {}
         for name, fields in data["sources"].items():
             try:

@@ -16,7 +16,9 @@ Legend of tensor letters:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -30,13 +32,45 @@ from neural_render.kv_cache import KVCache
 from neural_render.layers import DiTBlock, FinalLayer, PixelHead, TimestepEmbedder
 from neural_render.layout import framelet_block_mask, framelet_mask, patchify, rope_tables, unpatchify
 
-__all__ = ["RendererConfig", "Renderer", "RENDERER_PRESETS", "ATTENTION_BACKENDS", "build_renderer", "preset_name"]
+__all__ = [
+    "RendererConfig",
+    "ConfigFieldError",
+    "Renderer",
+    "RENDERER_PRESETS",
+    "ATTENTION_BACKENDS",
+    "build_renderer",
+    "preset_name",
+]
 
 ATTENTION_BACKENDS = ("sdpa", "flex")
 """How a multi-framelet (training) pass applies the framelet mask: "sdpa" gives scaled_dot_product_attention
 a dense (L, L) boolean mask, which costs O(L^2) however small the window; "flex" gives FlexAttention a
 block mask, which skips the blocks the window hides (long clips: 256 frames are 51,200 tokens at 320^2).
 Cached streaming passes need no mask and ignore this."""
+
+
+RGB_CHANNELS = 3
+"""Channels of a generated frame: the project's frames are RGB."""
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class ConfigFieldError(ValueError):
+    """A `RendererConfig` field holds a value the renderer cannot use; the message names the field, its value
+    and what it must be (`field`, `value` and `rule` keep them for callers that name the file too)."""
+
+    def __init__(self, field: str, value, rule: str):
+        self.field, self.value, self.rule = field, value, rule
+        super().__init__(f"RendererConfig.{field} = {value!r}; must be {rule}")
+
+    def __reduce__(self):  # so that it crosses process boundaries (vector env workers) intact
+        return type(self), (self.field, self.value, self.rule)
 
 
 @dataclass(frozen=True)
@@ -57,10 +91,10 @@ class RendererConfig:
     """Attention heads; width / heads must be divisible by 4 for 2D rotary positions."""
     mlp_ratio: float = 4.0
     """Hidden width of each MLP relative to the token width."""
-    channels: int = 3
-    """Channels of a generated frame (RGB)."""
+    channels: int = RGB_CHANNELS
+    """Channels of a generated frame (RGB: 3, the only value the project can use)."""
     cond_channels: int = CONDITION_CHANNELS
-    """Channels of the normalised condition (depth, flow x, flow y)."""
+    """Channels of the normalised condition (depth, flow x, flow y: 3, the only value the condition has)."""
     shared_adaln: bool = True
     """One AdaLN projection shared by all blocks (plus a learned offset per block), as the seed pins it."""
     qk_norm: bool = True
@@ -72,14 +106,34 @@ class RendererConfig:
     condition (`layers.PixelHead`); 0 = none, the seed's design (each patch decoded on its own)."""
 
     def __post_init__(self):
+        """Refuse a config that the network cannot be built with, or that the rest of the project cannot use,
+        with a `ConfigFieldError` naming the first bad field and what it must be."""
+        for name in ("image_size", "patch_size", "patch_frames", "width", "num_blocks"):
+            if not _is_integer(getattr(self, name)) or getattr(self, name) < 1:
+                raise ConfigFieldError(name, getattr(self, name), "a positive integer")
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
-        if self.width % self.heads or (self.width // self.heads) % 4:
-            raise ValueError(f"width {self.width} / heads {self.heads} must be an integer divisible by 4")
-        if min(self.patch_frames, self.num_blocks, self.channels, self.cond_channels) < 1:
-            raise ValueError(f"patch_frames, num_blocks and channel counts must be positive: {self}")
-        if self.pixel_head < 0:
-            raise ValueError(f"pixel_head {self.pixel_head}: hidden channels must be >= 0 (0 = none)")
+            rule = f"a positive integer dividing image_size {self.image_size}"
+            raise ConfigFieldError("patch_size", self.patch_size, rule)
+        if self.width % 4:
+            raise ConfigFieldError("width", self.width, "a positive multiple of 4 (2D rotary positions)")
+        heads = self.heads
+        if not _is_integer(heads) or heads < 1 or self.width % heads or (self.width // heads) % 4:
+            rule = f"a positive integer dividing width {self.width} into heads of a multiple of 4 channels (2D RoPE)"
+            raise ConfigFieldError("heads", heads, rule)
+        if not _is_number(self.mlp_ratio) or int(self.width * self.mlp_ratio) < 1:
+            rule = f"a finite number with width {self.width} x mlp_ratio >= 1"
+            raise ConfigFieldError("mlp_ratio", self.mlp_ratio, rule)
+        if not _is_integer(self.channels) or self.channels != RGB_CHANNELS:
+            raise ConfigFieldError("channels", self.channels, f"{RGB_CHANNELS} (RGB frames)")
+        if not _is_integer(self.cond_channels) or self.cond_channels != CONDITION_CHANNELS:
+            raise ConfigFieldError("cond_channels", self.cond_channels, f"{CONDITION_CHANNELS} (depth, flow x, flow y)")
+        for name in ("shared_adaln", "qk_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigFieldError(name, getattr(self, name), "true or false")
+        if not _is_number(self.rope_base) or self.rope_base <= 0:
+            raise ConfigFieldError("rope_base", self.rope_base, "a finite number > 0")
+        if not _is_integer(self.pixel_head) or self.pixel_head < 0:
+            raise ConfigFieldError("pixel_head", self.pixel_head, "an integer >= 0 (hidden channels, 0 = none)")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -100,11 +154,16 @@ class RendererConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RendererConfig:
-        """Rebuild from `to_dict` output; unknown or missing fields are errors, never silent defaults."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
-        if unknown or missing:
-            raise ValueError(f"renderer config has unknown fields {unknown} and lacks fields {missing}")
+        """Rebuild from `to_dict` output; unknown or missing fields are errors, never silent defaults, and so
+        is any field's bad value (a `ConfigFieldError`)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be an object of fields, got {data!r}")
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown, missing = sorted(set(data) - set(names)), [name for name in names if name not in data]
+        if unknown:
+            raise ValueError(f"unknown fields {unknown} (the fields are {', '.join(names)})")
+        if missing:
+            raise ValueError(f"missing fields {missing}")
         return cls(**data)
 
 

@@ -11,8 +11,10 @@ its work inside `user_errors(prog)`:
         result = evaluate(...)
 
 A bad option exits with status 2 (argparse's convention), an error found while working (a missing file, an
-unusable checkpoint, a bad video) with status 1, Ctrl-C with 130; each prints exactly one line on stderr,
-`prog: error: ...`, never a traceback or a usage block. stdout stays for the command's output.
+unusable checkpoint, a bad video) with status 1, Ctrl-C with 130 and SIGTERM (a `kill`, a job scheduler's
+stop) with 143; each prints exactly one line on stderr, `prog: error: ...`, never a traceback or a usage
+block. SIGTERM is raised as `Terminated`, a KeyboardInterrupt, so everything that cleans up after Ctrl-C
+(temporary files, half-written episodes) cleans up after a kill too. stdout stays for the command's output.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
-__all__ = ["USER_ERRORS", "CommandLine", "at_least", "more_than", "one_line", "user_errors"]
+__all__ = [
+    "USER_ERRORS",
+    "CommandLine",
+    "Terminated",
+    "at_least",
+    "device_option",
+    "device_option_or_all",
+    "more_than",
+    "one_line",
+    "user_errors",
+]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
 """What a user can cause: bad values and files (checkpoint, video and state errors are ValueErrors), missing
@@ -72,15 +86,62 @@ def _bounded(kind: Callable[[str], float], allowed: Callable[[float], bool], bou
     return parse
 
 
+def device_option(text: str) -> str:
+    """An argparse `type` for a torch device: `cpu`, `cuda` or `cuda:N`, where CUDA must be present (checked
+    with torch, imported only for a CUDA name) — so a bad device stops the command before any work."""
+    kind, colon, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (colon and (kind == "cpu" or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text}: no CUDA device here (torch.cuda.is_available() is False); use cpu"
+            )
+        if colon and int(index) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+def device_option_or_all(text: str) -> str:
+    """`device_option`, or `all` (every device present)."""
+    if text == "all":
+        return text
+    try:
+        return device_option(text)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error} (or all)") from None
+
+
+device_option.__name__ = device_option_or_all.__name__ = "device"  # argparse names the type in its messages
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM inside `user_errors`: cleaned up like Ctrl-C, exit status 143."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 @contextlib.contextmanager
 def user_errors(prog: str, *extra: type[BaseException]) -> Iterator[None]:
     """Run a command's work: a user's error (`USER_ERRORS` and `extra`) becomes one line on stderr and exit
-    status 1, Ctrl-C a line and status 130."""
+    status 1, Ctrl-C a line and status 130, SIGTERM (raised as `Terminated`) a line and status 143."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         yield
+    except Terminated:
+        sys.stderr.write(f"{prog}: terminated\n")
+        raise SystemExit(128 + signal.SIGTERM) from None
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         raise SystemExit(130) from None
     except (*USER_ERRORS, *extra) as error:
         sys.stderr.write(f"{prog}: error: {one_line(error)}\n")
         raise SystemExit(1) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

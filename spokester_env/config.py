@@ -8,6 +8,8 @@ used; `scene.py` maps them to pybullet's (x, y, z) = (across, along, up).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 
 ENV_ID = "Spokester-v0"
@@ -19,6 +21,28 @@ ACTION_MEANINGS = ("keep lane", "move one lane left", "move one lane right")
 """Meaning of each `Discrete(3)` action; the index is the action."""
 KEEP_LANE = 0
 """The action that changes nothing."""
+
+
+def _is_number(value) -> bool:
+    """A finite real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(config) -> None:
+    """Every field of a config dataclass holds a value of its default's kind: a finite number, an integer, or
+    a tuple of as many finite numbers (a list is taken as the tuple); one ValueError naming the field."""
+    name = type(config).__name__
+    for item in dataclasses.fields(config):
+        value, default = getattr(config, item.name), item.default
+        if isinstance(default, tuple):
+            if not isinstance(value, (tuple, list)) or len(value) != len(default) or not all(map(_is_number, value)):
+                raise ValueError(f"{name}.{item.name} must be {len(default)} finite numbers, got {value!r}")
+            object.__setattr__(config, item.name, tuple(value))
+        elif isinstance(default, int):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"{name}.{item.name} must be an integer, got {value!r}")
+        elif isinstance(default, float) and not _is_number(value):
+            raise ValueError(f"{name}.{item.name} must be a finite number, got {value!r}")
 
 
 def frame_actions(action: int, frames: int) -> list[int]:
@@ -57,6 +81,16 @@ class CameraConfig:
     far: float = 200.0
     """Far clipping distance, m: geometry beyond it reads as sky."""
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if not 0 < self.fov < 180:
+            raise ValueError(f"CameraConfig.fov must lie in (0, 180) degrees, got {self.fov!r}")
+        if not 0 < self.near < self.far:
+            raise ValueError(f"CameraConfig.near and far must satisfy 0 < near < far, got {(self.near, self.far)}")
+        for name in ("eye_lag", "target_lag"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"CameraConfig.{name} must be >= 0 (0 = rigid), got {getattr(self, name)!r}")
+
 
 CAMERA_PRESETS: dict[str, CameraConfig] = {
     "follow": CameraConfig(),
@@ -79,6 +113,8 @@ def camera_config(camera: str | CameraConfig) -> CameraConfig:
     the presets."""
     if isinstance(camera, CameraConfig):
         return camera
+    if not isinstance(camera, str):
+        raise TypeError(f"camera={camera!r}: pass a preset name ({', '.join(CAMERA_PRESETS)}) or a CameraConfig")
     if camera not in CAMERA_PRESETS:
         raise ValueError(f"camera={camera!r}: choose one of {', '.join(CAMERA_PRESETS)} or pass a CameraConfig")
     return CAMERA_PRESETS[camera]
@@ -161,14 +197,28 @@ class GameConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.num_lanes, int) or isinstance(self.num_lanes, bool) or self.num_lanes < 2:
             raise ValueError(f"GameConfig.num_lanes must be an integer >= 2, got {self.num_lanes!r}")
-        for name in ("lane_width", "start_speed", "spawn_distance", "building_spacing", "open_overlap"):
+        if not isinstance(self.camera, CameraConfig):
+            raise TypeError(f"GameConfig.camera must be a CameraConfig (see CAMERA_PRESETS), got {self.camera!r}")
+        _check_fields(self)
+        positive = ("lane_width", "start_speed", "spawn_distance", "building_spacing", "open_overlap", "kick_decay")
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"GameConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.acceleration < 0:
-            raise ValueError(f"GameConfig.acceleration must be >= 0, got {self.acceleration}")
+        for name in ("rider_half_extents", "car_half_extents", "roof_half_extents", "building_half_extents"):
+            if min(getattr(self, name)) <= 0:
+                raise ValueError(f"GameConfig.{name} must be 3 numbers > 0, got {getattr(self, name)}")
+        for name in ("acceleration", "steer_stiffness", "steer_stiffness_per_speed", "steer_damping_ratio", "max_cars"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GameConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.physics_substeps < 1:
+            raise ValueError(f"GameConfig.physics_substeps must be >= 1, got {self.physics_substeps}")
         lo, hi = self.car_speed_fraction
         if not 0 <= lo <= hi < 1:
             raise ValueError(f"GameConfig.car_speed_fraction must satisfy 0 <= lo <= hi < 1, got {(lo, hi)}")
+        for name in ("spawn_gap", "open_duration"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"GameConfig.{name} must satisfy 0 < lo <= hi, got {(lo, hi)}")
 
     def lane_x(self, lane: int) -> float:
         """The x of a lane's centre, m (lane 0 is the left one)."""
@@ -199,6 +249,8 @@ DEFAULT_SCENE = "city"
 
 def with_scene(config: GameConfig, scene: str) -> GameConfig:
     """`config` with a scene preset's fields; an unknown name is a one-line error listing the presets."""
+    if not isinstance(scene, str):
+        raise TypeError(f"scene={scene!r}: pass a preset name ({', '.join(SCENE_PRESETS)})")
     if scene not in SCENE_PRESETS:
         raise ValueError(f"scene={scene!r}: choose one of {', '.join(SCENE_PRESETS)}")
     city = GameConfig()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import warnings
 from typing import Any
 
@@ -36,6 +38,21 @@ def _backend(backend: str | None, renderer: str | None) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     return backend
+
+
+def _observation_keys(observations) -> tuple[str, ...]:
+    """The observation keys asked for: one key or several distinct ones from OBSERVATION_KEYS."""
+    if isinstance(observations, str):
+        observations = (observations,)
+    try:
+        keys = tuple(observations)
+    except TypeError:
+        keys = None
+    if keys is None or not all(isinstance(key, str) for key in keys):
+        raise TypeError(f"observations={observations!r}: must be a key or a tuple of keys from {OBSERVATION_KEYS}")
+    if not keys or len(set(keys)) != len(keys) or any(key not in OBSERVATION_KEYS for key in keys):
+        raise ValueError(f"observations={keys!r}: choose one or more distinct keys from {OBSERVATION_KEYS}")
+    return keys
 
 
 class SpokesterEnv(gym.Env):
@@ -73,7 +90,8 @@ class SpokesterEnv(gym.Env):
     use `CnnPolicy`; the `Dict` itself trains with `MultiInputPolicy` (an MLP on the flattened arrays).
 
     ## Rewards
-    The metres travelled during the step (speed x dt, growing as the ride speeds up).
+    The metres travelled during the step (speed x dt, growing as the ride speeds up); 0 on steps after a
+    crash (see Episode End).
 
     ## Starting State
     The rider in the middle lane (lane 1 of 0-2; of an even number of lanes, the left middle one,
@@ -85,6 +103,12 @@ class SpokesterEnv(gym.Env):
     registered `Spokester-v0` is truncated after 3000 steps (125 s at 24 fps); pass
     `max_episode_steps` to `gym.make` to change it.
 
+    The crash persists until `reset()`: every further `step` returns the crash step's observation and
+    info again, reward 0 and `terminated=True`; the world does not move (the action is still checked, then
+    ignored), and the first such step of an episode warns (`UserWarning`) to call `reset()`. After
+    `close()`, `reset`, `step`, `render` and `class_map` raise `gymnasium.error.ClosedEnvironmentError`
+    (make a new env); `close()` itself may be called again.
+
     `info`: `distance` (m since reset), `speed` (m/s), `lane` (the lane the rider is in or heading to, 0 to
     `num_lanes - 1` from left to right: 0-2 by default), `x` (m, lateral position), `crashed` (bool), all
     Python scalars.
@@ -94,14 +118,16 @@ class SpokesterEnv(gym.Env):
     rider; sky exactly where inverse depth is 0), from the segmentation mask that flow is made with.
 
     ## Arguments
+    A bad argument is one line: a `TypeError` for the wrong kind of value, a `ValueError` for a value out
+    of range, each naming the argument and what it may be.
     - `width`, `height` (int > 0, default 320, `spokester_env.DEFAULT_IMAGE_SIZE`): image size in pixels.
     - `observations` (tuple of `"depth"`, `"flow"`, `"rgb"`, default `("depth", "flow")`).
     - `render_mode` (`None`, `"rgb_array"`, `"human"`): the cube view, or a pygame window showing it.
-    - `fps` (float > 0, default 24): frames per second; one step advances `dt = 1 / fps` seconds.
+    - `fps` (finite number > 0, default 24): frames per second; one step advances `dt = 1 / fps` seconds.
     - `backend` (`"tiny"` default, pybullet's CPU TinyRenderer; `"egl"`, pybullet's EGL plugin on a GPU): the
       geometry backend that takes the camera images. (The neural renderer is something else: it paints the
       observations, see `neural_render`.) `renderer=` is its deprecated old name.
-    - `config` (`GameConfig`): every rule and the camera rig; defaults are the seed's play settings.
+    - `config` (`GameConfig` or `None`): every rule and the camera rig; defaults are the seed's play settings.
     - `camera` (keyword; `"follow"`, `"first_person"` or a `CameraConfig`; default: the config's, the seed's
       `"follow"`): the camera rig, `spokester_env.CAMERA_PRESETS`. `"follow"` looks over the rider's
       shoulder; `"first_person"` looks down the road from the rider's head, as dashcam and helmet footage
@@ -116,6 +142,11 @@ class SpokesterEnv(gym.Env):
       `DeprecationWarning`); `GameConfig.num_lanes` takes any number of lanes from 2; `camera=` picks a
       camera preset (`"follow"`, the default and the seed's, or `"first_person"`) and `scene=` a roadside
       (`"city"`, the default, or `"open"`).
+    - v0 (rides unchanged up to the crash): stepping after a crash without `reset()` no longer moves the world
+      and pays reward (it did, with `terminated` true only on steps that touched a car): the crash persists
+      (terminated, reward 0, the same observation) with a warning; a closed env raises
+      `ClosedEnvironmentError` instead of an `AttributeError`; arguments of the wrong type or out of range
+      (`fps=inf`, `fps="24"`, `config="x"`) are one-line `TypeError`s or `ValueError`s.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 24}
@@ -136,18 +167,19 @@ class SpokesterEnv(gym.Env):
     ) -> None:
         backend = _backend(backend, renderer)
         for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"{name}={value!r}: must be a positive integer")
-        if isinstance(observations, str):
-            observations = (observations,)
-        observations = tuple(observations)
-        unknown = [k for k in observations if k not in OBSERVATION_KEYS]
-        if unknown or not observations or len(set(observations)) != len(observations):
-            raise ValueError(f"observations={observations!r}: choose one or more distinct keys from {OBSERVATION_KEYS}")
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"{name}={value!r}: must be a positive integer (pixels)")
+            if value <= 0:
+                raise ValueError(f"{name}={value!r}: must be a positive integer (pixels)")
+        observations = _observation_keys(observations)
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode={render_mode!r} is not one of {(None,) + RENDER_MODES}")
-        if not fps > 0:
-            raise ValueError(f"fps={fps!r}: must be > 0")
+        if not isinstance(fps, numbers.Real) or isinstance(fps, bool):
+            raise TypeError(f"fps={fps!r}: must be a number of frames per second, finite and > 0")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps={fps!r}: must be finite and > 0 (frames per second)")
+        if config is not None and not isinstance(config, GameConfig):
+            raise TypeError(f"config={config!r}: must be a spokester_env.GameConfig or None")
         self._kwargs = dict(
             width=int(width),
             height=int(height),
@@ -199,11 +231,15 @@ class SpokesterEnv(gym.Env):
         self._rgb: np.ndarray | None = None
         self._window = None
         self._clock = None
+        self._crash: dict | None = None  # the crash step's observation, while the episode stays crashed
+        self._told_to_reset = False
 
     # --- the MDP ----------------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
         super().reset(seed=seed)
+        self._crash, self._told_to_reset = None, False
         self.game.reset(self.np_random)
         st = self.game.state
         self.camera.reset(st.rider.x)
@@ -217,20 +253,43 @@ class SpokesterEnv(gym.Env):
         return obs, self._info(crashed=False)
 
     def step(self, action):
+        self._check_open()
         if self._pose is None:
             raise gym.error.ResetNeeded("Call reset() before step()")
         if not self.action_space.contains(action):
             allowed = ", ".join(f"{i} ({m})" for i, m in enumerate(ACTION_MEANINGS))
             raise ValueError(f"action={action!r} is not one of {allowed}")
+        if self._crash is not None:
+            return self._crashed_step()
         x_before = self.game.state.rider.x
         travelled = self.game.step(int(action))
         st = self.game.state
         self.camera.update(st.rider.x)
         obs = self._advance(self.camera.pose(st.distance), self._pose, st.rider.x - x_before, travelled)
         crashed = self.scene.rider_hits_car(st)
+        if crashed:
+            self._crash = {key: value.copy() for key, value in obs.items()}
         if self.render_mode == "human":
             self.render()
         return obs, float(travelled), crashed, False, self._info(crashed)
+
+    def _crashed_step(self):
+        """A step after a crash: the crash again, reward 0, nothing moves (see Episode End)."""
+        if not self._told_to_reset:
+            self._told_to_reset = True
+            warnings.warn(
+                "SpokesterEnv.step() after a crash: the ride stays crashed (terminated, reward 0, the world "
+                "frozen); call reset() to ride again",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self.render_mode == "human":
+            self.render()
+        return {key: value.copy() for key, value in self._crash.items()}, 0.0, True, False, self._info(True)
+
+    def _check_open(self) -> None:
+        if self.scene is None:
+            raise gym.error.ClosedEnvironmentError("SpokesterEnv is closed; make a new one")
 
     def _info(self, crashed: bool) -> dict[str, Any]:
         st = self.game.state
@@ -274,6 +333,7 @@ class SpokesterEnv(gym.Env):
     def class_map(self) -> np.ndarray:
         """The game's class of every pixel of the latest frame: (H, W) uint8, indices into
         `spokester_env.CLASS_NAMES` (see the class docstring)."""
+        self._check_open()
         if self._seg is None:
             raise gym.error.ResetNeeded("Call reset() before class_map()")
         return self.scene.classes(self._seg)
@@ -291,6 +351,7 @@ class SpokesterEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() was called without a render_mode; pass render_mode='rgb_array' or 'human'")
             return None
+        self._check_open()
         if self._pose is None:
             raise gym.error.ResetNeeded("Call reset() before render()")
         if self.render_mode == "rgb_array":
@@ -341,6 +402,7 @@ class SpokesterEnv(gym.Env):
             "np_random": self._np_random,  # the game draws from the same generator
             "camera": (self.camera.eye_x, self.camera.target_x),
             "pose": self._pose,
+            "crash": (self._crash, self._told_to_reset),
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -351,6 +413,7 @@ class SpokesterEnv(gym.Env):
             self.game.rng = self._np_random
         self.camera.eye_x, self.camera.target_x = state["camera"]
         self._pose = state["pose"]
+        self._crash, self._told_to_reset = state.get("crash", (None, False))
         if self._pose is not None:
             self.scene.sync(self.game.state, self._pose.eye[1])
             rgba, _, seg = self.scene.render(self._pose)

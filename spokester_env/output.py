@@ -2,14 +2,19 @@
 
 Atomic output: write beside the target, flush to disk, then move into place (`os.replace`), so a reader — or
 a resumed run, or a user who pressed Ctrl-C, or a kill -9 — sees the old file or the new one, never half of
-one. Every package writes through here (env, renderer checkpoints, training, recordings). Nothing here
-imports torch; PyAV and OpenCV are imported when a video or a picture is written.
+one. Every package writes through here (env, renderer checkpoints, training, recordings). A temporary file is
+named `.NAME.PID.XXXXXXXX.EXT` after its target and the process writing it; one left by a killed process is
+removed the next time anything writes the same target. An OSError while writing (a full disk, a read-only
+folder) names the file it was for. `check_output` checks a command's output path before any work starts.
+Nothing here imports torch; PyAV and OpenCV are imported when a video or a picture is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
@@ -23,7 +28,10 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output",
+    "naming_errors",
     "publish",
+    "remove_stale_temporaries",
     "temporary_path",
     "write_png",
     "write_video",
@@ -35,12 +43,77 @@ VIDEO_CRF = 18
 
 def temporary_path(path: str | os.PathLike) -> Path:
     """A new empty hidden file beside `path`, with the same extension (writers that go by the extension,
-    like OpenCV, PyAV or SB3, keep working)."""
+    like OpenCV, PyAV or SB3, keep working). Temporaries of `path` left by processes that no longer run are
+    removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    with naming_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        prefix = f".{path.name}.{os.getpid()}."
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=path.suffix or ".tmp")
     os.close(handle)
     return Path(temporary)
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of `path` (`temporary_path`'s names) whose writing process has ended; returns
+    them. Those of live processes (another writer of the same file) are left alone."""
+    path = Path(path)
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def naming_errors(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError inside that names no file (a full disk while writing: "[Errno 28] No space left on device")
+    is raised again naming `path`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, str(path)) from error
+
+
+def check_output(path: str | os.PathLike, *, folder: bool = False, option: str = "--out") -> Path:
+    """Before any work: make sure `path` can be written — as a file (not a folder; its folder exists or can be
+    made, and takes files) or, with `folder`, as a folder — and that its disk is not full. Raises one-line
+    OSErrors naming `option` and the path; creates nothing."""
+    path = Path(path)
+    where = f"{option} {path}" if option else str(path)
+    if folder and path.exists() and not path.is_dir():
+        raise FileExistsError(f"{where}: is a file, not a folder")
+    if not folder and path.is_dir():
+        raise IsADirectoryError(f"{where}: is a folder; give a file name")
+    existing = (path if folder else path.parent).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{where}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".spokester-write-check.")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise type(error)(f"{where}: cannot write in {existing} ({error.strerror or error})") from None
+    if shutil.disk_usage(existing).free == 0:
+        raise OSError(f"{where}: no space left on the disk of {existing}")
+    return path
 
 
 def publish(temporary: str | os.PathLike, path: str | os.PathLike, *, sync: bool = True) -> None:
@@ -59,8 +132,9 @@ def atomic_path(path: str | os.PathLike, *, sync: bool = True) -> Iterator[Path]
     """Yield a temporary path to write; on success it replaces `path`, on any error it is deleted."""
     temporary = temporary_path(path)
     try:
-        yield temporary
-        publish(temporary, path, sync=sync)
+        with naming_errors(path):
+            yield temporary
+            publish(temporary, path, sync=sync)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -10,7 +10,7 @@ import numpy as np
 from .commandline import CommandLine, at_least, user_errors
 from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
-from .output import write_png
+from .output import check_output, write_png
 from .visualize import depth_to_rgb, flow_to_rgb
 
 ACTION_DIGITS = "".join(str(action) for action in range(len(ACTION_MEANINGS)))
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.actions or set(args.actions) - set(ACTION_DIGITS):
         parser.error(f"--actions {args.actions!r}: use digits 0 (keep), 1 (left), 2 (right)")
     with user_errors(parser.prog):
+        check_output(args.out)
         write_png(args.out, snapshot(args.seed, args.steps, args.size, args.actions))
     print(args.out)
 

@@ -1,5 +1,7 @@
 """Fixtures shared by several test folders."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,36 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         for param in model.parameters():
             param.copy_(0.2 * torch.randn(param.shape, generator=generator))
     return save_renderer(tmp_path_factory.mktemp("renderer") / "tiny", model, provenance={"test": "tiny"})
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """`mounted(options)`: a fresh tmpfs mounted with `options` ("ro", "size=64k") on a folder, for read-only
+    folders and full disks that even root cannot write; skipped where mounting is not allowed."""
+    mounts = []
+
+    def mount(options: str) -> Path:
+        folder = tmp_path / f"mount{len(mounts)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """The per-user cache (`SPOKESTER_CACHE`) of the whole test run: a temporary folder, never the tester's."""
+    folder = tmp_path_factory.mktemp("user_cache")
+    saved = os.environ.get("SPOKESTER_CACHE")
+    os.environ["SPOKESTER_CACHE"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("SPOKESTER_CACHE", None)
+    else:
+        os.environ["SPOKESTER_CACHE"] = saved

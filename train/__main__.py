@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from neural_render import RENDERER_PRESETS
 from spokester_env import CAMERA_PRESETS, SCENE_PRESETS
-from spokester_env.commandline import CommandLine, at_least, more_than, user_errors
+from spokester_env.commandline import CommandLine, at_least, device_option, more_than, user_errors
 from spokester_train.data.extract import add_extractor_options, extractor_specs
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
@@ -56,7 +56,7 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="the game scene the renderer is made for (default: the preset's)")  # fmt: skip
     parser.add_argument("--labels", default=None, help="label store root (default: the preset's)")
     add_extractor_options(parser)
-    parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    parser.add_argument("--device", type=device_option, default=None, help="torch device (default: the preset's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (1 is best on a busy CPU)")
     parser.add_argument("--attention", default=None, choices=("sdpa", "flex"),
@@ -74,9 +74,10 @@ def parse_args(argv: Sequence[str] | None = None):
         for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene")
         if getattr(args, name)
     ]
+    recipe += ["--renderer"] if args.renderer_preset else []
     if args.resume and (args.video or recipe):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
-        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root and game")
+        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game and network")
     return args
 
 

@@ -151,6 +151,10 @@ def test_record_neural_both(tiny_checkpoint, tmp_path):
         (("record", "--view", "neural", "--device", "gpu", "--out", "x"), ("--device", "cuda:N"), 2),
         (("play", "--device", "cpu:1"), ("--device",), 2),
         (("fly",), ("spokester: error:", "invalid choice"), 2),
+        (("bench", "render", "--device", "tpu"), ("python -m neural_render.bench: error:", "--device", "cuda:N"), 2),
+        (("play", "--checkpoint", "/nonexistent.safetensors", "--max-frames", "2"), ("/nonexistent",), 1),
+        (("train-agent", "--out", "README.md/ta.zip"), ("--out README.md/ta.zip", "is a file, not a folder"), 1),
+        (("record", "--out", "README.md"), ("--out README.md: is a file, not a folder",), 1),
     ],
 )
 def test_bad_arguments_give_one_line_errors(args, words, status, tmp_path):
@@ -165,6 +169,7 @@ def test_device_cuda_without_cuda_is_a_one_line_error(tiny_checkpoint, tmp_path)
     result = run_cli("record", "--view", "neural", "--checkpoint", tiny_checkpoint, "--device", "cuda",
                      "--out", tmp_path / "rec", "--max-steps", 2)  # fmt: skip
     _one_line_error(result, "no CUDA device", "use cpu")
+    assert result.returncode == 2  # refused while reading the options, before any work
     assert not (tmp_path / "rec").exists()  # nothing half-written
 
 
@@ -233,3 +238,47 @@ def test_train_and_eval_an_agent_on_neural_frames(tmp_path):
     result = run_cli("record", "--agent", out, "--max-steps", 10, "--size", 48, "--out", tmp_path / "rec")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "rec" / "ep000.json").read_text())["steps"] == 10
+
+
+def test_bench_all_is_a_quick_look_on_one_thread_unless_told(monkeypatch):
+    """`spokester bench` (all) runs the env and render benchmarks with short options, on the command's one
+    thread; a single benchmark gets the options given, and its own --threads wins."""
+    import torch
+
+    from spokester_agents import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_forward", lambda module, argv: calls.append((module, argv, torch.get_num_threads())))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(["bench"]) == 0
+        assert calls == [("spokester_env.bench", ["--seconds", "2"], 1),
+                         ("neural_render.bench", ["--framelets", "40", "--baseline-framelets", "6"], 1)]  # fmt: skip
+        calls.clear()
+        cli.main(["bench", "render", "--threads", "2", "--framelets", "3"])
+        assert calls == [("neural_render.bench", ["--threads", "2", "--framelets", "3"], 1)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_sigterm_during_record_exits_cleanly_and_leaves_nothing(tmp_path):
+    """A `kill` (SIGTERM) is treated as Ctrl-C: one line, exit status 143, no `.ep000.mp4.*` temporaries."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "rec"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "spokester_agents.cli", "record", "--out", str(out), "--size", "64", "--episodes", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists() and all(p.name.startswith(".ep000.") for p in out.iterdir())  # mid-episode
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143 and err.strip().splitlines()[-1] == "spokester record: terminated", err
+    assert list(out.iterdir()) == []

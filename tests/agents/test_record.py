@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import av
 import gymnasium as gym
@@ -31,6 +32,10 @@ def test_npz_round_trips_and_agrees_with_a_replay(tmp_path):
     assert "neural" not in data
     assert all(data[key].shape == (steps + 1,) for key in INFO_KEYS)
     assert data["actions"].shape == data["rewards"].shape == (steps,)
+    assert data["actions"].dtype == data["lane"].dtype == np.int8 and data["crashed"].dtype == bool
+    with zipfile.ZipFile(tmp_path / "ep.npz") as packed:  # compressed: depth and the cube view shrink a lot
+        sizes = {i.filename: (i.compress_size, i.file_size) for i in packed.infolist()}
+    assert all(packed_size < raw / 4 for packed_size, raw in (sizes["depth.npy"], sizes["rgb.npy"]))
     assert summary["distance"] == pytest.approx(data["distance"][-1]) == pytest.approx(data["rewards"].sum())
     assert summary["crashed"] == bool(data["crashed"][-1])
     # replaying the recorded actions from the recorded seed reproduces every observation
@@ -102,3 +107,18 @@ def test_an_odd_size_records_an_h264_video_padded_to_even_at_the_envs_fps(tmp_pa
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == summary["steps"] + 1 == 6 and frames[0].shape == (34, 34, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.json", "odd.mp4", "odd.npz"]
+
+
+def test_the_output_folder_is_checked_before_anything_is_played(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match=r"^--out .*afile: is a file, not a folder$"):
+        record(RecordConfig(out=str(tmp_path / "afile"), view="neural", checkpoint="no-such-renderer"))
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        record(RecordConfig(out=str(tmp_path / "afile" / "rec")))
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_leaves_nothing(mounted):
+    folder = mounted("size=256k")  # room for the mp4 and the json of a short ride, not for its npz
+    with pytest.raises(OSError, match=r"No space left on device: '.*/rec/ep000\.npz'"):
+        record(RecordConfig(out=str(folder / "rec"), size=64, max_steps=60))
+    assert list((folder / "rec").iterdir()) == []

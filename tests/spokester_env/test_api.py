@@ -158,6 +158,88 @@ def test_bad_configuration_names_the_allowed_values(kwargs, fragment):
         SpokesterEnv(**{"width": 16, "height": 16, **kwargs})
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(fps=float("inf")), ValueError, "fps=inf: must be finite and > 0 (frames per second)"),
+        (dict(fps=float("nan")), ValueError, "fps=nan: must be finite and > 0 (frames per second)"),
+        (dict(fps="24"), TypeError, "fps='24': must be a number of frames per second, finite and > 0"),
+        (dict(fps=True), TypeError, "fps=True: must be a number of frames per second, finite and > 0"),
+        (dict(width=32.0), TypeError, "width=32.0: must be a positive integer (pixels)"),
+        (dict(height=True), TypeError, "height=True: must be a positive integer (pixels)"),
+        (dict(config="x"), TypeError, "config='x': must be a spokester_env.GameConfig or None"),
+        (dict(observations=5), TypeError, "observations=5: must be a key or a tuple of keys from ('depth', 'flow',"),
+        (dict(observations=[["depth"]]), TypeError, "observations=[['depth']]: must be a key or a tuple of keys from"),
+        (dict(camera=5), TypeError, "camera=5: pass a preset name (follow, first_person) or a CameraConfig"),
+        (dict(camera=["follow"]), TypeError, "camera=['follow']: pass a preset name (follow, first_person) or a"),
+        (dict(scene=["open"]), TypeError, "scene=['open']: pass a preset name (city, open)"),
+    ],
+    ids=str.split(
+        "fps-inf fps-nan fps-str fps-bool width-float height-bool config-str observations-int "
+        "observations-nested camera-int camera-list scene-list"
+    ),  # fmt: skip
+)
+def test_arguments_of_the_wrong_kind_or_out_of_range_are_one_line_errors_naming_them(kwargs, error, message):
+    with pytest.raises(error) as caught:
+        SpokesterEnv(**{"width": 16, "height": 16, **kwargs})
+    assert type(caught.value) is error and str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def _crash(env, seed: int = 0):
+    """Ride into a car (always "move left", seed 0: 146 steps); returns the crash step."""
+    env.reset(seed=seed)
+    for _ in range(400):
+        out = env.step(1)
+        if out[2]:
+            return out
+    raise AssertionError("no crash in 400 steps")
+
+
+def test_the_crash_persists_until_reset(make_env):
+    """Steps after a crash: terminated every time, reward exactly 0, the same observation and info (the world
+    does not move), one warning per episode; reset rides again."""
+    env = make_env(width=16, height=16, observations=("depth", "flow"))
+    obs, reward, _, _, info = _crash(env)
+    assert info["crashed"] and reward > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after = [env.step(i % 3) for i in range(50)]
+    assert [str(w.message) for w in caught] == [
+        "SpokesterEnv.step() after a crash: the ride stays crashed (terminated, reward 0, the world frozen); "
+        "call reset() to ride again"
+    ]
+    assert [out[1] for out in after] == [0.0] * 50 and all(out[2] is True and out[3] is False for out in after)
+    for later, _, _, _, later_info in after:
+        assert later_info == info
+        for key in obs:
+            np.testing.assert_array_equal(later[key], obs[key])
+    assert env.unwrapped.game.state.distance == info["distance"]
+    clone = pickle.loads(pickle.dumps(env.unwrapped))  # a pickled crashed env stays crashed
+    try:
+        _, reward, terminated, _, clone_info = clone.step(0)
+        assert (reward, terminated, clone_info) == (0.0, True, info)
+    finally:
+        clone.close()
+    env.reset(seed=0)
+    _, reward, terminated, _, _ = env.step(0)
+    assert reward > 0 and not terminated
+    _crash(env)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env.step(0), env.step(0)
+    assert len(caught) == 1  # once in each crashed episode
+
+
+def test_a_closed_env_says_so(make_env):
+    env = make_env(width=16, height=16, render_mode="rgb_array").unwrapped
+    env.reset(seed=0)
+    env.close()
+    for call in (lambda: env.step(0), lambda: env.reset(seed=1), env.render, env.class_map):
+        with pytest.raises(gym.error.ClosedEnvironmentError, match="^SpokesterEnv is closed; make a new one$"):
+            call()
+    env.close()
+
+
 @pytest.mark.parametrize("action", [3, -1, 1.5, "left"])
 def test_invalid_action_names_the_allowed_actions(make_env, action):
     env = make_env().unwrapped

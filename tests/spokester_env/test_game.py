@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spokester_env.config import GameConfig
+from spokester_env.config import CameraConfig, GameConfig
 from spokester_env.game import Game
 
 
@@ -149,6 +149,33 @@ def test_lane_count_must_be_an_integer_of_at_least_two():
     for bad in (1, 0, 2.5, True):
         with pytest.raises(ValueError, match="num_lanes must be an integer >= 2"):
             GameConfig(num_lanes=bad)
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: GameConfig(camera="follow"), TypeError, "GameConfig.camera must be a CameraConfig"),
+        (lambda: GameConfig(start_speed=float("nan")), ValueError, "GameConfig.start_speed must be a finite number"),
+        (lambda: GameConfig(physics_substeps=0), ValueError, "GameConfig.physics_substeps must be >= 1, got 0"),
+        (lambda: GameConfig(max_cars=2.5), ValueError, "GameConfig.max_cars must be an integer, got 2.5"),
+        (lambda: GameConfig(kick_decay=0.0), ValueError, "GameConfig.kick_decay must be > 0, got 0.0"),
+        (lambda: GameConfig(spawn_gap=(0.0, 5.0)), ValueError, "GameConfig.spawn_gap must satisfy 0 < lo <= hi"),
+        (lambda: GameConfig(car_half_extents=(1.0, 2.0)), ValueError, "GameConfig.car_half_extents must be 3 finite"),
+        (lambda: CameraConfig(near=0.0), ValueError, "CameraConfig.near and far must satisfy 0 < near < far"),
+        (lambda: CameraConfig(fov=180.0), ValueError, "CameraConfig.fov must lie in (0, 180) degrees, got 180.0"),
+        (lambda: CameraConfig(eye_lag=-0.1), ValueError, "CameraConfig.eye_lag must be >= 0 (0 = rigid), got -0.1"),
+        (lambda: CameraConfig(height="2"), ValueError, "CameraConfig.height must be a finite number, got '2'"),
+    ],
+    ids=["camera", "nan", "substeps", "max-cars", "kick-decay", "spawn-gap", "extents", "near", "fov", "lag", "height"],
+)
+def test_config_fields_refuse_nonsense_in_one_line_naming_the_field(make, error, message):
+    with pytest.raises(error) as caught:
+        make()
+    assert type(caught.value) is error and str(caught.value).startswith(message)
+
+
+def test_config_tuples_may_be_given_as_lists():
+    assert GameConfig(spawn_gap=[6, 16]) == GameConfig(spawn_gap=(6, 16))
 
 
 @pytest.mark.parametrize("num_lanes", LANE_COUNTS)

@@ -44,7 +44,7 @@ from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_train.data.extract import extract
 from spokester_train.data.game import game_ride
 from spokester_train.data.sky import read_depth
-from spokester_train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+from spokester_train.data.store import LABEL_ROOT_HELP, LabelStore, flow_stream
 from spokester_train.data.video import parse_video
 
 __all__ = ["SourceMaps", "condition_gap", "gaps", "game_maps", "main", "video_maps"]
@@ -129,7 +129,7 @@ def condition_gap(
     size: int = 64,
     frames: int = 240,
     seed: int = 0,
-    label_root: str = DEFAULT_LABEL_ROOT,
+    label_root: str | None = None,
     progress: bool = False,
 ) -> dict:
     """The gap figures of every (camera, scene) setting against `videos` (`PATH[@START[:END]]`, each cut to
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--size", type=at_least(16), default=64, help="frame side the maps are made at, px")
     parser.add_argument("--frames", type=at_least(2), default=240, help="frames per video and per game ride")
     parser.add_argument("--seed", type=int, default=0, help="seed of the game rides")
-    parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
+    parser.add_argument("--labels", default=None, help=LABEL_ROOT_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
     with user_errors(parser.prog):

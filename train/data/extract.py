@@ -4,8 +4,10 @@
 
 Frames are decoded from the first unfinished one, labelled chunk by chunk, and each chunk is flushed before
 the manifest's `done` count advances (the manifest is replaced atomically), so a killed extraction resumes
-at the first unfinished chunk and a complete store is found again, not redone. The command prints each
-store folder and a summary of its manifest as one JSON line.
+at the first unfinished chunk and a complete store is found again, not redone. A store whose files fail
+verification (`spokester_train.data.store.verify_streams`: truncated, empty, missing) is extracted anew,
+with one line on stderr naming the damaged file. The command prints each store folder and a summary of its
+manifest as one JSON line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,12 +28,16 @@ from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import atomic_write_text
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS, ExtractorSpec, FrameLabeler, StreamSpec, build_extractor
 from spokester_train.data.store import (
-    DEFAULT_LABEL_ROOT,
+    LABEL_ROOT_HELP,
     MANIFEST,
     STORE_VERSION,
     LabelStore,
+    LabelStoreError,
+    default_label_root,
     flow_stream,
     load_manifest,
+    planned_rows,
+    verify_streams,
 )
 from spokester_train.data.stream_stats import stream_stats
 from spokester_train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, parse_video, probe_video
@@ -60,7 +67,7 @@ def _stream_kind(name: str) -> str:
 
 def extract(
     video: str | os.PathLike,
-    root: str | os.PathLike = DEFAULT_LABEL_ROOT,
+    root: str | os.PathLike | None = None,
     size: int = 256,
     flow: ExtractorSpec | None = DEFAULT_EXTRACTORS["flow"],
     depth: ExtractorSpec | None = DEFAULT_EXTRACTORS["depth"],
@@ -71,11 +78,12 @@ def extract(
     chunk_frames: int = 16,
     progress: bool = True,
 ) -> Path:
-    """Extract (or find) the label store of `video` at `size` x `size` under `root`; return its folder.
+    """Extract (or find) the label store of `video` at `size` x `size` under `root` (None: the per-user cache,
+    `default_label_root()`); return its folder. A store made anew is named in one line on stderr.
 
     Extractors are names, `{"name": ..., **options}` dicts or instances (None leaves that stream out).
     `start`/`max_frames` choose a frame range. A complete store is returned untouched; an incomplete one (a
-    killed run) is resumed.
+    killed run) is resumed; a damaged one (a file fails `verify_streams`) is extracted anew.
     """
     info = probe_video(video)
     skips = tuple(sorted({int(k) for k in skips})) if flow is not None else ()
@@ -83,7 +91,7 @@ def extract(
         raise ValueError(f"frame skips must be >= 1, got {skips}")
     flow_ex = build_extractor("flow", flow) if flow is not None else None
     labelers = [build_extractor(k, s) for k, s in (("depth", depth), ("teacher", teacher)) if s is not None]
-    n_planned = info.n_frames - start if max_frames is None else min(max_frames, info.n_frames - start)
+    n_planned = planned_rows(info.n_frames, start, max_frames)
     if n_planned < 2:
         raise VideoError(video, f"too short: {max(n_planned, 0)} frames from frame {start}, need at least 2")
 
@@ -100,15 +108,13 @@ def extract(
         "extractors": extractors,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    store_dir = Path(root) / f"{Path(video).stem}-{size}px-{key}"
+    store_dir = Path(root if root is not None else default_label_root()) / f"{Path(video).stem}-{size}px-{key}"
     manifest_path = store_dir / MANIFEST
 
-    if manifest_path.is_file():
-        manifest = load_manifest(store_dir)
-        if manifest.get("identity") != identity:
-            raise ValueError(f"{store_dir}: manifest does not match this request; delete the folder")
-        if manifest["complete"]:
-            return store_dir
+    manifest = _reusable_manifest(store_dir, identity)
+    if manifest is not None and manifest["complete"]:
+        return store_dir
+    if manifest is not None:
         arrays = {name: np.lib.format.open_memmap(store_dir / f"{name}.npy", mode="r+") for name in streams}
     else:
         store_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +152,7 @@ def extract(
                 }
                 for name, spec in streams.items()
             },
+            "rows": n_planned,
             "n_frames": n_planned,
             "done": 0,
             "complete": False,
@@ -170,7 +177,30 @@ def extract(
     manifest["stats"] = _store_stats(arrays, streams, manifest["n_frames"])
     manifest["complete"] = True
     _write_manifest(manifest_path, manifest)
+    print(f"{Path(video).name}: labels written to {store_dir}", file=sys.stderr)
     return store_dir
+
+
+def _reusable_manifest(store_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of the store already in `store_dir` (to return, or to resume), or None to extract it anew:
+    there is none, or one of its files is damaged. A damaged store is said on stderr in one line and its
+    manifest and arrays are removed (the manifest first: a killed re-extraction never looks complete), the
+    files made from its streams (the grown sky mask) with them."""
+    if not (store_dir / MANIFEST).is_file():
+        return None
+    try:
+        manifest = load_manifest(store_dir)
+        if manifest.get("identity") != identity:
+            raise ValueError(f"{store_dir}: manifest does not match this request; delete the folder")
+        verify_streams(store_dir, manifest)
+        return manifest
+    except LabelStoreError as error:
+        sys.stderr.write(f"{error.path}: {error.reason}; extracting the store again\n")
+    (store_dir / MANIFEST).unlink()
+    for array in store_dir.glob("*.npy"):
+        if not array.name.startswith("."):  # not another writer's temporary
+            array.unlink()
+    return None
 
 
 def _streams(size: int, skips: Sequence[int], labelers: Sequence[FrameLabeler]) -> dict[str, StreamSpec]:
@@ -282,7 +312,7 @@ def add_extractor_options(parser) -> None:
 def main(argv: Sequence[str] | None = None) -> list[str]:
     parser = CommandLine(prog="python -m spokester_train.data.extract", description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", help="video files (mp4, webm, mkv, avi), PATH[@START[:END]]")
-    parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
+    parser.add_argument("--labels", default=None, help=LABEL_ROOT_HELP)
     parser.add_argument("--size", type=at_least(16), default=256, help="side of the square clip frames, pixels")
     add_extractor_options(parser)
     parser.add_argument("--skips", default="1,2,3", help="frame skips to store flow for, comma-separated")

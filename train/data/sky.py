@@ -8,18 +8,20 @@ there and the renderer learns "floor = sky".
 The mask starts from the DeepLab teacher's Cityscapes segmentation (the label store's `sky` stream), which
 finds hazy and cloudy skies but misses much of a deep blue one (Cityscapes has few). `grow_sky` extends it
 by colour continuity into neighbouring far pixels; the grown mask is computed once per label store and
-stored beside it as `sky_grown.npy`.
+stored beside it as `sky_grown.npy`, made again on the next use when that file is damaged (truncated, empty).
 
 Letters: ``n`` frames, ``s`` side.
 """
 
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 
 from spokester_env.output import atomic_path
-from spokester_train.data.store import LabelStore
+from spokester_train.data.store import LabelStore, LabelStoreError, verify_array
 
 __all__ = ["GROWN_SKY_FILE", "SkyZeroDepth", "grow_sky", "read_depth", "sky_mask"]
 
@@ -55,14 +57,18 @@ def grow_sky(
 
 
 def sky_mask(store: LabelStore) -> np.ndarray:
-    """The grown sky mask (n, s, s) uint8 of a label store, computed once and stored beside it."""
+    """The grown sky mask (n, s, s) uint8 of a label store, computed once and stored beside it (atomically); a
+    damaged stored one (`verify_array`) is said on stderr in one line and made again."""
     if "sky" not in store.streams:
         raise ValueError(f"{store.dir}: no sky mask in this label store (extract it with the deeplab teacher)")
     path = store.dir / GROWN_SKY_FILE
     if path.is_file():
-        grown = np.load(path, mmap_mode="r")
-        if grown.shape[0] >= store.n_frames:
-            return grown[: store.n_frames]
+        try:
+            verify_array(path, (store.n_frames, *store.spec("sky").shape), np.uint8)
+        except LabelStoreError as error:
+            sys.stderr.write(f"{error.path}: {error.reason}; making it again\n")
+        else:
+            return np.load(path, mmap_mode="r")
     frames, sky, depth = store.stream("frames"), store.stream("sky"), store.stream("depth")
     grown = np.stack([grow_sky(frames[i], sky[i], depth[i].astype(np.float32)) for i in range(store.n_frames)])
     with atomic_path(path) as temporary, open(temporary, "wb") as file:

@@ -27,7 +27,12 @@ from spokester_train.evaluation.metrics import boundary_ratio, seam_ratio
 from spokester_train.evaluation.pictures import contact_sheet, render_ride, ride_views
 from spokester_train.recipe.config import TrainConfig
 
-__all__ = ["run_evaluation"]
+__all__ = ["evaluation_done", "run_evaluation"]
+
+
+def evaluation_done(folder: Path, step: int) -> bool:
+    """Whether the evaluation of `step` was written completely (its JSON is written last)."""
+    return (Path(folder) / f"step_{step:06d}.json").is_file()
 
 
 def run_evaluation(

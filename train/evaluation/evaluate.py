@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,13 @@ import numpy as np
 from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
 from neural_render.checkpoint import LoadedRenderer
 from neural_render.sampler import NOISE_CORRELATION
-from spokester_env.commandline import CommandLine, at_least, user_errors
-from spokester_env.output import write_png, write_video
+from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
+from spokester_env.output import check_output, write_png, write_video
 from spokester_train.data.extract import add_extractor_options, extract, extractor_specs
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
 from spokester_train.data.sky import read_depth
 from spokester_train.data.sources import VIDEOS, video_source
-from spokester_train.data.store import DEFAULT_LABEL_ROOT, LabelStore, flow_stream
+from spokester_train.data.store import LABEL_ROOT_HELP, LabelStore, flow_stream
 from spokester_train.evaluation.metrics import (
     ar_loss,
     boundary_ratio,
@@ -209,8 +210,8 @@ def streaming_factory(
 
 
 def check_outputs(**outputs: tuple[str | os.PathLike | None, str]) -> dict[str, Path]:
-    """{name: path} of the outputs asked for, each (path or None, required suffix); a wrong suffix or a folder
-    that cannot be made is a one-line error naming the argument, before any work."""
+    """{name: path} of the outputs asked for, each (path or None, required suffix); a wrong suffix or a path
+    that cannot be written (`check_output`) is a one-line error naming the argument, before any work."""
     checked = {}
     for name, (path, suffix) in outputs.items():
         if path is None:
@@ -218,8 +219,7 @@ def check_outputs(**outputs: tuple[str | os.PathLike | None, str]) -> dict[str, 
         path = Path(path)
         if path.suffix.lower() != suffix:
             raise ValueError(f"{name}={str(path)!r}: must end in {suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checked[name] = path
+        checked[name] = check_output(path, option=f"{name}=")
     return checked
 
 
@@ -253,7 +253,7 @@ def evaluate(
     window: int = 3,
     start: int = 0,
     seed: int = 0,
-    label_root: str = DEFAULT_LABEL_ROOT,
+    label_root: str | None = None,
     extractors: Mapping[str, object] | None = None,
     device: str = "cpu",
     noise_correlation: float = NOISE_CORRELATION,
@@ -321,9 +321,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--labels", default=DEFAULT_LABEL_ROOT, help=f"label store root (default {DEFAULT_LABEL_ROOT})")
+    parser.add_argument("--labels", default=None, help=LABEL_ROOT_HELP)
     add_extractor_options(parser)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--noise-correlation", type=float, default=NOISE_CORRELATION,
                         help=f"framelet noise correlation, 0..1 (default {NOISE_CORRELATION})")  # fmt: skip
     parser.add_argument("--sheet", default=None, help="also write a contact sheet (real | rendered | depth | flow)")
@@ -362,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             progress=not args.json,
             sheet=args.sheet,
             video_out=args.mp4,
+        )
+    if result["frames"] < args.frames:  # the clip ran out (or the count was cut to whole framelets)
+        print(
+            f"note: --frames {args.frames}: {Path(args.video).name} has {result['frames']} frames to evaluate from "
+            f"--start {args.start} (the first frame has no flow; whole framelets only): evaluated {result['frames']}",
+            file=sys.stderr,
         )
     if args.json:
         print(json.dumps(result))

@@ -20,7 +20,7 @@ import numpy as np
 from neural_render import StreamingRenderer, load_renderer
 from spokester_env import depth_to_rgb, flow_to_rgb
 from spokester_env.commandline import CommandLine, at_least, user_errors
-from spokester_env.output import write_png, write_video
+from spokester_env.output import check_output, write_png, write_video
 from spokester_train.data.game import Ride, game_ride
 
 __all__ = ["condition_views", "contact_sheet", "main", "render_ride", "ride_views"]
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.shown > args.frames:
         parser.error(f"--shown {args.shown}: at most --frames ({args.frames})")
     with user_errors(parser.prog):
+        check_output(args.out)
+        if args.mp4 is not None:
+            check_output(args.mp4, option="--mp4")
         loaded = load_renderer(args.checkpoint)
         ride = game_ride(loaded.model.config.image_size, args.frames, seed=args.seed)
         renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)

@@ -45,7 +45,7 @@ import torch
 
 from neural_render import StreamingRenderer, load_renderer
 from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
-from spokester_env.commandline import CommandLine, at_least, user_errors
+from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_train.data.extractors.teacher import DeepLabFeatures
 from spokester_train.data.game import game_ride
 from spokester_train.evaluation.pictures import render_ride
@@ -215,7 +215,7 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="game camera (default: the renderer's own)")  # fmt: skip
     parser.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
                         help="game scene (default: the renderer's own)")  # fmt: skip
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--threads",
         type=at_least(1),

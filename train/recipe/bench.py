@@ -23,7 +23,7 @@ import torch
 
 from neural_render import FlowMatching, build_renderer
 from neural_render.bench import PEAK_BF16_TFLOPS, forward_flops
-from spokester_env.commandline import CommandLine, at_least
+from spokester_env.commandline import CommandLine, at_least, device_option
 from spokester_train.recipe.config import TRAIN_PRESETS, Stage, TrainConfig, irepa_layer, make_config
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, TEACHER_GRID, Projector
 from spokester_train.recipe.optimizer_step import apply_update, make_optimizer, step_loss
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex"), help="backends to time")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
     parser.add_argument("--no-irepa", action="store_true", help="time the step without the iREPA loss")
-    parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    parser.add_argument("--device", type=device_option, default=None, help="torch device (default: the preset's)")
     parser.add_argument("--size", type=at_least(1), default=None, help="override every stage's frame side")
     parser.add_argument("--clip-frames", type=at_least(1), default=None, help="override every stage's clip length")
     parser.add_argument("--batch", type=at_least(1), default=None, help="override every stage's batch size")

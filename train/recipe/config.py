@@ -24,7 +24,7 @@ from neural_render import RENDERER_PRESETS
 from neural_render.model import ATTENTION_BACKENDS
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
-from spokester_train.data.store import DEFAULT_LABEL_ROOT
+from spokester_train.data.store import default_label_root
 
 __all__ = [
     "Stage",
@@ -106,7 +106,7 @@ class TrainConfig:
     """Framelets a token attends to during training (its own included), as the streaming sampler does."""
     skips: tuple[int, ...] = (1, 2, 3)
     """Random frame skips of training clips (source frames per clip frame)."""
-    label_root: str = DEFAULT_LABEL_ROOT
+    label_root: str = field(default_factory=lambda: str(default_label_root()))
     """Root of the label stores (shared between runs; extraction happens once per video and size)."""
     extractors: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_EXTRACTORS))
     """Pseudo-label extractors by kind: registered names (`spokester_train.data.extractors`) or {"name": ..., **options}

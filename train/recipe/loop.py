@@ -11,7 +11,9 @@ One optimiser step (`spokester_train.recipe.optimizer_step`):
 Every `checkpoint_every` steps (and at the end) the whole state is saved atomically to `checkpoint.pt`
 and the EMA network is exported with its condition statistics (game and videos) and provenance as
 `renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`). A run
-with `max_minutes` ends the same way at the first step past its time.
+with `max_minutes` ends the same way at the first step past its time. A run killed after its last checkpoint
+but before its final export or evaluation finishes them when resumed; `train` never returns without a
+loadable renderer of its last step.
 The set-up (run folder, networks, each stage's data) is `spokester_train.recipe.setup`.
 """
 
@@ -25,15 +27,18 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from neural_render import FlowMatching, save_renderer
-from spokester_train.evaluation.during_training import run_evaluation
+from neural_render import FlowMatching, load_renderer, save_renderer
+from spokester_train.evaluation.during_training import evaluation_done, run_evaluation
 from spokester_train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.optimizer_step import apply_update, learning_rate, step_loss
 from spokester_train.recipe.run_log import RunLog
 from spokester_train.recipe.setup import Networks, StageData, open_run, renderer_provenance
 
-__all__ = ["NonFiniteLoss", "TrainResult", "train", "learning_rate"]
+__all__ = ["RENDERER", "NonFiniteLoss", "TrainResult", "exported_step", "train", "learning_rate"]
+
+RENDERER = "renderer.safetensors"
+"""File name of a run's exported renderer (its JSON beside it: `renderer.json`)."""
 
 
 class NonFiniteLoss(ValueError):
@@ -84,7 +89,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
     log = RunLog(out, step)
     started = time.time() - log.elapsed  # a resumed run's wall time goes on from where it stopped
     resumed_at = [*state.get("resumed_at", []), step] if state is not None else []
-    history, renderer_path, data = [], None, None
+    history, data = [], None
 
     with contextlib.ExitStack() as opened, _progress_bar(config) as bar:
         task = bar.add_task("train", total=config.total_steps, completed=step, loss=float("nan"), rate=0.0)
@@ -130,12 +135,42 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                     "resumed_at": resumed_at,
                 })  # fmt: skip
                 saved_step = step
-                provenance = renderer_provenance(config, data, step, time.time() - started, resumed_at)
-                game = {"camera": config.camera, "scene": config.scene}
-                renderer_path = save_renderer(out / "renderer", nets.ema, data.stats, provenance, game)
+                _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if (config.eval_every and step % config.eval_every == 0) or last:
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})
             if out_of_time:
                 break
-    return TrainResult(out=out, step=step, history=history, renderer=renderer_path)
+
+        # What the last step did not finish (a kill or a full disk during the final export or evaluation) is
+        # done now, when the run is resumed: the run's renderer is always the last step's.
+        exported, evaluated = exported_step(out) == step, evaluation_done(out / "eval", step)
+        if step > 0 and not (exported and evaluated):
+            if data is None:  # resumed with nothing left to train
+                index, stage = config.stage_at(step - 1)
+                nets.resize(stage.image_size, config)
+                data = StageData.enter(config, index, stage, state, opened)
+            if not exported:
+                _export(out, nets, data, config, step, time.time() - started, resumed_at)
+            if not evaluated:
+                figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
+                log.write({"step": step, "eval": figures})
+            if exported_step(out) != step:
+                raise ValueError(f"{out / RENDERER}: no loadable renderer of step {step} after exporting it")
+    return TrainResult(out=out, step=step, history=history, renderer=out / RENDERER if step > 0 else None)
+
+
+def _export(out: Path, nets: Networks, data: StageData, config: TrainConfig, step: int, wall_s: float, resumed_at):
+    """Export the EMA network with its statistics, provenance and game as the run's renderer."""
+    provenance = renderer_provenance(config, data, step, wall_s, resumed_at)
+    game = {"camera": config.camera, "scene": config.scene}
+    save_renderer(out / RENDERER, nets.ema, data.stats, provenance, game)
+
+
+def exported_step(out: str | Path) -> int | None:
+    """The step of the run's exported renderer, or None when there is none that loads."""
+    try:
+        provenance = load_renderer(Path(out) / RENDERER).provenance
+    except (ValueError, OSError):
+        return None
+    return provenance.get("steps")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from neural_render import ConditionStats, Renderer, build_renderer
+from spokester_env.output import check_output
 from spokester_train.data.batches import ClipBatches
 from spokester_train.data.extract import extract
 from spokester_train.data.sources import game_sources, video_source_name, video_sources
@@ -40,7 +41,7 @@ def open_run(config: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
     holds one, and a resume refuses a changed recipe (only `RESUMABLE_CHANGES` may differ)."""
     if not config.videos:
         raise ValueError("videos: give at least one training video")
-    out = Path(config.out)
+    out = check_output(config.out, folder=True)
     if not resume:
         if (out / CHECKPOINT).is_file():
             raise ValueError(f"{out}: already holds a training checkpoint; resume it or choose another out folder")
@@ -54,6 +55,24 @@ def open_run(config: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
             f"{out / CHECKPOINT}: cannot resume with a different {', '.join(changed)} (only {RESUMABLE_CHANGES})"
         )
     return out, state
+
+
+def _describe(weights: dict[str, torch.Tensor]) -> str:
+    blocks = {name.split(".")[1] for name in weights if name.startswith("blocks.")}
+    width = next((tensor.shape[0] for name, tensor in weights.items() if name.startswith("x_embedder.")), "?")
+    head = any(name.startswith("pixel_head.") for name in weights)
+    return f"{len(blocks)} blocks of width {width}, {'a' if head else 'no'} pixel head, {len(weights)} tensors"
+
+
+def _check_network(saved: dict[str, torch.Tensor], model: Renderer, config: TrainConfig) -> None:
+    """A checkpoint's weights must be those of the network its config names: one line naming both if not."""
+    expected = model.state_dict()
+    same = set(saved) == set(expected) and all(saved[k].shape == expected[k].shape for k in expected)
+    if not same:
+        raise ValueError(
+            f"{Path(config.out) / CHECKPOINT}: its weights ({_describe(saved)}) are not those of the network its "
+            f"config names, renderer preset {config.renderer_preset!r} ({_describe(expected)})"
+        )
 
 
 def _resized(model: Renderer, size: int) -> Renderer:
@@ -92,6 +111,7 @@ class Networks:
         if state is not None:
             networks.resize(config.stage_at(max(int(state["step"]) - 1, 0))[1].image_size, config)
             model, ema = networks.model, networks.ema
+            _check_network(state["model"], model, config)
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
             if projector is not None:

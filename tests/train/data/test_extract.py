@@ -1,6 +1,9 @@
-"""Extraction into a label store: written once, found again, resumable after a kill; what the store holds."""
+"""Extraction into a label store: written once, found again, resumable after a kill; what the store holds; a
+damaged store named in one line on opening and extracted anew."""
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -116,3 +119,72 @@ def test_command_line_takes_a_frame_range_as_training_does(road_clip, tmp_path, 
     store = LabelStore(store_dir)
     assert store.n_frames == 6 and store.manifest["start_frame"] == 3
     assert extract_main([str(road_clip), "--start", "3", "--max-frames", "6", *argv[1:]]) == [store_dir]  # the same
+
+
+def _drop_rows(store_dir):
+    """Make the manifest look like one written before it recorded `rows`."""
+    manifest = load_manifest(store_dir)
+    del manifest["rows"]
+    (store_dir / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_good_store_opens_without_complaint(small, capsys):
+    store_dir = small(small.depth())
+    capsys.readouterr()
+    store = LabelStore(store_dir)
+    assert store.manifest["rows"] == store.n_frames == small.frames
+    assert store.stream("depth").shape == (small.frames, small.size, small.size)
+    manifest = load_manifest(store_dir)
+    manifest["n_frames"] = manifest["done"] = small.frames - 3  # the container held fewer frames than promised
+    (store_dir / MANIFEST).write_text(json.dumps(manifest))
+    assert LabelStore(store_dir).stream("frames").shape[0] == small.frames - 3  # the unused rows are fine
+    _drop_rows(store_dir)  # a store written before `rows` was recorded
+    assert LabelStore(store_dir).n_frames == small.frames - 3
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("manifest", ["current", "without rows"])
+def test_a_truncated_array_is_named_in_one_line(small, manifest):
+    store_dir = small(small.depth())
+    if manifest == "without rows":
+        _drop_rows(store_dir)
+    path = store_dir / "depth.npy"
+    size = path.stat().st_size
+    os.truncate(path, 1234)
+    with pytest.raises(ValueError) as error:
+        LabelStore(store_dir)
+    shape = (small.frames, small.size, small.size)
+    assert str(error.value) == f"{path}: 1234 bytes, expected {size} for {shape} float32; run the extraction again"
+
+
+def test_an_empty_teacher_file_is_named_in_one_line(road_stores, tmp_path):
+    store_dir = shutil.copytree(road_stores[0].dir, tmp_path / road_stores[0].dir.name)
+    path = store_dir / "teacher.npy"
+    size = path.stat().st_size
+    path.write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        LabelStore(store_dir)
+    expected = f"{path}: 0 bytes, expected {size} for (12, 33, 33, 128) uint8; run the extraction again"
+    assert str(error.value) == expected
+
+
+def test_extraction_extracts_a_truncated_store_anew(small, capsys):
+    depth = small.depth()
+    store_dir = small(depth)
+    before = LabelStore(store_dir)
+    streams = {name: np.array(before.stream(name)) for name in before.streams}
+    path = store_dir / "frames.npy"
+    size = path.stat().st_size
+    os.truncate(path, size // 2)
+    np.save(store_dir / "sky_grown.npy", np.ones((small.frames, 2, 2), np.uint8))  # made from the old streams
+    capsys.readouterr()
+    assert small(depth) == store_dir
+    shape = (small.frames, small.size, small.size, 3)
+    expected = f"{path}: {size // 2} bytes, expected {size} for {shape} uint8; extracting the store again\n"
+    assert capsys.readouterr().err == expected + f"{small.video.name}: labels written to {store_dir}\n"
+    assert depth.calls == 6  # every chunk labelled again, not found "complete"
+    assert path.stat().st_size == size and not (store_dir / "sky_grown.npy").exists()
+    after = LabelStore(store_dir)
+    assert after.manifest["complete"] and after.stats == before.stats
+    for name, values in streams.items():
+        np.testing.assert_array_equal(after.stream(name), values, err_msg=name)

@@ -1,5 +1,8 @@
 """The sky of a real video at inverse depth 0: the grown mask, lazy reads, what clips and sources see."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -57,3 +60,22 @@ def test_sky_to_zero_needs_a_sky_mask(small, road_clip, tmp_path):
         StoredClips(store_dir, clip_len=2, sky_to_zero=True)
     with pytest.raises(ValueError, match="sky_to_zero needs a sky mask in the label store"):
         video_source(store_dir, sky_to_zero=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_grown_sky_mask_is_made_again(road_stores, tmp_path, capsys, damage):
+    store_dir = shutil.copytree(road_stores[0].dir, tmp_path / road_stores[0].dir.name)
+    (store_dir / "sky_grown.npy").unlink(missing_ok=True)
+    original = np.array(sky_mask(LabelStore(store_dir)))
+    assert original.shape == (12, 32, 32) and original.any() and not original.all()
+    path = store_dir / "sky_grown.npy"
+    size = path.stat().st_size
+    cut = size // 2 if damage == "truncated" else 0
+    os.truncate(path, cut)
+    capsys.readouterr()
+    rebuilt = sky_mask(LabelStore(store_dir))
+    np.testing.assert_array_equal(rebuilt, original)
+    assert path.stat().st_size == size
+    assert capsys.readouterr().err == f"{path}: {cut} bytes, expected {size} for (12, 32, 32) uint8; making it again\n"
+    np.testing.assert_array_equal(sky_mask(LabelStore(store_dir)), original)  # found again, quietly
+    assert capsys.readouterr().err == ""

@@ -152,3 +152,23 @@ def test_eval_command_writes_a_sheet_and_a_video_a_person_can_look_at(road_clip,
         evaluate_main([*argv, "--sheet", str(out / "sheet.jpg")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "--sheet" in err and ".png" in err and err.count("\n") == 1
+
+
+def test_eval_command_keeps_labels_in_the_user_cache_says_where_and_says_when_the_clip_is_short(
+    road_clip, tmp_path, monkeypatch, capsys
+):
+    """Without --labels the store goes to $SPOKESTER_CACHE/labels (not ./runs of the folder it runs in), the
+    command says where on stderr, and --frames beyond the clip is said, not silently cut."""
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=1, heads=2)
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"))
+    monkeypatch.setenv("SPOKESTER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "100000", "--steps", "1"]
+    result = evaluate_main([*argv, "--cache-at-step", "none", "--json"])
+    out, err = capsys.readouterr()
+    (store_dir,) = (tmp_path / "cache" / "labels").iterdir()
+    assert f"road_clip.mp4: labels written to {store_dir}\n" in err
+    assert not (tmp_path / "runs").exists()
+    available = LabelStore(store_dir).n_frames - 1  # frame 0 has no flow
+    assert result["frames"] == available // 2 * 2 < 100000 and json.loads(out)["frames"] == result["frames"]
+    assert f"note: --frames 100000: road_clip.mp4 has {result['frames']} frames to evaluate" in err

@@ -19,6 +19,8 @@ from spokester_train.recipe.loop import train
         (["--preset", "huge", "--out", "x", "--video", "v.mp4"], "cpu-tiny"),
         (["--out", "x", "--video", "v.mp4", "--steps", "0"], "--steps"),
         (["--out", "x"], "--video"),
+        (["--out", "x", "--resume", "--renderer", "tiny-head"], "--renderer: a resumed run keeps its checkpoint's"),
+        (["--out", "x", "--video", "v.mp4", "--device", "tpu"], "--device: must be cpu, cuda or cuda:N, got 'tpu'"),
     ],
 )
 def test_train_command_bad_arguments_are_one_line(argv, named, capsys):

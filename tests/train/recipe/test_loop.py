@@ -10,6 +10,7 @@ from neural_render import FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
 from spokester_train.data.batches import ClipBatches
 from spokester_train.recipe import checkpoint as training_checkpoint
+from spokester_train.recipe import loop
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import Augment, Stage
 from spokester_train.recipe.loop import NonFiniteLoss, train
@@ -164,3 +165,55 @@ def test_a_time_budget_ends_the_run_with_a_checkpoint_and_an_export(tiny_config,
     assert train(tiny_config(max_minutes=60.0), resume=True).step == 4
     with pytest.raises(ValueError, match="max_minutes=0: must be > 0"):
         tiny_config(max_minutes=0)
+
+
+@pytest.mark.parametrize(
+    "where, failure",
+    [
+        ("save_renderer", KeyboardInterrupt()),
+        ("save_renderer", OSError(28, "No space left on device")),
+        ("run_evaluation", KeyboardInterrupt()),
+    ],  # fmt: skip
+    ids=["kill-during-export", "full-disk-during-export", "kill-during-evaluation"],
+)
+def test_a_resume_finishes_what_the_last_step_did_not(tiny_config, tmp_path, monkeypatch, where, failure):
+    """Killed (or out of disk) after the last training checkpoint, during the final export or evaluation: the
+    resume has no step left to train, yet exports and evaluates the last step."""
+    real = getattr(loop, where)
+
+    def fails_at_the_last_step(*args, **kwargs):
+        if load_state(tmp_path / "run" / CHECKPOINT)["step"] == 4:
+            raise failure
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, where, fails_at_the_last_step)
+        with pytest.raises(type(failure)):
+            train(tiny_config())
+    run = tmp_path / "run"
+    assert load_state(run / CHECKPOINT)["step"] == 4
+    if where == "save_renderer":
+        assert load_renderer(run / "renderer.safetensors").provenance["steps"] == 2  # the step-2 export
+    assert not (run / "eval" / "step_000004.json").exists()
+    resumed = train(tiny_config(), resume=True)
+    assert resumed.step == 4 and resumed.history == []  # nothing left to train
+    assert load_renderer(resumed.renderer).provenance["steps"] == 4
+    assert json.loads((run / "eval" / "step_000004.json").read_text())["step"] == 4
+    evaluations = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "eval" in r]
+    assert evaluations == [4]
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+def test_resuming_weights_of_another_network_is_one_line_naming_both(tiny_config, tmp_path):
+    train(tiny_config(stages=(Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)))
+    path = tmp_path / "run" / CHECKPOINT
+    state = load_state(path)
+    state["config"]["renderer_preset"] = "tiny-head"  # e.g. a preset whose definition changed since
+    training_checkpoint.save_state(path, state)
+    config = tiny_config(stages=(Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),),
+                         renderer_preset="tiny-head")  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        train(config, resume=True)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: its weights (2 blocks of width 64, no pixel head")
+    assert "renderer preset 'tiny-head' (2 blocks of width 64, a pixel head" in message
