@@ -24,36 +24,40 @@ from .game import GameState
 
 
 @contextlib.contextmanager
-def quiet_stdout():
-    """Send to /dev/null what C code writes to the process's stdout (file descriptor 1) for a moment: pybullet
-    prints its build time, 'argv[0]=' on every connect and the EGL plugin's GL strings there, and stdout carries
-    only a command's output. Python's own `print` inside the block is unaffected only if sys.stdout is not fd 1,
-    so keep the block to the pybullet call."""
+def quiet_stdout(descriptors: tuple[int, ...] = (1,)):
+    """Send to /dev/null what C code writes to the process's stdout (file descriptor 1; `descriptors` to
+    choose) for a moment: pybullet prints its build time, 'argv[0]=' on every connect and the EGL plugin's GL
+    strings there, and stdout carries only a command's output. Python's own `print` inside the block goes
+    the same way, so keep the block to the pybullet call."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
     try:
-        sys.stdout.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
-        saved = os.dup(1)
-    except OSError:  # no file descriptor 1 at all (a daemon): nothing to silence
+        saved = [os.dup(fd) for fd in descriptors]
+    except OSError:  # no such file descriptor at all (a daemon): nothing to silence
         yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 1)
+        for fd in descriptors:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip(descriptors, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)
 
 
-with quiet_stdout():
+with quiet_stdout((1, 2)):  # its build time, on stdout or stderr depending on the build: every process's noise
     import pybullet
     from pybullet_utils.bullet_client import BulletClient
 
-BACKENDS = ("tiny", "egl")
-"""pybullet's image engines: "tiny", its CPU TinyRenderer; "egl", its EGL plugin (a GPU, or Mesa's software EGL)."""
+BACKENDS = ("tiny", "gl", "egl")
+"""Who draws the camera images: "tiny", pybullet's CPU TinyRenderer; "gl", moderngl through EGL, instanced
+(`gl.py`: a GPU, or Mesa's llvmpipe); "egl", pybullet's EGL plugin."""
 CHECKER = 2.0
 """Side of one checker square on the ground and on buildings, m."""
 REBASE = 1000.0
@@ -69,6 +73,11 @@ _COLOURS = {
     "rider": (0.15, 0.8, 0.25, 1),
     "car": (0.85, 0.12, 0.1, 1),
 }
+_CHECKERS = {
+    "ground": ((38, 38, 44), (62, 62, 70)),
+    "buildings": ((105, 105, 112), (150, 150, 158)),
+}
+"""(dark, light) RGB of the checker squares of the textured kinds."""
 
 
 def _write_tga(path: str, rgb: np.ndarray) -> None:
@@ -165,11 +174,21 @@ class Scene:
         self.intrinsics = intrinsics
         with quiet_stdout():
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self.backend = backend
         self._egl_plugin = None
+        self._gl = None
         self._backend_flag = pybullet.ER_TINY_RENDERER
         self._render_quiet = quiet_stdout if backend == "egl" else contextlib.nullcontext
         if backend == "egl":
             self._load_egl()
+        if backend == "gl":
+            from .gl import create_context
+
+            try:
+                self._gl_context = create_context()
+            except RuntimeError:
+                self.client.disconnect()
+                raise
         # pybullet functions bound to this client once (BulletClient builds a partial on every attribute access)
         self._place = functools.partial(pybullet.resetBasePositionAndOrientation, physicsClientId=self.client._client)
         self._camera_image = functools.partial(pybullet.getCameraImage, physicsClientId=self.client._client)
@@ -217,8 +236,8 @@ class Scene:
         # Creation order is drawing order, and TinyRenderer tests depth before shading a pixel: bodies are
         # created near to far (rider, cars, buildings, ground) so that hidden pixels are not shaded.
         if self.textured:  # checker textures cost about 10% of render time; depth and flow do not need them
-            ground_tex = self._texture(_checker((38, 38, 44), (62, 62, 70)))
-            building_tex = self._texture(_checker((105, 105, 112), (150, 150, 158)))
+            ground_tex = self._texture(_checker(*_CHECKERS["ground"]))
+            building_tex = self._texture(_checker(*_CHECKERS["buildings"]))
 
         # The rider.
         rider_h = _pb(cfg.rider_half_extents)
@@ -277,11 +296,56 @@ class Scene:
             c.changeVisualShape(self.ground, -1, rgbaColor=[0.2, 0.2, 0.22, 1])
 
         self.num_bodies = c.getNumBodies()
+        self.positions = np.zeros((self.num_bodies, 3))
+        """Every body's base position, pybullet axes relative to the drawing origin (what `sync` placed)."""
+        self.positions[self.cars] = PARKED
+        if self.backend == "gl":
+            self._gl = self._gl_drawing(rider_h, body_h, roof_h, shift, half, verts, uvs)
         self._body_class = np.zeros(self.num_bodies, np.uint8)  # body id -> index into CLASS_NAMES
         bodies = {"ground": [self.ground], "buildings": self.buildings, "cars": self.cars, "rider": [self.rider]}
         for name, ids in bodies.items():
             self._body_class[ids] = CLASS_NAMES.index(name)
         self._rebase(0.0)
+
+    def _gl_drawing(self, rider_h, body_h, roof_h, shift, half, ground_verts, ground_uvs):
+        """The gl backend's kinds of bodies: the same meshes, colours and checker cells as pybullet's."""
+        from .gl import GLDrawing, GLKind
+
+        def boxes(*halves_and_shifts):
+            verts, idx, normals, uvs = [], [], [], []
+            for h, at in halves_and_shifts:
+                v, i, n, u = _box_mesh(np.asarray(h, float), CHECKER)
+                idx += [len(verts) + k for k in i]
+                verts += (np.asarray(v) + at).tolist()
+                normals += n
+                uvs += u
+            return verts, idx, normals, uvs
+
+        textured = self.textured
+        untextured = {"ground": (0.2, 0.2, 0.22), "buildings": (0.5, 0.5, 0.53)}
+        kinds = [
+            GLKind("rider", *boxes((rider_h, 0.0)), [self.rider], _COLOURS["rider"]),
+            GLKind("cars", *boxes((body_h, shift[0]), (roof_h, shift[1])), self.cars, _COLOURS["car"]),
+            GLKind(
+                "buildings",
+                *_box_mesh(half, CHECKER),
+                self.buildings,
+                untextured["buildings"],
+                _CHECKERS["buildings"] if textured else None,
+            ),
+            GLKind(
+                "ground",
+                ground_verts,
+                [0, 1, 2, 0, 2, 3],
+                [[0, 0, 1]] * 4,
+                ground_uvs,
+                [self.ground],
+                untextured["ground"],
+                _CHECKERS["ground"] if textured else None,
+            ),
+        ]
+        context, self._gl_context = self._gl_context, None
+        return GLDrawing(context, self.intrinsics, kinds, colour=textured)
 
     # --- moving bodies ----------------------------------------------------------------------------------
 
@@ -289,6 +353,7 @@ class Scene:
         """Move the drawing origin and re-place everything static relative to it."""
         self.origin = origin
         self._place(self.ground, (0, 0, 0), (0, 0, 0, 1))
+        self.positions[self.ground] = 0.0
         self._building_first = None
         self._car_parked[:] = False  # force every car to be re-placed
 
@@ -300,20 +365,30 @@ class Scene:
             return
         self._building_first = first
         n, height = self.buildings_per_side, self.config.building_half_extents[1]
-        for side, x in enumerate((-self.building_x, self.building_x)):
-            for k in range(n):
-                y = (first + k) * self.config.building_spacing - self.origin
-                self._place(self.buildings[side * n + k], (x, y, height), (0, 0, 0, 1))
+        y = (first + np.arange(n)) * self.config.building_spacing - self.origin
+        at = self.positions[self.buildings].reshape(2, n, 3)
+        at[..., 0] = np.array([-self.building_x, self.building_x])[:, None]
+        at[..., 1], at[..., 2] = y, height
+        self.positions[self.buildings] = at.reshape(-1, 3)
+        for body in self.buildings:
+            self._place(body, self.positions[body].tolist(), (0, 0, 0, 1))
 
     def sync(self, state: GameState, camera_y: float) -> None:
         """Move the rider and the cars to the game state (and the static world when it needs to)."""
         if camera_y - self.origin > REBASE + 200.0 or camera_y < self.origin:
             self._rebase(np.floor(camera_y / REBASE) * REBASE)
         self._place_buildings(camera_y)
-        place, tr, upright = self._place, state.traffic, (0.0, 0.0, 0.0, 1.0)
-        place(self.rider, (state.rider.x, state.distance - self.origin, self.rider_z), upright)
+        place, tr, upright, at = self._place, state.traffic, (0.0, 0.0, 0.0, 1.0), self.positions
+        at[self.rider] = (state.rider.x, state.distance - self.origin, self.rider_z)
+        place(self.rider, at[self.rider].tolist(), upright)
+        cars = at[self.cars]  # (max_cars, 3)
+        cars[tr.active] = np.stack(
+            [self.config.lane_x(tr.lane[tr.active]), tr.y[tr.active] - self.origin, np.zeros(tr.active.sum())], -1
+        )
+        cars[~tr.active] = PARKED
+        at[self.cars] = cars
         for i in np.flatnonzero(tr.active):
-            place(self.cars[i], (self.config.lane_x(int(tr.lane[i])), float(tr.y[i]) - self.origin, 0.0), upright)
+            place(self.cars[i], cars[i].tolist(), upright)
         self._car_parked &= ~tr.active
         for i in np.flatnonzero(~tr.active & ~self._car_parked):
             place(self.cars[i], PARKED, upright)
@@ -324,6 +399,9 @@ class Scene:
     def render(self, pose: CameraPose, segmentation: bool = True):
         """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W))."""
         intr = self.intrinsics
+        if self._gl is not None:  # depth and body ids in one pass; colour only for the cube view
+            projection = np.asarray(intr.projection_matrix()).reshape(4, 4).T
+            return self._gl.render(projection @ pose.view((0.0, self.origin, 0.0)), self.positions)
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
         with self._render_quiet():  # the EGL plugin prints its GL vendor on stdout when it (re)makes a context
             _, _, rgba, zbuf, seg = self._camera_image(
@@ -362,6 +440,9 @@ class Scene:
         return False
 
     def close(self) -> None:
+        if self._gl is not None:
+            self._gl.close()
+            self._gl = None
         if self.client is not None:
             try:
                 with quiet_stdout():

@@ -21,6 +21,7 @@ from spokester_train.data.extract import add_extractor_options, extractor_specs
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import TRAIN_PRESETS, config_from_dict, make_config
+from spokester_train.recipe.distributed import Stopped
 from spokester_train.recipe.loop import TrainResult, train
 
 __all__ = ["build_config", "main", "parse_args"]
@@ -107,8 +108,12 @@ def build_config(args):
 def main(argv: Sequence[str] | None = None) -> TrainResult:
     args = parse_args(argv)
     with user_errors(PROG):
-        result = train(build_config(args), resume=args.resume)
-    print(f"{result.out}: step {result.step}; renderer {result.renderer}")
+        try:
+            result = train(build_config(args), resume=args.resume)
+        except Stopped:  # under torchrun: another process failed and said why
+            raise SystemExit(1) from None
+    if result.renderer is not None:  # process 0 (or the only one)
+        print(f"{result.out}: step {result.step}; renderer {result.renderer}")
     return result
 
 

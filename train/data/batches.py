@@ -9,6 +9,11 @@ The clip order is a fixed function of (seed, epoch): epoch e visits every clip i
 the permutation drawn by `np.random.default_rng([seed, e])`. The state of the order is two integers (epoch,
 cursor), saved in training checkpoints.
 
+Under distributed training every process walks the same order: a batch of B clips is the next B keys, and
+process `rank` of `world_size` reads only its share of them (`batch_share`: contiguous rows, the first
+B mod world_size processes one more), so no clip is read twice in a step and the union of the shares is the
+batch one process would read.
+
 Legend: b clips, t frames, s side, gh/gw/c teacher grid and channels.
 """
 
@@ -25,7 +30,14 @@ from neural_render.layout import from_uint8
 from spokester_train.data.clips import StoredClips
 from spokester_train.data.store import LabelStore
 
-__all__ = ["ClipBatches"]
+__all__ = ["ClipBatches", "batch_share"]
+
+
+def batch_share(batch_size: int, rank: int, world_size: int) -> range:
+    """The rows of a global batch of `batch_size` clips that process `rank` of `world_size` trains."""
+    base, extra = divmod(batch_size, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
 
 
 class _RawClips(torch.utils.data.Dataset):
@@ -49,14 +61,14 @@ class _RawClips(torch.utils.data.Dataset):
 class _Keys(torch.utils.data.Sampler):
     """Batches of (epoch, index) keys in the run's clip order, from a given (epoch, cursor) on, forever."""
 
-    def __init__(self, order, batch_size: int, epoch: int, cursor: int):
-        self.order, self.batch_size, self.start = order, batch_size, (epoch, cursor)
+    def __init__(self, order, batch_size: int, epoch: int, cursor: int, rows: range):
+        self.order, self.batch_size, self.start, self.rows = order, batch_size, (epoch, cursor), rows
 
     def __iter__(self):
         epoch, cursor = self.start
         while True:
             keys, epoch, cursor = _take(self.order, self.batch_size, epoch, cursor)
-            yield keys
+            yield keys[self.rows.start : self.rows.stop]
 
 
 def _advance(total: int, count: int, epoch: int, cursor: int) -> tuple[int, int]:
@@ -102,10 +114,16 @@ class ClipBatches:
         *,
         balance: bool = False,
         workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        """`sources[i]` names the condition source in `stats` that normalises the clips of `stores[i]`."""
+        """`sources[i]` names the condition source in `stats` that normalises the clips of `stores[i]`;
+        process `rank` of `world_size` gets its share of every batch (`batch_share`)."""
         if workers < 0:
             raise ValueError(f"workers={workers}: must be >= 0")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of world size {world_size}")
+        self.rank, self.world_size = rank, world_size
         if len(stores) != len(sources):
             raise ValueError(f"{len(stores)} label stores but {len(sources)} condition source names")
         self.datasets = [
@@ -154,15 +172,20 @@ class ClipBatches:
         self.close()
 
     def _gather(self, batch_size: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
-        """The raw clips of the next batch on `device` (each with its "video" index); advances the state."""
+        """The raw clips of this process's share of the next batch on `device` (each with its "video" index);
+        advances the state by the whole batch."""
+        rows = batch_share(batch_size, self.rank, self.world_size)
         if self.workers == 0:
             keys, _, _ = _take(self.order, batch_size, self.epoch, self.cursor)
-            clips = [{k: v if k == "video" else v.to(device) for k, v in self._raw[key].items()} for key in keys]
+            clips = [
+                {k: v if k == "video" else v.to(device) for k, v in self._raw[key].items()}
+                for key in keys[rows.start : rows.stop]
+            ]
         else:
             if self._loader is None or self._loader[0] != batch_size:
                 loader = torch.utils.data.DataLoader(
                     self._raw,
-                    batch_sampler=_Keys(self.order, batch_size, self.epoch, self.cursor),
+                    batch_sampler=_Keys(self.order, batch_size, self.epoch, self.cursor, rows),
                     num_workers=self.workers,
                     pin_memory=device.type == "cuda",
                     persistent_workers=True,
@@ -171,13 +194,14 @@ class ClipBatches:
             stacked = next(self._loader[1])  # collated in the workers, (b, ...) each
             pinned = device.type == "cuda"
             stacked = {k: v if k == "video" else v.to(device, non_blocking=pinned) for k, v in stacked.items()}
-            clips = [{k: v[row] for k, v in stacked.items()} for row in range(batch_size)]
+            clips = [{k: v[row] for k, v in stacked.items()} for row in range(len(rows))]
         self.epoch, self.cursor = _advance(int(self.offsets[-1]), batch_size, self.epoch, self.cursor)
         return clips
 
     def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
-        """The next batch: "x" (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, and
-        "teacher" (b, t, gh, gw, c) when asked for.
+        """This process's share of the next batch of `batch_size` clips (all of it in one process): "x"
+        (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, and "teacher" (b, t, gh, gw, c) when
+        asked for.
 
         The host only gathers the clips' streams as stored (uint8 frames and teacher codes, depth and flow
         in the store's dtype) and moves them; decoding and normalisation run on `device`, clip by clip,
@@ -185,7 +209,8 @@ class ClipBatches:
         codes)."""
         device = torch.device(device)
         batch: dict[str, torch.Tensor] = {}
-        for row, clip in enumerate(self._gather(batch_size, device)):
+        clips = self._gather(batch_size, device)
+        for row, clip in enumerate(clips):
             video = int(clip["video"])
             decoded = {
                 "x": from_uint8(clip["frames"]),  # (t, s, s, 3)
@@ -197,6 +222,6 @@ class ClipBatches:
                 decoded["teacher"] = codes if spec.scale is None else codes.mul_(spec.scale).add_(spec.offset)
             for key, value in decoded.items():
                 if key not in batch:
-                    batch[key] = torch.empty((batch_size, *value.shape), dtype=value.dtype, device=device)
+                    batch[key] = torch.empty((len(clips), *value.shape), dtype=value.dtype, device=device)
                 batch[key][row] = value
         return batch

@@ -18,7 +18,7 @@ from einops import rearrange
 
 from spokester_train.recipe.config import Augment
 
-__all__ = ["augment_condition", "gaussian_blur"]
+__all__ = ["augment_clip", "gaussian_blur"]
 
 
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:
@@ -68,11 +68,9 @@ def _augment_clip(cond: torch.Tensor, config: Augment, clip: float, generator: t
     return cond.clamp(-clip, clip)
 
 
-def augment_condition(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
-    """Randomly degraded copy of normalised conditions (b, t, H, W, k), each clip drawn independently;
-    values stay in [-clip, clip]."""
+def augment_clip(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
+    """Randomly degraded copy of one clip's normalised condition (t, H, W, k); values stay in [-clip, clip]."""
     if config.prob == 0:
         return cond
-    clips = rearrange(cond, "b t h w k -> b t k h w")
-    out = torch.stack([_augment_clip(c, config, clip, generator) for c in clips])  # (b, t, k, H, W)
-    return rearrange(out, "b t k h w -> b t h w k")
+    out = _augment_clip(rearrange(cond, "t h w k -> t k h w"), config, clip, generator)
+    return rearrange(out, "t k h w -> t h w k")

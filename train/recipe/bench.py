@@ -8,6 +8,9 @@ Each stage of the preset is timed with synthetic clips of its shape (frames in [
 random teacher features) through the very step the loop runs (`spokester_train.recipe.optimizer_step`: augmentation,
 diffusion-forcing loss under bf16 autocast on CUDA, iREPA, backward, clipping, AdamW, EMA), so data loading
 is left out: this is the model's ceiling, and a real run adds the time to read clips from the label stores.
+Under torchrun (`torchrun --nproc_per_node N -m spokester_train.recipe.bench ...`) each stage is timed once as
+one plain process on the whole batch and once as N DistributedDataParallel processes on their shares, with
+the steps/s of each process, the total and the scaling efficiency.
 TFLOP/s counts the matmul FLOPs the window lets through (3 x the forward pass); a dense mask computes every
 key anyway, so its achieved rate on useful work drops as clips grow.
 """
@@ -24,9 +27,11 @@ import torch
 from neural_render import FlowMatching, build_renderer
 from neural_render.bench import PEAK_BF16_TFLOPS, forward_flops
 from spokester_env.commandline import CommandLine, at_least, device_option
+from spokester_train.data.batches import batch_share
 from spokester_train.recipe.config import TRAIN_PRESETS, Stage, TrainConfig, irepa_layer, make_config
+from spokester_train.recipe.distributed import Ranks, join
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, TEACHER_GRID, Projector
-from spokester_train.recipe.optimizer_step import apply_update, make_optimizer, step_loss
+from spokester_train.recipe.optimizer_step import apply_update, clip_generators, make_optimizer, step_loss
 
 __all__ = ["StageTiming", "training_flops", "time_stage", "main"]
 
@@ -75,9 +80,14 @@ def _batch(config, stage: Stage, irepa: bool, device: torch.device, generator: t
     return batch
 
 
-def time_stage(config: TrainConfig, stage: Stage, *, steps: int, warmup: int) -> StageTiming:
-    """Time `steps` optimiser steps of `stage` (after `warmup` untimed ones, which include compiling)."""
-    device = torch.device(config.device)
+def time_stage(
+    config: TrainConfig, stage: Stage, *, steps: int, warmup: int, ranks: Ranks | None = None
+) -> StageTiming:
+    """Time `steps` optimiser steps of `stage` (after `warmup` untimed ones, which include compiling); with
+    `ranks` of a distributed run, this process's DistributedDataParallel step on its share of the batch."""
+    ranks = ranks or Ranks()
+    device = ranks.device(config.device)
+    rows = batch_share(stage.batch_size, ranks.rank, ranks.world_size)
     size, overrides = stage.image_size, config.renderer_overrides
     model = build_renderer(config.renderer_preset, device=device, image_size=size, **overrides)
     model.attention = config.attention
@@ -87,19 +97,23 @@ def time_stage(config: TrainConfig, stage: Stage, *, steps: int, warmup: int) ->
     projector = projector.to(device) if projector is not None else None
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = make_optimizer(model, projector, config)
-    forward = torch.compile(model) if config.compile else model
+    forward = ranks.wrap(model, device)
+    forward = torch.compile(forward) if config.compile else forward
+    projector_step = ranks.wrap(projector, device)
     diffusion = FlowMatching.for_config(model.config)
     generator = torch.Generator(device).manual_seed(0)
-    batch = _batch(model.config, stage, config.irepa, device, generator)
+    batch = _batch(model.config, dataclasses.replace(stage, batch_size=len(rows)), config.irepa, device, generator)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for index in range(warmup + steps):
         start = time.perf_counter()
+        generators = clip_generators(0, index, rows, device)
         loss, _ = step_loss(
-            forward, model, diffusion, batch, config, clip=4.0, generator=generator, projector=projector, layer=layer
-        )
-        apply_update(loss, index, optimizer, model, ema, config)
+            forward, model, diffusion, batch, config, clip=4.0, generators=generators, projector=projector_step,
+            layer=layer,
+        )  # fmt: skip
+        apply_update(loss * (len(rows) * ranks.world_size / stage.batch_size), index, optimizer, model, ema, config)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if index >= warmup:
@@ -159,15 +173,20 @@ def main(argv: list[str] | None = None) -> None:
         if not args.stage.isdigit() or int(args.stage) >= len(stages):
             parser.error(f"--stage {args.stage}: choose all or an index below {len(stages)}")
         stages = [stages[int(args.stage)]]
-    device = torch.device(config.device)
+    ranks = join(config.device)
+    device = ranks.device(config.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((p for key, p in PEAK_BF16_TFLOPS.items() if key in name), None) if device.type == "cuda" else None
-    print(
-        f"[{device}: {name}] training preset {args.preset} ({config.renderer_preset} renderer), irepa {config.irepa}, "
-        f"window {config.window}, {'torch.compile' if config.compile else 'eager'}, "
-        f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}; {args.steps} timed steps after {args.warmup}",
-        flush=True,
-    )
+    if ranks.main:
+        print(
+            f"[{device}: {name}] training preset {args.preset} ({config.renderer_preset} renderer), "
+            f"irepa {config.irepa}, window {config.window}, {'torch.compile' if config.compile else 'eager'}, "
+            f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}; {args.steps} timed steps after {args.warmup}",
+            flush=True,
+        )
+    if ranks.distributed:
+        _distributed(config, stages, args, ranks, peak)
+        return
     for stage in stages:
         baseline = None
         for attention in args.attention or [config.attention]:
@@ -184,6 +203,34 @@ def main(argv: list[str] | None = None) -> None:
             baseline = baseline or timing
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def _distributed(config: TrainConfig, stages: list[Stage], args, ranks: Ranks, peak: float | None) -> None:
+    """Under torchrun: per stage, process 0 alone times the plain one-process step on the whole batch (the
+    others wait), then every process times its DDP step on its share; process 0 prints each process's rate,
+    the total and the scaling efficiency (N processes' clips/s over N x one process's)."""
+    device = ranks.device(config.device)
+    try:
+        for stage in stages:
+            single = time_stage(config, stage, steps=args.steps, warmup=args.warmup) if ranks.main else None
+            ranks.barrier()
+            timing = time_stage(config, stage, steps=args.steps, warmup=args.warmup, ranks=ranks)
+            mine = [timing.seconds if r == ranks.rank else 0.0 for r in range(ranks.world_size)]
+            seconds = ranks.sum(mine, device)
+            if not ranks.main:
+                continue
+            print(_line(single, peak) + " [one process]", flush=True)
+            slowest = max(seconds)  # every process waits for the slowest in the gradient all-reduce
+            per_rank = " ".join(f"{1 / s:.2f}" for s in seconds)
+            efficiency = single.seconds / (ranks.world_size * slowest)
+            print(
+                f"  torchrun, {ranks.world_size} processes: {1000 * slowest:9.1f} ms/step, steps/s per process "
+                f"[{per_rank}], total {1 / slowest:.2f} steps/s = {stage.batch_size / slowest:.1f} clips/s; "
+                f"scaling efficiency {100 * efficiency:.0f}%",
+                flush=True,
+            )
+    finally:
+        ranks.leave()
 
 
 if __name__ == "__main__":

@@ -8,18 +8,21 @@ One optimiser step (`spokester_train.recipe.optimizer_step`):
     loss of the projected hidden layer against the normalised teacher features;
     a non-finite loss stops the run naming the step; AdamW with global-norm clipping and a warm-up /
     steady / cool-down learning rate; an EMA of the weights.
-Every `checkpoint_every` steps (and at the end) the whole state is saved atomically to `checkpoint.pt`
-and the EMA network is exported with its condition statistics (game and videos) and provenance as
-`renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`). A run
+Every `checkpoint_every` steps (and at the end of every curriculum stage) the whole state is saved atomically
+to `checkpoint.pt` and the EMA network is exported with its condition statistics (game and videos) and
+provenance as `renderer.safetensors` + `renderer.json`. Every `eval_every` steps the EMA is evaluated (`eval/`). A run
 with `max_minutes` ends the same way at the first step past its time. A run killed after its last checkpoint
 but before its final export or evaluation finishes them when resumed; `train` never returns without a
 loadable renderer of its last step.
-The set-up (run folder, networks, each stage's data) is `spokester_train.recipe.setup`.
+The set-up (run folder, networks, each stage's data) is `spokester_train.recipe.setup`. Under torchrun the
+run is one of several processes (`spokester_train.recipe.distributed`); a stage whose batch is smaller than
+the number of processes is refused as the run enters it (resume it with fewer processes).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +31,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render import FlowMatching, load_renderer, save_renderer
+from spokester_train.data.batches import batch_share
 from spokester_train.evaluation.during_training import evaluation_done, run_evaluation
 from spokester_train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
 from spokester_train.recipe.config import TrainConfig
-from spokester_train.recipe.optimizer_step import apply_update, learning_rate, step_loss
+from spokester_train.recipe.distributed import Ranks, Stopped, join
+from spokester_train.recipe.optimizer_step import apply_update, clip_generators, learning_rate, step_loss
 from spokester_train.recipe.run_log import RunLog
 from spokester_train.recipe.setup import Networks, StageData, open_run, renderer_provenance
 
@@ -56,17 +61,21 @@ class TrainResult:
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Run (or, with `resume`, continue from `config.out`) the training described by `config`."""
+    """Run (or, with `resume`, continue from `config.out`) the training described by `config`: in this
+    process, or, under torchrun, as one of its processes (`spokester_train.recipe.distributed`)."""
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    ranks = join(config.device)
     try:
-        return _train(config, resume)
+        with ranks.stopping_with_peers():
+            return _train(config, resume, ranks)
     finally:
+        ranks.leave()
         torch.set_num_threads(threads)
 
 
-def _progress_bar(config: TrainConfig) -> Progress:
+def _progress_bar(config: TrainConfig, shown: bool) -> Progress:
     columns = (
         TextColumn("[bold]train"),
         BarColumn(),
@@ -75,47 +84,61 @@ def _progress_bar(config: TrainConfig) -> Progress:
         TextColumn("{task.fields[rate]:.2f} steps/s"),
         TimeRemainingColumn(),
     )
-    return Progress(*columns, disable=not config.progress)
+    return Progress(*columns, disable=not (config.progress and shown))
 
 
-def _train(config: TrainConfig, resume: bool) -> TrainResult:
-    out, state = open_run(config, resume)
-    device = torch.device(config.device)
+def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
+    out, state = open_run(config, resume, ranks.main)
+    device = ranks.device(config.device)
     nets = Networks.build(config, device, state)
     generator = torch.Generator(device).manual_seed(config.seed)
     step = saved_step = int(state["step"]) if state is not None else 0
     if state is not None:
         restore_rng(state["rng"], generator)
-    log = RunLog(out, step)
-    started = time.time() - log.elapsed  # a resumed run's wall time goes on from where it stopped
+    log = RunLog(out, step) if ranks.main else None  # process 0 alone writes the run's files
+    started = time.time() - (log.elapsed if log is not None else 0.0)  # a resumed run's wall time goes on
     resumed_at = [*state.get("resumed_at", []), step] if state is not None else []
     history, data = [], None
 
-    with contextlib.ExitStack() as opened, _progress_bar(config) as bar:
+    with contextlib.ExitStack() as opened, _progress_bar(config, ranks.main) as bar:
         task = bar.add_task("train", total=config.total_steps, completed=step, loss=float("nan"), rate=0.0)
         tick, ticked = time.perf_counter(), step
         while step < config.total_steps:
             index, stage = config.stage_at(step)
             if data is None or data.index != index:  # enter a stage: frame size, label stores, statistics
+                if stage.batch_size < ranks.world_size:  # (the previous stage ended with a checkpoint)
+                    problem = (
+                        f"stage {index}'s batch of {stage.batch_size} clips is smaller than the {ranks.world_size} "
+                        f"processes; resume with --nproc_per_node {stage.batch_size} or fewer (from step {step})"
+                    )
+                    raise ValueError(problem) if ranks.main else Stopped(problem)
                 nets.resize(stage.image_size, config)
                 nets.model.checkpoint_activations = stage.checkpoint_activations
-                forward = torch.compile(nets.model) if config.compile else nets.model
+                forward = ranks.wrap(nets.model, device)
+                forward = torch.compile(forward) if config.compile else forward
+                projector = ranks.wrap(nets.projector, device)
                 diffusion = FlowMatching.for_config(nets.model.config)
                 if data is not None:
                     data.close()
-                data = StageData.enter(config, index, stage, state, opened)
+                data = StageData.enter(config, index, stage, state, opened, ranks)
 
+            rows = batch_share(stage.batch_size, ranks.rank, ranks.world_size)
             batch = data.batches.next(stage.batch_size, device)
             loss, parts = step_loss(
-                forward, nets.model, diffusion, batch, config, clip=data.stats.clip, generator=generator,
-                projector=nets.projector, layer=nets.irepa_layer,
+                forward, nets.model, diffusion, batch, config, clip=data.stats.clip, projector=projector,
+                generators=clip_generators(config.seed, step, rows, device), layer=nets.irepa_layer,
             )  # fmt: skip
-            value = loss.item()
-            if not torch.isfinite(loss):
+            share = len(rows) / stage.batch_size  # DDP averages over processes: weigh each by its clips
+            names = ["loss", *parts]
+            value, *values = ranks.sum([v * share for v in (loss.item(), *parts.values())], device)
+            parts = dict(zip(names[1:], values, strict=True))
+            if not math.isfinite(value):
                 raise NonFiniteLoss(
                     f"non-finite loss {value} at step {step + 1} ({parts}); last checkpoint: step {saved_step}"
                 )
-            lr, norm = apply_update(loss, step, nets.optimizer, nets.model, nets.ema, config)
+            lr, norm = apply_update(
+                loss * (share * ranks.world_size), step, nets.optimizer, nets.model, nets.ema, config
+            )
             step += 1
 
             record = {"step": step, "loss": value, **parts, "lr": lr, "grad_norm": float(norm), "stage": index}
@@ -124,15 +147,21 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
             rate = (step - ticked) / max(now - tick, 1e-9)
             bar.update(task, completed=step, loss=value, rate=rate)
             out_of_time = config.max_minutes is not None and time.time() - started > 60 * config.max_minutes
+            out_of_time = ranks.decide(out_of_time, device)  # process 0's clock, so all stop at the same step
             last = step == config.total_steps or out_of_time
+            if not ranks.main:
+                if out_of_time:
+                    break
+                continue
             if step % config.log_every == 0 or last:
                 log.write({**record, "steps_per_s": round(rate, 3), "elapsed_s": round(time.time() - started, 1)})
                 tick, ticked = now, step
-            if step % config.checkpoint_every == 0 or last:
+            stage_ends = step < config.total_steps and config.stage_at(step)[0] != index
+            if step % config.checkpoint_every == 0 or last or stage_ends:
                 save_state(out / CHECKPOINT, {
                     "step": step, "config": config.to_dict(), **nets.state(), "stats": data.stats.to_dict(),
                     "data": {**data.batches.state(), "stage": index}, "rng": capture_rng(generator),
-                    "resumed_at": resumed_at,
+                    "resumed_at": resumed_at, "world_size": ranks.world_size,
                 })  # fmt: skip
                 saved_step = step
                 _export(out, nets, data, config, step, time.time() - started, resumed_at)
@@ -141,6 +170,8 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
                 log.write({"step": step, "eval": figures})
             if out_of_time:
                 break
+        if not ranks.main:
+            return TrainResult(out=out, step=step, history=history, renderer=None)
 
         # What the last step did not finish (a kill or a full disk during the final export or evaluation) is
         # done now, when the run is resumed: the run's renderer is always the last step's.
@@ -149,7 +180,7 @@ def _train(config: TrainConfig, resume: bool) -> TrainResult:
             if data is None:  # resumed with nothing left to train
                 index, stage = config.stage_at(step - 1)
                 nets.resize(stage.image_size, config)
-                data = StageData.enter(config, index, stage, state, opened)
+                data = StageData.enter(config, index, stage, state, opened, ranks)
             if not exported:
                 _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if not evaluated:

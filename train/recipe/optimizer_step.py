@@ -4,6 +4,10 @@ benchmark (`spokester_train.recipe.bench`): what a step computes lives here once
 `step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, the
 flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA, plus
 `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
+Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes from its own
+generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`), so a clip
+is trained the same whichever process holds it: one process with batch 2b and two with b each compute the
+same per-clip losses.
 `apply_update`: the learning rate of the step, backward, global-norm clipping, AdamW, and the EMA.
 
 Legend: b clips.
@@ -11,14 +15,15 @@ Legend: b clips.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from neural_render import FlowMatching, Renderer
-from spokester_train.recipe.augment import augment_condition
+from spokester_train.recipe.augment import augment_clip
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
-__all__ = ["learning_rate", "make_optimizer", "step_loss", "apply_update"]
+__all__ = ["apply_update", "clip_generators", "learning_rate", "make_optimizer", "step_loss"]
 
 
 def make_optimizer(model: Renderer, projector: Projector | None, config: TrainConfig) -> torch.optim.AdamW:
@@ -43,6 +48,13 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr
 
 
+def clip_generators(seed: int, step: int, rows: range, device: torch.device) -> list[torch.Generator]:
+    """One generator per clip of optimiser step `step` (0-based), for the rows `rows` of its global batch,
+    seeded from (seed, step, row) by numpy's SeedSequence."""
+    states = [np.random.SeedSequence([seed, step, row]).generate_state(2, np.uint64)[0] for row in rows]
+    return [torch.Generator(device).manual_seed(int(state) >> 1) for state in states]
+
+
 def step_loss(
     forward,
     model: Renderer,
@@ -51,23 +63,31 @@ def step_loss(
     config: TrainConfig,
     *,
     clip: float,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     projector: Projector | None,
     layer: int,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one batch ({"x", "cond", "teacher"?}) and its parts as floats. `forward` is the model
-    or its compiled form; `clip` is the statistics' clip of the normalised condition."""
+    or its compiled (or DistributedDataParallel) form; `clip` is the statistics' clip of the normalised
+    condition; `generators` holds each clip's generator (`clip_generators`)."""
     x = batch["x"]
     device = x.device
-    cond = augment_condition(batch["cond"], config.augment, clip, generator)
-    drop = torch.rand(x.shape[0], generator=generator, device=device) < config.uncond_prob  # (b,)
+    if len(generators) != x.shape[0]:
+        raise ValueError(f"{len(generators)} clip generators for a batch of {x.shape[0]} clips")
+    conds = zip(batch["cond"], generators, strict=True)
+    cond = torch.stack([augment_clip(c, config.augment, clip, g) for c, g in conds])
+    drop = torch.stack([torch.rand((), generator=g, device=device) < config.uncond_prob for g in generators])  # (b,)
+    framelets = x.shape[1] // model.config.patch_frames
+    t = torch.cat([diffusion.sample_time(1, framelets, generator=g, device=device) for g in generators])  # (b, n)
+    noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=device, dtype=x.dtype) for g in generators])
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with autocast:
         result = diffusion.loss(
             forward,
             x,
             cond,
-            generator=generator,
+            t=t,
+            noise=noise,
             drop_cond=drop,
             window=config.window,
             return_layers=(layer,) if projector is not None else (),

@@ -30,17 +30,22 @@ from spokester_train.data.store import LabelStore
 from spokester_train.data.video import parse_video
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import RESUMABLE_CHANGES, Stage, TrainConfig, config_from_dict, irepa_layer
+from spokester_train.recipe.distributed import Ranks
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
 from spokester_train.recipe.optimizer_step import make_optimizer
 
 __all__ = ["Networks", "StageData", "open_run", "prepare_stores", "renderer_provenance"]
 
 
-def open_run(config: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+def open_run(config: TrainConfig, resume: bool, main: bool = True) -> tuple[Path, dict | None]:
     """The run folder (made) and, with `resume`, its training checkpoint; a fresh run refuses a folder that
-    holds one, and a resume refuses a changed recipe (only `RESUMABLE_CHANGES` may differ)."""
+    holds one, and a resume refuses a changed recipe (only `RESUMABLE_CHANGES` may differ). A process other
+    than the main one of a distributed run only reads the checkpoint."""
     if not config.videos:
         raise ValueError("videos: give at least one training video")
+    if not main:
+        out = Path(config.out)
+        return out, load_state(out / CHECKPOINT, map_location="cpu") if resume else None  # not onto GPU 0
     out = check_output(config.out, folder=True)
     if not resume:
         if (out / CHECKPOINT).is_file():
@@ -173,12 +178,24 @@ class StageData:
 
     @classmethod
     def enter(
-        cls, config: TrainConfig, index: int, stage: Stage, state: dict | None, opened: contextlib.ExitStack
+        cls,
+        config: TrainConfig,
+        index: int,
+        stage: Stage,
+        state: dict | None,
+        opened: contextlib.ExitStack,
+        ranks: Ranks | None = None,
     ) -> StageData:
         """Extract (or find) the stage's label stores, fit the condition statistics, and start the batches
-        (where the checkpoint's data cursor left them, when it was saved in this stage)."""
-        stores = prepare_stores(config.videos, stage.image_size, config)
-        eval_store = prepare_stores([config.eval_video or config.videos[0]], stage.image_size, config)[0]
+        (where the checkpoint's data cursor left them, when it was saved in this stage). In a distributed
+        run process 0 extracts while the others wait, then they read the stores it wrote."""
+        ranks = ranks or Ranks()
+        videos = [*config.videos, config.eval_video or config.videos[0]]
+        if not ranks.main:
+            ranks.barrier()
+        *stores, eval_store = prepare_stores(videos, stage.image_size, config)
+        if ranks.main:
+            ranks.barrier()
         stems = [parse_video(video).name for video in config.videos]
         sources = game_sources(stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
         sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
@@ -186,6 +203,7 @@ class StageData:
         batches = ClipBatches(
             stores, [video_source_name(stem) for stem in stems], stats, stage.clip_frames, config.skips,
             config.seed, config.irepa, balance=config.balance_videos, workers=config.loader_workers,
+            rank=ranks.rank, world_size=ranks.world_size,
         )  # fmt: skip
         opened.enter_context(batches)  # its loader workers stop with the run
         if state is not None and state["data"]["stage"] == index:
