@@ -32,6 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalC
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
+from spokester_agents.card import write_card
 from spokester_agents.envs import ENV_ID, ObservationSettings, make_env, write_sidecar
 from spokester_env.output import atomic_path, check_output
 
@@ -313,5 +314,6 @@ def train_agent(config: TrainAgentConfig, console: Console | None = None) -> Pat
         hyperparams={key: value for key, value in load_hyperparams(config.hyperparams).items()},
         **selection,
     )
-    console.print(f"saved {out} ({model.num_timesteps:,d} steps in {wall_s / 60:.1f} min)")
+    write_card(out)
+    console.print(f"saved {out} ({model.num_timesteps:,d} steps in {wall_s / 60:.1f} min) and its model card")
     return out

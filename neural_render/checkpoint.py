@@ -48,7 +48,15 @@ from neural_render.model import RENDERER_PRESETS, ConfigFieldError, Renderer, Re
 from spokester_env.config import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from spokester_env.output import atomic_path, atomic_write_text
 
-__all__ = ["DEFAULT_CHECKPOINT", "CheckpointError", "LoadedRenderer", "save_renderer", "load_renderer"]
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "DEFAULT_GAME",
+    "CheckpointError",
+    "LoadedRenderer",
+    "checkpoint_info",
+    "save_renderer",
+    "load_renderer",
+]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 """The project's shipped default renderer (weights; its JSON sits beside it)."""
@@ -273,6 +281,20 @@ def _read_info(weights: Path, meta: Path, metadata: dict) -> tuple[Path, dict]:
     if metadata.get("checkpoint_id") != info.get("checkpoint_id"):
         raise CheckpointError(weights, f"these weights and {meta.name} come from different saves")
     return meta, info
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict:
+    """The checkpoint's JSON (the copy inside the weights when they carry one, else the file beside them),
+    without reading the tensors."""
+    weights, meta = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(weights, "no such file")
+    try:
+        with safe_open(str(weights), framework="pt") as file:
+            metadata = file.metadata() or {}
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(weights, f"corrupt safetensors file ({error})") from None
+    return _read_info(weights, meta, metadata)[1]
 
 
 def load_renderer(

@@ -60,6 +60,7 @@ def test_train_agent_then_eval_and_record_it(tiny_ppo, tmp_path):
     assert sidecar["observation"]["size"] == 40 and sidecar["observation"]["view"] == "packed"
     assert sidecar["timesteps"] == 32 and sidecar["stopped_by"] == "timesteps" and sidecar["seed"] == 3
     assert not list(tiny_ppo.parent.glob(".*"))  # no temporary file left
+    assert "| trained | 32 decisions" in tiny_ppo.with_name("agent.card.md").read_text()  # its model card beside
     result = run_cli("eval-agent", "--agent", tiny_ppo, "--episodes", 2, "--max-steps", 30, "--json")
     assert result.returncode == 0, result.stderr
     lengths = json.loads(result.stdout)["lengths"]

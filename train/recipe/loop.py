@@ -31,14 +31,16 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render import FlowMatching, load_renderer, save_renderer
+from neural_render.card import write_card
 from spokester_train.data.batches import batch_share
 from spokester_train.evaluation.during_training import evaluation_done, run_evaluation
 from spokester_train.recipe.checkpoint import CHECKPOINT, capture_rng, restore_rng, save_state
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.distributed import Ranks, Stopped, join
 from spokester_train.recipe.optimizer_step import apply_update, clip_generators, learning_rate, step_loss
+from spokester_train.recipe.provenance import renderer_provenance
 from spokester_train.recipe.run_log import RunLog
-from spokester_train.recipe.setup import Networks, StageData, open_run, renderer_provenance
+from spokester_train.recipe.setup import Networks, StageData, open_run
 
 __all__ = ["RENDERER", "NonFiniteLoss", "TrainResult", "exported_step", "train", "learning_rate"]
 
@@ -157,17 +159,19 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
                 log.write({**record, "steps_per_s": round(rate, 3), "elapsed_s": round(time.time() - started, 1)})
                 tick, ticked = now, step
             stage_ends = step < config.total_steps and config.stage_at(step)[0] != index
-            if step % config.checkpoint_every == 0 or last or stage_ends:
+            checkpoint = step % config.checkpoint_every == 0 or last or stage_ends
+            if checkpoint:  # the training state first: whatever happens next, training is not lost
                 save_state(out / CHECKPOINT, {
                     "step": step, "config": config.to_dict(), **nets.state(), "stats": data.stats.to_dict(),
                     "data": {**data.batches.state(), "stage": index}, "rng": capture_rng(generator),
                     "resumed_at": resumed_at, "world_size": ranks.world_size,
                 })  # fmt: skip
                 saved_step = step
-                _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if (config.eval_every and step % config.eval_every == 0) or last:
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})
+            if checkpoint:  # after the evaluation, whose figures it carries (and its model card shows)
+                _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if out_of_time:
                 break
         if not ranks.main:
@@ -181,21 +185,22 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
                 index, stage = config.stage_at(step - 1)
                 nets.resize(stage.image_size, config)
                 data = StageData.enter(config, index, stage, state, opened, ranks)
-            if not exported:
-                _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if not evaluated:
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})
+            if not exported:
+                _export(out, nets, data, config, step, time.time() - started, resumed_at)
             if exported_step(out) != step:
                 raise ValueError(f"{out / RENDERER}: no loadable renderer of step {step} after exporting it")
     return TrainResult(out=out, step=step, history=history, renderer=out / RENDERER if step > 0 else None)
 
 
 def _export(out: Path, nets: Networks, data: StageData, config: TrainConfig, step: int, wall_s: float, resumed_at):
-    """Export the EMA network with its statistics, provenance and game as the run's renderer."""
-    provenance = renderer_provenance(config, data, step, wall_s, resumed_at)
+    """Export the EMA network with its statistics, provenance and game as the run's renderer, and its model
+    card beside it (`neural_render.card`)."""
+    provenance = renderer_provenance(config, data.stores, data.eval_store, step, wall_s, resumed_at)
     game = {"camera": config.camera, "scene": config.scene}
-    save_renderer(out / RENDERER, nets.ema, data.stats, provenance, game)
+    write_card(save_renderer(out / RENDERER, nets.ema, data.stats, provenance, game))
 
 
 def exported_step(out: str | Path) -> int | None:

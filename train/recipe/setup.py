@@ -5,8 +5,8 @@ named pieces it calls in order.
 - `Networks`: the renderer, its EMA, the iREPA projector and the optimiser, built from the config (and
   restored from a checkpoint), moved to another frame size between curriculum stages;
 - `StageData`: what one curriculum stage trains on: the label stores of the videos at the stage's frame
-  size, the condition statistics (the game's and every video's, `spokester_train.data.sources`) and the batches;
-- `renderer_provenance`: what an exported renderer records about how it was made.
+  size, the condition statistics (the game's and every video's, `spokester_train.data.sources`) and the batches.
+What an exported renderer records about how it was made is `spokester_train.recipe.provenance`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from spokester_train.recipe.distributed import Ranks
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
 from spokester_train.recipe.optimizer_step import make_optimizer
 
-__all__ = ["Networks", "StageData", "open_run", "prepare_stores", "renderer_provenance"]
+__all__ = ["Networks", "StageData", "open_run", "prepare_stores"]
 
 
 def open_run(config: TrainConfig, resume: bool, main: bool = True) -> tuple[Path, dict | None]:
@@ -213,35 +212,3 @@ class StageData:
     def close(self) -> None:
         """Stop this stage's loader workers (the next stage starts its own)."""
         self.batches.close()
-
-
-def store_provenance(stores: Sequence[LabelStore], videos: Sequence[str]) -> list[dict]:
-    """What each training video was: file, hash, frames used, extractors."""
-    return [
-        {
-            "video": parse_video(video).path.name,
-            "sha256": store.manifest["video"]["sha256"],
-            "start_frame": store.manifest["start_frame"],
-            "frames": store.manifest["n_frames"],
-            "fps": store.manifest["video"]["fps"],
-            "size": store.manifest["resolution"],
-            "extractors": store.manifest["extractors"],
-        }
-        for store, video in zip(stores, videos, strict=True)
-    ]
-
-
-def renderer_provenance(config: TrainConfig, data: StageData, step: int, wall_s: float, resumed_at: list) -> dict:
-    """The provenance an exported renderer carries: data, extractors, steps, wall time and the config."""
-    return {
-        "preset": config.preset,
-        "steps": step,
-        "irepa": config.irepa,
-        "data": store_provenance(data.stores, config.videos),
-        "eval_video": parse_video(config.eval_video or config.videos[0]).path.name,
-        "extractors": config.extractors,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "train_wall_s": round(wall_s, 1),
-        "resumed_at_steps": resumed_at,
-        "train_config": config.to_dict(),
-    }

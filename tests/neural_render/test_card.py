@@ -1,0 +1,44 @@
+"""Model cards: made from the checkpoint's JSON, and the shipped one is its JSON's and names no machine path."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from neural_render import build_renderer, load_renderer, save_renderer
+from neural_render.card import card_path, main, renderer_card
+from neural_render.checkpoint import DEFAULT_CHECKPOINT, checkpoint_info
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_the_shipped_renderer_records_no_machine_path_and_its_card_is_its_jsons():
+    info = checkpoint_info(DEFAULT_CHECKPOINT)
+    assert not [s for s in _strings(info) if os.path.isabs(s) or "/work/" in s]
+    provenance = info["provenance"]
+    assert all({"bytes", "sha256", "source", "licence"} <= set(video) for video in provenance["data"])
+    assert card_path(DEFAULT_CHECKPOINT).read_text() == renderer_card(DEFAULT_CHECKPOINT)  # regenerated, not edited
+    card = card_path(DEFAULT_CHECKPOINT).read_text()
+    assert f"{provenance['evaluation']['psnr']['6']:.4g}" in card and "non-commercial" in card
+    assert load_renderer().checkpoint_id == info["checkpoint_id"]  # the rewrite left the pair loadable
+
+
+def test_the_card_command_writes_beside_the_checkpoint_and_says_what_is_not_recorded(tmp_path, capsys):
+    model = build_renderer("tiny", image_size=32, width=64, num_blocks=1, heads=1)
+    weights = save_renderer(tmp_path / "mine", model, provenance={"steps": 7, "preset": "cpu-tiny"})
+    main([str(tmp_path / "mine")])
+    assert capsys.readouterr().out == f"{tmp_path / 'mine.card.md'}\n"
+    card = (tmp_path / "mine.card.md").read_text()
+    assert "| trained | 7 steps of the `cpu-tiny` preset" in card
+    assert "Not evaluated: the JSON records no evaluation." in card
+    assert "(not recorded in this checkpoint)" in card and "its JSON inside" in card
+    assert json.loads((tmp_path / "mine.json").read_text())["provenance"]["steps"] == 7 and weights.is_file()
