@@ -1,6 +1,8 @@
-"""Speed of the environment against the bare pybullet render of a comparable box scene.
+"""Speed of the environment, for each backend, against the bare render of the same bodies.
 
-    python -m spokester_env.bench [--sizes 84 320] [--seconds 6] [--json]
+    python -m spokester_env.bench [--sizes 84 160 320] [--backends tiny gl] [--seconds 6] [--json]
+
+The baseline of "gl" is the env's own instanced drawing replayed without the game (`BareGLScene`).
 
 For each size, blocks of env steps (depth + flow observations, game logic, contacts) alternate with
 blocks of the baseline: plain untextured pybullet boxes in place of the env's bodies, moved to where the
@@ -19,7 +21,7 @@ import numpy as np
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
-from .scene import BulletClient, pybullet, quiet_stdout
+from .scene import BACKENDS, BulletClient, pybullet, quiet_stdout
 
 
 class BareBoxScene:
@@ -81,44 +83,75 @@ def _rate(fn, seconds: float) -> float:
     return n / elapsed
 
 
-def bench_size(size: int, seconds: float = 3.0, blocks: int = 5) -> dict:
-    """Median steps/s of the env and renders/s of the bare box scene at one square size."""
-    env = SpokesterEnv(width=size, height=size, observations=("depth", "flow"))
-    env.reset(seed=0)
-    bare = BareBoxScene(env)
-    rng = np.random.default_rng(0)
-    policy = lambda: int(rng.choice(3, p=[0.8, 0.1, 0.1]))  # noqa: E731
+class BareGLScene:
+    """The gl baseline: the env's own instanced drawing, moved to the recorded bodies and camera and drawn,
+    with no game logic, depth conversion or flow (`bare boxes`), or drawn from the start with nothing moving."""
 
-    # The replayed trajectory: a few hundred frames of the same kind of ride.
-    for _ in range(300):
-        if env.step(policy())[2]:
-            env.reset()
-        bare.record(env)
-    start_view = bare.frames[0][1]
+    def __init__(self, env: SpokesterEnv) -> None:
+        self.drawing, self.scene = env.scene._gl, env.scene
+        self.projection = np.asarray(env.intrinsics.projection_matrix()).reshape(4, 4).T
+        self.frames: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def env_step() -> None:
-        if env.step(policy())[2]:
-            env.reset()
+    def record(self, env: SpokesterEnv) -> None:
+        view = env._pose.view((0.0, env.scene.origin, 0.0))
+        self.frames.append((env.scene.positions.copy(), self.projection @ view))
 
-    counter = iter(range(1 << 62))
+    def replay(self, i: int) -> None:
+        positions, view_projection = self.frames[i % len(self.frames)]
+        self.drawing.render(view_projection, positions)
+
+    def render(self, view_projection) -> None:
+        self.drawing.render(view_projection, self.frames[0][0])
+
+    def close(self) -> None:
+        pass  # the env's drawing: the env releases it
+
+
+def bench_size(size: int, seconds: float = 3.0, blocks: int = 5, backends=BACKENDS) -> list[dict]:
+    """Median steps/s of the env and renders/s of its bare baseline at one square size, for each backend,
+    their blocks interleaved so that all share the machine's load of the moment."""
+    sides = {}
+    for backend in backends:
+        env = SpokesterEnv(width=size, height=size, observations=("depth", "flow"), backend=backend)
+        env.reset(seed=0)
+        bare = BareGLScene(env) if backend == "gl" else BareBoxScene(env)
+        rng = np.random.default_rng(0)
+        policy = lambda rng=rng: int(rng.choice(3, p=[0.8, 0.1, 0.1]))  # noqa: E731
+        for _ in range(300):  # the replayed trajectory: a few hundred frames of the same kind of ride
+            if env.step(policy())[2]:
+                env.reset()
+            bare.record(env)
+
+        def env_step(env=env, policy=policy) -> None:
+            if env.step(policy())[2]:
+                env.reset()
+
+        sides[backend] = (env, bare, env_step, bare.frames[0][1], iter(range(1 << 62)))
     per_block = seconds / blocks
-    env_rates, bare_rates, static_rates = [], [], []
+    rates = {backend: ([], [], []) for backend in sides}
     for _ in range(blocks):
-        env_rates.append(_rate(env_step, per_block))
-        bare_rates.append(_rate(lambda: bare.replay(next(counter)), per_block))
-        static_rates.append(_rate(lambda: bare.render(start_view), per_block))
-    env.close()
-    bare.close()
-    env_sps, bare_sps = float(np.median(env_rates)), float(np.median(bare_rates))
-    static_sps = float(np.median(static_rates))
-    return {
-        "size": size,
-        "env_steps_per_s": env_sps,
-        "bare_renders_per_s": bare_sps,
-        "ratio": env_sps / bare_sps,
-        "static_renders_per_s": static_sps,
-        "ratio_static": env_sps / static_sps,
-    }
+        for backend, (_env, bare, env_step, start_view, counter) in sides.items():
+            env_rates, bare_rates, static_rates = rates[backend]
+            env_rates.append(_rate(env_step, per_block))
+            bare_rates.append(_rate(lambda bare=bare, counter=counter: bare.replay(next(counter)), per_block))
+            static_rates.append(_rate(lambda bare=bare, view=start_view: bare.render(view), per_block))
+    rows = []
+    for backend, (env, bare, *_) in sides.items():
+        bare.close()
+        env.close()
+        env_sps, bare_sps, static_sps = (float(np.median(r)) for r in rates[backend])
+        rows.append(
+            {
+                "size": size,
+                "backend": backend,
+                "env_steps_per_s": env_sps,
+                "bare_renders_per_s": bare_sps,
+                "ratio": env_sps / bare_sps,
+                "static_renders_per_s": static_sps,
+                "ratio_static": env_sps / static_sps,
+            }
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -127,21 +160,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--sizes",
         type=at_least(1),
         nargs="+",
-        default=[84, DEFAULT_IMAGE_SIZE],
-        help=f"square image sizes, pixels (default 84 {DEFAULT_IMAGE_SIZE})",
+        default=[84, 160, DEFAULT_IMAGE_SIZE],
+        help=f"square image sizes, pixels (default 84 160 {DEFAULT_IMAGE_SIZE})",
+    )
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to measure (default: all)"
     )
     parser.add_argument("--seconds", type=more_than(0), default=6.0, help="measuring time per size and side, s")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     args = parser.parse_args(argv)
     with user_errors(parser.prog):
-        rows = [bench_size(s, args.seconds) for s in args.sizes]
+        rows = [row for s in args.sizes for row in bench_size(s, args.seconds, backends=args.backends)]
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'size':>9} {'env steps/s':>12} {'bare boxes/s':>13} {'ratio':>6} {'static boxes/s':>15} {'ratio':>6}")
+        print(
+            f"{'size':>9} {'backend':>7} {'env steps/s':>12} {'bare boxes/s':>13} {'ratio':>6} "
+            f"{'static boxes/s':>15} {'ratio':>6}"
+        )
         for r in rows:
             print(
-                f"{r['size']:>4}x{r['size']:<4} {r['env_steps_per_s']:12.1f} {r['bare_renders_per_s']:13.1f} "
+                f"{r['size']:>4}x{r['size']:<4} {r['backend']:>7} {r['env_steps_per_s']:12.1f} "
+                f"{r['bare_renders_per_s']:13.1f} "
                 f"{r['ratio']:6.2f} {r['static_renders_per_s']:15.1f} {r['ratio_static']:6.2f}"
             )
     return rows

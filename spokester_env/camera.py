@@ -96,15 +96,19 @@ class CameraPose:
         right /= math.sqrt(right @ right)
         return cls(eye=eye, rotation=np.stack([right, _cross(forward, right), forward]))
 
-    def view_matrix(self, origin=(0.0, 0.0, 0.0)) -> list[float]:
-        """pybullet's column-major OpenGL view matrix, for a scene drawn relative to `origin`."""
+    def view(self, origin=(0.0, 0.0, 0.0)) -> np.ndarray:
+        """The OpenGL view matrix (4, 4), row-major, for a scene drawn relative to `origin`."""
         r, d, f = self.rotation
         eye = self.eye - np.asarray(origin)
         gl = np.stack([r, -d, -f])  # OpenGL camera axes: x right, y up, z backwards
         m = np.eye(4)
         m[:3, :3] = gl
         m[:3, 3] = -gl @ eye
-        return m.T.reshape(-1).tolist()
+        return m
+
+    def view_matrix(self, origin=(0.0, 0.0, 0.0)) -> list[float]:
+        """pybullet's column-major OpenGL view matrix, for a scene drawn relative to `origin`."""
+        return self.view(origin).T.reshape(-1).tolist()
 
 
 class FollowCamera:

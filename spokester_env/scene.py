@@ -1,4 +1,4 @@
-"""The pybullet backend: the cube world's bodies, their textures, the camera image and contacts.
+"""The cube world in pybullet: its bodies, their textures, the camera image (TinyRenderer or `gl.py`) and contacts.
 
 Each `Scene` owns one `BulletClient(DIRECT)`. Bodies are created once in `__init__` and afterwards only
 moved. Static geometry (ground, buildings) stays put while the camera rides along the road; only the
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -21,6 +19,7 @@ import numpy as np
 from .camera import CameraPose, Intrinsics
 from .config import GameConfig
 from .game import GameState
+from .gl import AMBIENT, DIFFUSE, LIGHT_DIRECTION, GLDrawing, GLKind, create_context
 
 
 @contextlib.contextmanager
@@ -55,9 +54,9 @@ with quiet_stdout((1, 2)):  # its build time, on stdout or stderr depending on t
     import pybullet
     from pybullet_utils.bullet_client import BulletClient
 
-BACKENDS = ("tiny", "gl", "egl")
+BACKENDS = ("tiny", "gl")
 """Who draws the camera images: "tiny", pybullet's CPU TinyRenderer; "gl", moderngl through EGL, instanced
-(`gl.py`: a GPU, or Mesa's llvmpipe); "egl", pybullet's EGL plugin."""
+(`gl.py`: a GPU, or Mesa's llvmpipe). pybullet keeps the geometry and the contacts with either."""
 CHECKER = 2.0
 """Side of one checker square on the ground and on buildings, m."""
 REBASE = 1000.0
@@ -133,27 +132,11 @@ def _box_mesh(half: np.ndarray, cell: float):
     return verts, idx, normals, uvs
 
 
-def _egl_plugin_path() -> str | None:
-    spec = importlib.util.find_spec("eglRenderer")
-    return spec.origin if spec is not None else None
-
-
-@functools.cache
 def _egl_probe() -> bool:
-    """Whether pybullet's EGL plugin loads here. Tried once per process in a child process, because on a
-    machine without a usable EGL device the plugin can take the whole process down with it."""
-    path = _egl_plugin_path()
-    if path is None:
-        return False
-    code = (
-        "import pybullet as p, sys; c = p.connect(p.DIRECT); "
-        f"sys.exit(0 if p.loadPlugin({path!r}, '_eglRendererPlugin') >= 0 else 1)"
-    )
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    """Whether the gl backend can make its EGL context here (tried once per process)."""
+    from .gl import context_error
+
+    return context_error() is None
 
 
 def _pb(half_across_up_along) -> list[float]:
@@ -175,15 +158,8 @@ class Scene:
         with quiet_stdout():
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self.backend = backend
-        self._egl_plugin = None
         self._gl = None
-        self._backend_flag = pybullet.ER_TINY_RENDERER
-        self._render_quiet = quiet_stdout if backend == "egl" else contextlib.nullcontext
-        if backend == "egl":
-            self._load_egl()
         if backend == "gl":
-            from .gl import create_context
-
             try:
                 self._gl_context = create_context()
             except RuntimeError:
@@ -196,20 +172,6 @@ class Scene:
         self.origin = 0.0
         self._building_first = None
         self._build()
-
-    def _load_egl(self) -> None:
-        plugin = -1
-        if _egl_probe():
-            with quiet_stdout():
-                plugin = self.client.loadPlugin(_egl_plugin_path(), "_eglRendererPlugin")
-        if plugin < 0:
-            self.client.disconnect()
-            raise RuntimeError(
-                "backend='egl': pybullet's EGL plugin could not be loaded (it needs a GPU with EGL drivers); "
-                "use backend='tiny'"
-            )
-        self._egl_plugin = plugin
-        self._backend_flag = pybullet.ER_BULLET_HARDWARE_OPENGL
 
     # --- building the world once ------------------------------------------------------------------------
 
@@ -309,7 +271,6 @@ class Scene:
 
     def _gl_drawing(self, rider_h, body_h, roof_h, shift, half, ground_verts, ground_uvs):
         """The gl backend's kinds of bodies: the same meshes, colours and checker cells as pybullet's."""
-        from .gl import GLDrawing, GLKind
 
         def boxes(*halves_and_shifts):
             verts, idx, normals, uvs = [], [], [], []
@@ -397,26 +358,29 @@ class Scene:
     # --- queries ----------------------------------------------------------------------------------------
 
     def render(self, pose: CameraPose, segmentation: bool = True):
-        """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W))."""
+        """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W)).
+
+        The depth buffer is OpenGL's non-linear one, in [0, 1] (`Intrinsics.inverse_depth` linearises it); the
+        segmentation holds body ids, -1 where nothing is drawn. The gl backend always gives the segmentation
+        and gives rgba None for a scene without the cube view (`textured=False`)."""
         intr = self.intrinsics
         if self._gl is not None:  # depth and body ids in one pass; colour only for the cube view
             projection = np.asarray(intr.projection_matrix()).reshape(4, 4).T
             return self._gl.render(projection @ pose.view((0.0, self.origin, 0.0)), self.positions)
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
-        with self._render_quiet():  # the EGL plugin prints its GL vendor on stdout when it (re)makes a context
-            _, _, rgba, zbuf, seg = self._camera_image(
-                intr.width,
-                intr.height,
-                viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
-                projectionMatrix=intr.projection_matrix(),
-                renderer=self._backend_flag,  # pybullet's own name for its image engine
-                lightDirection=[0.4, -0.6, 1.0],
-                lightAmbientCoeff=0.65,
-                lightDiffuseCoeff=0.45,
-                lightSpecularCoeff=0.0,
-                shadow=0,
-                flags=flags,
-            )
+        _, _, rgba, zbuf, seg = self._camera_image(
+            intr.width,
+            intr.height,
+            viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
+            projectionMatrix=intr.projection_matrix(),
+            renderer=pybullet.ER_TINY_RENDERER,  # pybullet's own name for its image engine
+            lightDirection=list(LIGHT_DIRECTION),
+            lightAmbientCoeff=AMBIENT,
+            lightDiffuseCoeff=DIFFUSE,
+            lightSpecularCoeff=0.0,
+            shadow=0,
+            flags=flags,
+        )
         shape = (intr.height, intr.width)
         return (
             np.asarray(rgba, np.uint8).reshape(shape + (4,)),
@@ -446,8 +410,6 @@ class Scene:
         if self.client is not None:
             try:
                 with quiet_stdout():
-                    if self._egl_plugin is not None:
-                        self.client.unloadPlugin(self._egl_plugin)
                     self.client.disconnect()
             except pybullet.error:
                 pass

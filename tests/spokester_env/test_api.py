@@ -149,7 +149,7 @@ def test_time_limit_and_fps(make_env):
         (dict(observations=("depth", "normals")), "'depth', 'flow', 'rgb'"),
         (dict(observations=()), "'depth', 'flow', 'rgb'"),
         (dict(render_mode="ansi"), "'human', 'rgb_array'"),
-        (dict(backend="vulkan"), "backend='vulkan' is not one of ('tiny', 'egl')"),
+        (dict(backend="vulkan"), "backend='vulkan' is not one of ('tiny', 'gl')"),
         (dict(fps=0), "fps=0"),
     ],
 )
@@ -265,18 +265,21 @@ def test_backend_is_chosen_by_backend_and_by_its_deprecated_old_name_renderer():
         SpokesterEnv(width=16, height=16, backend="egl", renderer="tiny")
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError) as error:
         SpokesterEnv(width=16, height=16, renderer="vulkan")
-    assert str(error.value) == "backend='vulkan' is not one of ('tiny', 'egl')"
+    assert str(error.value) == "backend='vulkan' is not one of ('tiny', 'gl')"
 
 
-def test_egl_is_either_available_or_a_clear_error():
-    try:
-        env = SpokesterEnv(width=16, height=16, backend="egl")
-    except RuntimeError as e:
-        assert "backend='egl'" in str(e) and "backend='tiny'" in str(e) and "\n" not in str(e)
-    else:
-        obs, _ = env.reset(seed=0)
-        assert obs["depth"].max() > 0
-        env.close()
+def test_egl_is_a_deprecated_name_of_gl_or_a_clear_error():
+    """pybullet's EGL plugin is retired: backend='egl' warns and draws with gl, or fails in one line."""
+    with pytest.warns(DeprecationWarning, match="backend='egl'"):
+        try:
+            env = SpokesterEnv(width=16, height=16, backend="egl")
+        except RuntimeError as e:
+            assert "backend='gl'" in str(e) and "backend='tiny'" in str(e) and "\n" not in str(e)
+            return
+    assert env.scene.backend == "gl"
+    obs, _ = env.reset(seed=0)
+    assert obs["depth"].max() > 0
+    env.close()
 
 
 def test_render_modes_and_keys(make_env, monkeypatch):

@@ -1,0 +1,220 @@
+"""The gl backend against TinyRenderer: the same pixels, ids and depth; its context, fallback and lifetime."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import spokester_env.gl as gl
+from spokester_env import SpokesterEnv
+from spokester_env.camera import CameraPose
+
+needs_gl = pytest.mark.skipif(gl.context_error() is not None, reason=f"no EGL context here: {gl.context_error()}")
+
+
+def silhouettes(*segs: np.ndarray) -> np.ndarray:
+    """Pixels whose id differs from a horizontal or vertical neighbour's in any of the masks."""
+    edge = np.zeros(segs[0].shape, bool)
+    for seg in segs:
+        dx, dy = seg[:, 1:] != seg[:, :-1], seg[1:] != seg[:-1]
+        edge[:, 1:] |= dx
+        edge[:, :-1] |= dx
+        edge[1:] |= dy
+        edge[:-1] |= dy
+    return edge
+
+
+def ground_truth_inverse_depth(env) -> np.ndarray:
+    """1/z of the ground plane z = 0 at every pixel (0 where the ray never meets it)."""
+    rx, ry = env.intrinsics.ray_components
+    rays = np.stack(np.broadcast_arrays(rx, ry, np.ones((1, 1), np.float32)), -1) @ env._pose.rotation
+    return np.maximum(-rays[..., 2] / env._pose.eye[2], 0.0)
+
+
+def frames(backend: str, seed: int, size: int, camera: str, car_ahead: float | None = None):
+    """(segmentation, inverse depth, cube view, env) after a seeded ride of a few steps, optionally with a car
+    parked `car_ahead` metres in front of the camera in the camera's lane."""
+    env = SpokesterEnv(width=size, height=size, observations=("depth", "rgb"), backend=backend, camera=camera)
+    env.reset(seed=seed)
+    for action in (0, 2, 0, 0, 1, 0):
+        obs, *_ = env.step(action)
+    if car_ahead is not None:
+        tr = env.game.state.traffic
+        tr.active[0], tr.lane[0], tr.y[0], tr.speed[0] = True, env.game.state.rider.target_lane, 0.0, 0.0
+        tr.y[0] = env._pose.eye[1] + car_ahead + env.config.car_half_extents[2]
+        obs, *_ = env.step(0)
+    return env._seg.copy(), obs["depth"][..., 0].copy(), obs["rgb"].copy(), env
+
+
+@needs_gl
+@pytest.mark.parametrize(
+    "seed, size, camera, car_ahead",
+    [(0, 96, "follow", None), (1, 64, "first_person", None), (2, 80, "follow", 0.5), (3, 72, "first_person", 0.3)],
+)
+def test_backends_draw_the_same_ids_and_depth(seed, size, camera, car_ahead):
+    """Identical body ids off silhouettes; on them at most a thin seam differs. gl's depth is exact (ground plane
+    within 1e-3 relative); TinyRenderer's sits within a few % of it (its own interpolation error)."""
+    seg_t, inv_t, rgb_t, tiny = frames("tiny", seed, size, camera, car_ahead)
+    seg_g, inv_g, rgb_g, egl = frames("gl", seed, size, camera, car_ahead)
+    try:
+        np.testing.assert_array_equal(tiny._pose.eye, egl._pose.eye)
+        edge = silhouettes(seg_t, seg_g)
+        np.testing.assert_array_equal(seg_t[~edge], seg_g[~edge])
+        assert (seg_t != seg_g).mean() <= 0.08, "ids may differ on silhouettes only"
+        assert len(np.unique(seg_g)) >= 5 and (seg_g == -1).any() and (seg_g == egl.scene.ground).any()
+        if car_ahead is not None:
+            car = egl.scene.cars[0]
+            assert (seg_g == car).mean() > 0.3 and (seg_t == car).mean() > 0.3, "the car fills the near view"
+            # The rear faces of its body and roof, planes y = y_car - half length: gl's depth exact there
+            # (TinyRenderer's interpolation is tens of % off this close).
+            rx, ry = egl.intrinsics.ray_components
+            rays = np.stack(np.broadcast_arrays(rx, ry, np.ones((1, 1), np.float32)), -1) @ egl._pose.rotation
+            seen = 0
+            for half in (egl.config.car_half_extents, egl.config.roof_half_extents):
+                face = egl.game.state.traffic.y[0] - half[2]
+                truth = rays[..., 1] / (face - egl._pose.eye[1])
+                near = (seg_g == car) & ~edge & (np.abs(inv_g - truth) < 2e-3 * truth)  # this face's pixels
+                if near.any():  # a face may be hidden (the roof, from a low camera)
+                    assert np.median(np.abs(inv_g[near] / truth[near] - 1)) < 3e-4
+                seen += near.sum()
+            assert seen > 0.2 * seg_g.size, "within 0.2 % of the true faces over a fifth of the picture"
+        ground = (seg_g == egl.scene.ground) & ~edge
+        truth = ground_truth_inverse_depth(egl)
+        np.testing.assert_allclose(inv_g[ground], truth[ground], rtol=1e-3)
+        same = (seg_t == seg_g) & (seg_g >= 0) & ~edge
+        rel = np.abs(inv_t[same] - inv_g[same]) / inv_g[same]
+        assert np.median(rel) < 0.04, np.median(rel)
+        np.testing.assert_array_equal(inv_g[seg_g < 0], 0.0)
+        # The cube view: the same colours, the rider and cars shaded alike (but for TinyRenderer's odd pixel).
+        boxes = np.isin(seg_g, [egl.scene.rider, *egl.scene.cars]) & same
+        assert (rgb_g[boxes] == rgb_t[boxes]).all(-1).mean() >= 0.98
+        assert {tuple(c) for c in rgb_g[same].reshape(-1, 3)} <= {tuple(c) for c in rgb_t.reshape(-1, 3)} | {
+            tuple(c) for c in rgb_g[boxes]
+        }
+    finally:
+        tiny.close()
+        egl.close()
+
+
+@needs_gl
+def test_a_box_at_a_known_position_lands_on_the_same_pixels_in_both_backends():
+    """A car placed in view is drawn over the pixels its corners project to, by both backends alike."""
+    drawn = {}
+    for backend in ("tiny", "gl"):
+        env = SpokesterEnv(width=80, height=60, observations=("depth",), backend=backend)
+        env.reset(seed=0)
+        scene = env.scene
+        pose = CameraPose.look_at((0.3, -6.0, 1.6), (1.0, 10.0, 0.5))
+        for car in scene.cars:
+            scene.positions[car] = (0.0, -5000.0, -100.0)
+        world = np.array([1.2, 2.0, 0.0])
+        at = world - (0.0, scene.origin, 0.0)  # bodies stand relative to the drawing origin
+        scene.positions[scene.cars[3]] = at
+        scene._place(scene.cars[3], at.tolist(), (0, 0, 0, 1))
+        for car in scene.cars[:3] + scene.cars[4:]:
+            scene._place(car, (0.0, -5000.0, -100.0), (0, 0, 0, 1))
+        _, _, seg = scene.render(pose)  # a pose in world coordinates
+        drawn[backend] = seg == scene.cars[3]
+        car_half, cfg = np.array(env.config.car_half_extents), env.config
+        env.close()
+    mask = drawn["gl"]
+    assert 100 < mask.sum() < 0.5 * mask.size
+    assert (drawn["tiny"] != mask).sum() <= 0.1 * mask.sum(), "the same pixels but for a seam"
+    # The car body's corners (across, along, up) project to the drawn extent, within a pixel.
+    w, length, h = car_half[0], car_half[2], 2 * car_half[1]
+    corners = np.array([[sx * w, sy * length, z] for sx in (-1, 1) for sy in (-1, 1) for z in (0, h)]) + world
+    intr = type(env.intrinsics)(80, 60, cfg.camera.fov, cfg.camera.near, cfg.camera.far)
+    uv = intr.project((corners - pose.eye) @ pose.rotation.T)
+    rows, cols = np.nonzero(mask)
+    assert abs(cols.min() - uv[:, 0].min()) <= 1.0 and abs(rows.max() + 1 - uv[:, 1].max()) <= 1.0
+
+
+def test_gl_without_egl_is_a_one_line_error_and_the_default_falls_back_to_tiny(monkeypatch):
+    moderngl = pytest.importorskip("moderngl")
+
+    def no_egl(*args, **kwargs):
+        raise Exception("eglGetDisplay failed\n(no device)")
+
+    monkeypatch.setattr(moderngl, "create_standalone_context", no_egl)
+    gl.context_error.cache_clear()
+    try:
+        with pytest.raises(RuntimeError) as error:
+            SpokesterEnv(width=16, height=16, backend="gl")
+        message = str(error.value)
+        assert "backend='gl'" in message and "backend='tiny'" in message and "eglGetDisplay" in message
+        assert "\n" not in message
+        with pytest.warns(RuntimeWarning, match="falling back to backend='tiny'"):
+            env = SpokesterEnv(width=16, height=16)
+        assert env.scene.backend == "tiny" and env._kwargs["backend"] == "tiny"
+        env.close()
+    finally:
+        gl.context_error.cache_clear()
+
+
+@needs_gl
+def test_the_default_is_gl_where_egl_works_and_egl_is_a_deprecated_name_for_it():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = SpokesterEnv(width=16, height=16)
+    assert env.scene.backend == "gl"
+    env.close()
+    with pytest.warns(DeprecationWarning, match="backend='egl' .* is retired: it now means backend='gl'"):
+        old = SpokesterEnv(width=16, height=16, backend="egl")
+    assert old.scene.backend == "gl" and old._kwargs["backend"] == "gl"
+    obs, _ = old.reset(seed=0)
+    assert obs["depth"].max() > 0
+    old.close()
+
+
+@needs_gl
+def test_two_gl_envs_in_one_process_do_not_share_state():
+    """Interleaved steps of two envs (different sizes and seeds) give what each gives alone."""
+
+    def ride(env, seed, other=None):
+        obs, _ = env.reset(seed=seed)
+        out = [obs["depth"].copy()]
+        for i in range(6):
+            if other is not None:
+                other.step(i % 3)
+            out.append(env.step(i % 3)[0]["depth"].copy())
+        return out
+
+    a = SpokesterEnv(width=48, height=40, observations=("depth", "rgb"), backend="gl")
+    b = SpokesterEnv(width=32, height=32, observations=("depth", "flow"), backend="gl")
+    try:
+        b.reset(seed=9)
+        together = ride(a, 4, other=b)
+        alone = ride(a, 4)
+        for x, y in zip(together, alone, strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert b.step(0)[0]["depth"].shape == (32, 32, 1)
+    finally:
+        a.close()
+        b.close()
+
+
+@needs_gl
+def test_gl_close_releases_the_context_and_is_safe_twice():
+    env = SpokesterEnv(width=16, height=16, backend="gl")
+    env.reset(seed=0)
+    drawing = env.scene._gl
+    env.close()
+    assert drawing.ctx is None
+    env.close()
+    drawing.close()
+
+
+@pytest.mark.gpu
+def test_gl_draws_on_the_gpu_through_egl():
+    """On an NVIDIA machine the gl backend's context is the GPU's, and it draws the same ids as TinyRenderer."""
+    ctx = gl.create_context()
+    try:
+        assert "llvmpipe" not in ctx.info["GL_RENDERER"].lower(), ctx.info["GL_RENDERER"]
+    finally:
+        ctx.release()
+    seg_t, _, _, tiny = frames("tiny", 0, 96, "follow")
+    seg_g, _, _, egl = frames("gl", 0, 96, "follow")
+    tiny.close()
+    egl.close()
+    edge = silhouettes(seg_t, seg_g)
+    np.testing.assert_array_equal(seg_t[~edge], seg_g[~edge])
