@@ -166,9 +166,10 @@ def analytic_flow(
     # and since only 1/z is at hand, X' / z = M (rx, ry, 1) + (1/z) R' (e - e' - d_body). Sky: 1/z = 0.
     # (Sky pixels' body_index may be anything, even -1: their 1/z of 0 cancels the offset.)
     offsets = ((pose_now.eye - pose_prev.eye - displacement) @ pose_prev.rotation.T).astype(np.float32)
+    rows = body_index.astype(np.intp, copy=False)  # take() with int32 indices converts them on every call: 7x slower
     prev = []
     for k in range(3):
-        p = offsets[:, k].take(body_index)
+        p = offsets[:, k].take(rows)
         p *= inv_depth
         p += m[k, 0] * rx
         p += m[k, 1] * ry + m[k, 2]
