@@ -358,10 +358,17 @@ def tiny_p8() -> RendererConfig:
     return RendererConfig(image_size=128, patch_size=8, width=128, num_blocks=4, heads=2)
 
 
+def tiny_p8_head() -> RendererConfig:
+    """`tiny-p8` with `tiny-head`'s pixel head: the token grid that learnt cars first, and the head that takes
+    the tiles off (the two winners of the anti-tile ablation, together)."""
+    return dataclasses.replace(tiny_p8(), pixel_head=16)
+
+
 RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {
     "tiny": tiny,
     "tiny-head": tiny_head,
     "tiny-p8": tiny_p8,
+    "tiny-p8-head": tiny_p8_head,
     "small": small,
     "base": base,
 }

@@ -126,7 +126,8 @@ def test_unknown_preset(saved):
     info["config"], info["preset"] = None, "huge"
     _rewrite(weights, info, embed=False)
     assert (
-        _error(weights) == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, small, base)"
+        _error(weights)
+        == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, tiny-p8-head, small, base)"
     )
 
 
