@@ -31,6 +31,9 @@ DeepLab makes of untextured boxes), each
 seen_agreement, seen_detected, hallucinated), "camera" and "scene" of the ride (by default the renderer's
 own), and "mapping" (AGREEMENT), checkpoint, frames, seed, size, num_steps, window.
 
+`--camera all` is one report covering every camera preset in one run: {"cameras": {camera: the figures
+above for a ride seen by that camera}}, each ride with the same seed and scene.
+
 Legend: t frames, s side, g game classes, c Cityscapes classes.
 """
 
@@ -211,8 +214,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
     parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
-    parser.add_argument("--camera", choices=list(CAMERA_PRESETS), default=None,
-                        help="game camera (default: the renderer's own)")  # fmt: skip
+    parser.add_argument("--camera", choices=[*CAMERA_PRESETS, "all"], default=None,
+                        help="game camera (default: the renderer's own); all: one report for every camera")  # fmt: skip
     parser.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
                         help="game scene (default: the renderer's own)")  # fmt: skip
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
@@ -242,19 +245,27 @@ def _table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    cameras = list(CAMERA_PRESETS) if args.camera == "all" else [args.camera]
     with user_errors("python -m spokester_train.evaluation.semantic"):
-        result = semantic_agreement(
-            args.checkpoint,
-            args.frames,
-            seed=args.seed,
-            num_steps=args.steps,
-            window=args.window,
-            device=args.device,
-            threads=args.threads,
-            camera=args.camera,
-            scene=args.scene,
-        )
-    print(json.dumps(result) if args.json else _table(result))
+        results = {
+            camera: semantic_agreement(
+                args.checkpoint,
+                args.frames,
+                seed=args.seed,
+                num_steps=args.steps,
+                window=args.window,
+                device=args.device,
+                threads=args.threads,
+                camera=camera,
+                scene=args.scene,
+            )
+            for camera in cameras
+        }
+    result = {"cameras": results} if args.camera == "all" else results[args.camera]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n\n".join(f"camera {r['camera']}, scene {r['scene']}:\n{_table(r)}" for r in results.values()))
     return result
 
 

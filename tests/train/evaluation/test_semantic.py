@@ -140,3 +140,14 @@ def test_command_reports_vehicles_for_the_camera_asked_for(tiny_checkpoint, caps
     assert set(result["vehicles"]) == {"neural", "cube"}
     assert set(result["vehicles"]["cube"]) == {"seen_cars", "seen_agreement", "seen_detected", "hallucinated"}
     assert result["neural"]["classes"]["rider"]["pixels"] == 0  # the first-person camera does not see the rider
+
+
+def test_one_report_covers_every_camera(tiny_checkpoint, capsys):
+    """`--camera all`: the figures of a ride seen by each camera preset, in one run and one JSON object."""
+    result = main(["--checkpoint", str(tiny_checkpoint), "--frames", "2", "--camera", "all", "--json"])
+    assert json.loads(capsys.readouterr().out) == result
+    assert list(result) == ["cameras"] and list(result["cameras"]) == ["follow", "first_person"]
+    follow, first = result["cameras"]["follow"], result["cameras"]["first_person"]
+    assert follow["camera"] == "follow" and first["camera"] == "first_person"
+    assert follow["neural"]["classes"]["rider"]["pixels"] > 0 == first["neural"]["classes"]["rider"]["pixels"]
+    assert follow["seed"] == first["seed"] and follow["scene"] == first["scene"]
