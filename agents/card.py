@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spokester_agents.envs import read_sidecar
-from spokester_env.commandline import CommandLine, user_errors
+from spokester_env.commandline import per_file_command
 from spokester_env.output import atomic_write_text
 
 __all__ = ["agent_card", "card_path", "main", "write_card"]
@@ -131,12 +131,8 @@ def write_card(model: str | os.PathLike) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = CommandLine(prog="python -m spokester_agents.card", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="PPO model zips (each with its .json sidecar)")
-    args = parser.parse_args(argv)
-    with user_errors(parser.prog):
-        for model in args.models:
-            print(write_card(model))
+    per_file_command(argv, prog="python -m spokester_agents.card", doc=__doc__, files="models",
+                     help="PPO model zips (each with its .json sidecar)", work=write_card)  # fmt: skip
 
 
 if __name__ == "__main__":

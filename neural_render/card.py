@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from safetensors import safe_open
 
 from neural_render.checkpoint import DEFAULT_GAME, EMBEDDED_JSON, checkpoint_info, checkpoint_paths
-from spokester_env.commandline import CommandLine, user_errors
+from spokester_env.commandline import per_file_command
 from spokester_env.output import atomic_write_text
 
 __all__ = ["card_path", "renderer_card", "write_card", "main"]
@@ -218,13 +217,8 @@ def write_card(checkpoint: str | os.PathLike) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = CommandLine(prog="python -m neural_render.card", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", help="renderer checkpoints (NAME.safetensors or NAME)")
-    args = parser.parse_args(argv)
-    with user_errors(parser.prog):
-        for checkpoint in args.checkpoints:
-            print(write_card(checkpoint))
-    sys.stdout.flush()
+    per_file_command(argv, prog="python -m neural_render.card", doc=__doc__, files="checkpoints",
+                     help="renderer checkpoints (NAME.safetensors or NAME)", work=write_card)  # fmt: skip
 
 
 if __name__ == "__main__":

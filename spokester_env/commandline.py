@@ -25,7 +25,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "device_option_or_all",
     "more_than",
     "one_line",
+    "per_file_command",
     "user_errors",
 ]
 
@@ -145,3 +146,17 @@ def user_errors(prog: str, *extra: type[BaseException]) -> Iterator[None]:
     finally:
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def per_file_command(
+    argv: Sequence[str] | None, *, prog: str, doc: str, files: str, help: str, work: Callable[[str], object]
+) -> None:
+    """The command line of a tool that works on each of one or more files and prints one line per file,
+    the path it wrote (the model-card commands): `prog FILE [FILE ...]`, `work(FILE)` inside
+    `user_errors`, the first line of `doc` as the description."""
+    parser = CommandLine(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument(files, nargs="+", help=help)
+    args = parser.parse_args(argv)
+    with user_errors(parser.prog):
+        for path in getattr(args, files):
+            print(work(path), flush=True)

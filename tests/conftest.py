@@ -52,3 +52,21 @@ def user_cache(tmp_path_factory) -> Path:
         os.environ.pop("SPOKESTER_CACHE", None)
     else:
         os.environ["SPOKESTER_CACHE"] = saved
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.fixture
+def machine_paths():
+    """A function listing the strings of a JSON value that name this machine's files: absolute paths, and
+    anything under the repository's /work/ folder (what a published checkpoint must not record)."""
+    return lambda value: [s for s in _strings(value) if os.path.isabs(s) or "/work/" in s]

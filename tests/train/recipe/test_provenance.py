@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from neural_render.card import FIGURES, card_path, renderer_card
 from neural_render.checkpoint import checkpoint_info
 from spokester_train.recipe.loop import train
 from spokester_train.recipe.provenance import file_record, portable
-
-
-def _strings(value):
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, str):
-        yield value
 
 
 def test_file_records_and_the_portable_pass(tmp_path):
@@ -39,13 +27,15 @@ def test_file_records_and_the_portable_pass(tmp_path):
     assert cleaned == {"a": [file_record(path), "relative/x.mp4", {"b": {"file": "file.tflite"}}], "n": 3}
 
 
-def test_a_trained_renderer_records_no_path_of_the_machine_and_its_card_shows_its_json(tiny_config, road_clip):
+def test_a_trained_renderer_records_no_path_of_the_machine_and_its_card_shows_its_json(
+    tiny_config, road_clip, machine_paths
+):
     config = tiny_config(eval_every=2)
     result = train(config)
     text = (Path(config.out) / "renderer.json").read_text()
     info = checkpoint_info(result.renderer)
     assert json.loads(text) == info
-    assert not [s for s in _strings(info) if os.path.isabs(s)]
+    assert not machine_paths(info)
     for folder in (config.out, config.label_root, str(road_clip.parent)):
         assert folder not in text
     provenance = info["provenance"]
