@@ -2,7 +2,8 @@
 
     python -m spokester_env.bench [--sizes 84 160 320] [--backends tiny gl] [--seconds 6] [--json]
 
-The baseline of "gl" is the env's own instanced drawing replayed without the game (`BareGLScene`).
+The baseline of "gl" is the env's own drawing (inverse depth and body ids in one instanced pass; on a GPU the
+flow in a second) replayed without the game (`BareGLScene`).
 
 For each size, blocks of env steps (depth + flow observations, game logic, contacts) alternate with
 blocks of the baseline: plain untextured pybullet boxes in place of the env's bodies, moved to where the
@@ -18,6 +19,7 @@ import time
 
 import numpy as np
 
+from .camera import flow_motion
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
@@ -84,24 +86,36 @@ def _rate(fn, seconds: float) -> float:
 
 
 class BareGLScene:
-    """The gl baseline: the env's own instanced drawing, moved to the recorded bodies and camera and drawn,
-    with no game logic, depth conversion or flow (`bare boxes`), or drawn from the start with nothing moving."""
+    """The gl baseline: the env's own instanced drawing (inverse depth and ids, and the flow pass where the
+    driver draws it: `gl.flow_pass_pays`), moved to the recorded bodies and camera and drawn, with no game
+    logic or numpy around it (`bare boxes`), or drawn from the start with nothing moving."""
 
     def __init__(self, env: SpokesterEnv) -> None:
         self.drawing, self.scene = env.scene._gl, env.scene
         self.projection = np.asarray(env.intrinsics.projection_matrix()).reshape(4, 4).T
-        self.frames: list[tuple[np.ndarray, np.ndarray]] = []
+        self.frames: list[tuple[np.ndarray, dict]] = []
+        self._previous = env._pose
 
     def record(self, env: SpokesterEnv) -> None:
-        view = env._pose.view((0.0, env.scene.origin, 0.0))
-        self.frames.append((env.scene.positions.copy(), self.projection @ view))
+        pose, previous = env._pose, self._previous
+        self.frames.append(
+            (
+                env.scene.positions.copy(),
+                {
+                    "view_projection": self.projection @ pose.view((0.0, env.scene.origin, 0.0)),
+                    "motion": flow_motion(env._displacement, pose, previous) if self.drawing.flow else None,
+                    "flow_limit": env.flow_limit,
+                },
+            )
+        )
+        self._previous = pose
 
     def replay(self, i: int) -> None:
-        positions, view_projection = self.frames[i % len(self.frames)]
-        self.drawing.render(view_projection, positions)
+        positions, view = self.frames[i % len(self.frames)]
+        self.drawing.render(positions=positions, **view)
 
-    def render(self, view_projection) -> None:
-        self.drawing.render(view_projection, self.frames[0][0])
+    def render(self, view) -> None:
+        self.drawing.render(positions=self.frames[0][0], **view)
 
     def close(self) -> None:
         pass  # the env's drawing: the env releases it

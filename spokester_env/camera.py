@@ -140,6 +140,19 @@ class FollowCamera:
         )
 
 
+def flow_motion(displacement: np.ndarray, pose_now: CameraPose, pose_prev: CameraPose):
+    """What the flow of a scene of translating rigid bodies needs besides depth and ids: (M, offsets).
+
+    A point seen now at depth z along the ray r = (rx, ry, 1) lies, in the previous camera's frame, at
+    z (M r + (1/z) offsets[body]): M (3, 3) turns the now-camera's axes into the previous camera's, and each
+    body's offset (num_bodies, 3) is R' (e - e' - d_body) (e, e' the eyes, R' the previous rotation, d_body
+    the body's world translation over the last frame). Both float32.
+    """
+    turn = (pose_prev.rotation @ pose_now.rotation.T).astype(np.float32)
+    offsets = ((pose_now.eye - pose_prev.eye - displacement) @ pose_prev.rotation.T).astype(np.float32)
+    return turn, offsets
+
+
 def analytic_flow(
     inv_depth: np.ndarray,
     body_index: np.ndarray,
@@ -161,11 +174,9 @@ def analytic_flow(
     """
     f = intrinsics.focal
     rx, ry = intrinsics.ray_components  # (1, W), (H, 1): a pixel's ray is (rx, ry, 1)
-    m = (pose_prev.rotation @ pose_now.rotation.T).astype(np.float32)  # now-camera -> previous-camera axes
-    # A point now: X = z (rx, ry, 1); in the previous camera X' = z M (rx, ry, 1) + R' (e - e' - d_body),
-    # and since only 1/z is at hand, X' / z = M (rx, ry, 1) + (1/z) R' (e - e' - d_body). Sky: 1/z = 0.
-    # (Sky pixels' body_index may be anything, even -1: their 1/z of 0 cancels the offset.)
-    offsets = ((pose_now.eye - pose_prev.eye - displacement) @ pose_prev.rotation.T).astype(np.float32)
+    # X' / z = M (rx, ry, 1) + (1/z) offsets[body] (flow_motion). Sky: 1/z = 0. (Sky pixels' body_index may
+    # be anything, even -1: their 1/z of 0 cancels the offset.)
+    m, offsets = flow_motion(displacement, pose_now, pose_prev)
     rows = body_index.astype(np.intp, copy=False)  # take() with int32 indices converts them on every call: 7x slower
     prev = []
     for k in range(3):

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .camera import CameraPose, FollowCamera, Intrinsics, analytic_flow
+from .camera import CameraPose, FollowCamera, Intrinsics
 from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, CameraConfig, GameConfig, camera_config, with_scene
 from .game import Game
 from .gl import context_error
@@ -242,7 +242,7 @@ class SpokesterEnv(gym.Env):
         self.camera = FollowCamera(cam, self.dt)
         # The cube view's textures are drawn only when someone can see the cube view.
         textured = "rgb" in observations or render_mode is not None
-        self.scene = Scene(self.config, self.intrinsics, backend, textured=textured)
+        self.scene = Scene(self.config, self.intrinsics, backend, textured=textured, flow="flow" in observations)
         self._displacement = np.zeros((self.scene.num_bodies, 3))
         self._car_ids = np.array(self.scene.cars)
         self._pose: CameraPose | None = None
@@ -328,22 +328,22 @@ class SpokesterEnv(gym.Env):
         """Move the bodies, take the camera image and turn it into the observation dict."""
         st = self.game.state
         self.scene.sync(st, pose.eye[1])
-        rgba, zbuf, seg = self.scene.render(pose)
-        sky = seg < 0
-        obs = {}
-        inv_depth = self.intrinsics.inverse_depth(zbuf)
-        inv_depth[sky] = 0.0
-        self._last_inv_depth = inv_depth
-        if "depth" in self.observation_keys:
-            obs["depth"] = inv_depth[..., None]
+        motion = {}
         if "flow" in self.observation_keys:
             disp = self._displacement
             disp[:] = 0.0
             tr = st.traffic
             disp[self._car_ids[tr.active], 1] = tr.speed[tr.active] * self.dt
             disp[self.scene.rider] = (rider_dx, travelled, 0.0)
-            flow = analytic_flow(inv_depth, seg, disp, pose, prev, self.intrinsics)
-            obs["flow"] = np.clip(flow, -self.flow_limit, self.flow_limit, out=flow)
+            motion = {"previous": prev, "displacement": disp, "flow_limit": self.flow_limit}
+        rgba, inv_depth, seg, flow = self.scene.render(pose, **motion)
+        sky = seg < 0
+        obs = {}
+        self._last_inv_depth = inv_depth
+        if "depth" in self.observation_keys:
+            obs["depth"] = inv_depth[..., None]
+        if flow is not None:
+            obs["flow"] = flow
         self._rgba, self._sky, self._seg = rgba, sky, seg
         self._rgb = None  # the cube view is composed on demand (render() or the "rgb" observation)
         if "rgb" in self.observation_keys:
@@ -437,5 +437,5 @@ class SpokesterEnv(gym.Env):
         self._crash, self._told_to_reset = state.get("crash", (None, False))
         if self._pose is not None:
             self.scene.sync(self.game.state, self._pose.eye[1])
-            rgba, _, seg = self.scene.render(self._pose)
+            rgba, _, seg, _ = self.scene.render(self._pose)
             self._rgba, self._sky, self._seg, self._rgb = rgba, seg < 0, seg, None

@@ -2,14 +2,20 @@
 
 One `GLDrawing` per `Scene`, one EGL context per drawing. Each kind of body (rider, car, building, ground) is
 one mesh and one instance buffer of (x, y, z, body id) rows; a frame writes every kind's rows in one upload
-and draws each kind with one instanced call, in one pass into up to three attachments:
-- the depth-buffer value gl_FragCoord.z, float32, pybullet's non-linear convention (`Intrinsics.inverse_depth`
-  linearises it, as for TinyRenderer);
-- the body id of the pixel, int32, -1 where nothing is drawn (pybullet's segmentation mask);
+and draws each kind with one instanced call, in one pass into two or three attachments:
+- inverse depth 1/z, float32: gl_FragCoord.w, which is 1/w of the clip position, and w is the camera-frame
+  depth z for a perspective projection (exact to float32, where TinyRenderer's depth buffer is linearised by
+  `Intrinsics.inverse_depth` and loses digits far away); 0 where nothing is drawn;
+- the body id of the pixel, int32, -1 where nothing is drawn (pybullet's segmentation mask), drawn as id + 1
+  so that the clear's 0 means nothing drawn (a clear sets every attachment's first component alike);
 - the cube view's colour (only when it is asked for): TinyRenderer's lighting and the same checker cells,
   computed in the fragment shader from the mesh's UVs.
+The optical flow, when it is asked for on a GPU (`flow_pass_pays`), is a second, full-screen pass over those two
+pictures that evaluates `camera.analytic_flow`'s formula at each pixel once (the bodies' offsets from
+`camera.flow_motion`), the sky included. Every picture is read back straight into its own new array.
 The projection is pybullet's matrix with its y axis negated, so that the framebuffer's first row is the
-picture's top row, as pybullet returns it (no flip on read-back).
+picture's top row, as pybullet returns it (no flip on read-back), and gl_FragCoord.xy is the pixel centre
+(column + 0.5, row + 0.5), `camera`'s convention.
 """
 
 from __future__ import annotations
@@ -57,12 +63,14 @@ uniform bool textured;
 in vec3 normal;
 in vec2 uv;
 flat in int body;
-layout(location = 0) out vec2 geometry;  // (depth buffer, body id)
+layout(location = 0) out float inverse_depth;
+layout(location = 1) out int body_id;  // body id + 1: the clear's 0 is "nothing drawn"
 #ifdef COLOUR
-layout(location = 1) out vec4 colour;
+layout(location = 2) out vec4 colour;
 #endif
 void main() {
-    geometry = vec2(gl_FragCoord.z, float(body));
+    inverse_depth = gl_FragCoord.w;
+    body_id = body + 1;
 #ifdef COLOUR
     vec3 base;
     if (textured) {
@@ -76,6 +84,34 @@ void main() {
     float shade = AMBIENT + DIFFUSE * max(dot(normal, light), 0.0);
     colour = vec4(min(floor(base * shade), 255.0) / 255.0, 1.0);
 #endif
+}
+"""
+
+_FULL_SCREEN = """
+#version 330
+void main() {  // one triangle covering the picture
+    gl_Position = vec4(vec2((gl_VertexID << 1) & 2, gl_VertexID & 2) * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+_FLOW = """
+#version 330
+uniform sampler2D depth_map;  // inverse depth, 0 for the sky
+uniform isampler2D id_map;    // body id + 1, 0 for the sky
+uniform mat3 turn;            // camera.flow_motion's M: now-camera axes -> previous-camera axes
+uniform vec3 offsets[BODIES]; // camera.flow_motion's offset of each body
+uniform vec2 centre;          // principal point, pixels
+uniform float focal;          // pixels
+uniform float limit;          // the flow is clipped to [-limit, limit]
+out vec2 flow;
+void main() {
+    // camera.analytic_flow: the point seen now at ray r = (rx, ry, 1) and depth z lies at
+    // z (M r + (1/z) offset) in the previous camera; the sky (1/z = 0) turns with the camera only.
+    ivec2 pixel = ivec2(gl_FragCoord.xy);
+    float inverse_depth = texelFetch(depth_map, pixel, 0).r;
+    int body = max(texelFetch(id_map, pixel, 0).r - 1, 0);
+    vec3 before = turn * vec3((gl_FragCoord.xy - centre) / focal, 1.0) + inverse_depth * offsets[body];
+    flow = clamp(gl_FragCoord.xy - (centre + focal * before.xy / max(before.z, 1e-6)), -limit, limit);
 }
 """
 
@@ -97,6 +133,19 @@ def create_context():
         reason = " ".join(str(e).split()) or type(e).__name__
         raise RuntimeError(CONTEXT_ERROR.format(reason=reason)) from None
     return ctx
+
+
+SOFTWARE_RASTERISERS = ("llvmpipe", "softpipe", "swrast")
+"""GL_RENDERER names of Mesa's CPU drivers."""
+
+
+def flow_pass_pays(ctx) -> bool:
+    """Whether the flow is drawn by the flow pass here: yes on a GPU, where the pass is nearly free; no on a
+    software rasteriser, where the pass costs as much as numpy's `analytic_flow` of the same pictures and
+    sampling just-drawn textures costs more (llvmpipe, one thread, 320 px: about 1.4 ms + 1 ms against
+    1.5 ms), so the flow is computed from the read-back depth and ids instead (the same formula)."""
+    renderer = ctx.info["GL_RENDERER"].lower()
+    return not any(name in renderer for name in SOFTWARE_RASTERISERS)
 
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
@@ -126,13 +175,18 @@ class GLKind:
 
 
 class GLDrawing:
-    """Draws the kinds of bodies at given positions: `render(view_projection, positions)`."""
+    """Draws the kinds of bodies at given positions: `render(view_projection, positions, ...)`."""
 
-    def __init__(self, ctx, intrinsics: Intrinsics, kinds: list[GLKind], colour: bool) -> None:
-        """`ctx` from `create_context()`, owned from here on (`close` releases it)."""
+    def __init__(
+        self, ctx, intrinsics: Intrinsics, kinds: list[GLKind], colour: bool, flow: bool = False, bodies: int = 0
+    ) -> None:
+        """`ctx` from `create_context()`, owned from here on (`close` releases it). `colour` draws the cube
+        view, `flow` the optical flow of `bodies` bodies (ids 0 .. bodies - 1), beside inverse depth and ids."""
         self.ctx = ctx
         self.intrinsics = intrinsics
         self.colour = colour
+        self.flow = flow
+        self.bodies = bodies
         self.kinds = kinds
         try:
             self._build()
@@ -144,19 +198,36 @@ class GLDrawing:
         ctx, intr = self.ctx, self.intrinsics
         with ctx:
             head = f"#version 330\n#define AMBIENT {AMBIENT!r}\n#define DIFFUSE {DIFFUSE!r}\n"
-            if self.colour:
-                head += "#define COLOUR\n"
-            self.program = ctx.program(
-                vertex_shader=_VERTEX, fragment_shader=_FRAGMENT.replace("#version 330\n", head, 1)
-            )
+            head += f"#define BODIES {max(self.bodies, 1)}\n" + "#define COLOUR\n" * self.colour
+
+            def program(vertex, fragment):
+                return ctx.program(vertex_shader=vertex, fragment_shader=fragment.replace("#version 330\n", head, 1))
+
+            self.program = program(_VERTEX, _FRAGMENT)
             if self.colour:
                 light = np.asarray(LIGHT_DIRECTION, np.float64)
                 self.program["light"].value = tuple(light / np.linalg.norm(light))
             size = (intr.width, intr.height)
-            targets = [ctx.renderbuffer(size, components=2, dtype="f4")]  # (depth buffer, body id)
+            # The drawing's pictures: (name, components, dtype, attachment), as render() returns them
+            self.depth_map = ctx.texture(size, 1, dtype="f4")
+            self.id_map = ctx.texture(size, 1, dtype="i4")
+            for texture in (self.depth_map, self.id_map):  # an integer texture must not filter to be complete
+                texture.filter = (ctx.NEAREST, ctx.NEAREST)
+            targets = [self.depth_map, self.id_map]
+            self.pictures = [("inverse_depth", 1, "f4", 0), ("ids", 1, "i4", 1)]
             if self.colour:
                 targets.append(ctx.renderbuffer(size, components=4, dtype="f1"))
+                self.pictures.append(("rgba", 4, "f1", 2))
             self.fbo = ctx.framebuffer(color_attachments=targets, depth_attachment=ctx.depth_renderbuffer(size))
+            self.flow_fbo = None
+            if self.flow:
+                self.flow_program = program(_FULL_SCREEN, _FLOW)
+                self.flow_program["depth_map"].value = 0
+                self.flow_program["id_map"].value = 1
+                self.flow_program["centre"].value = intr.center
+                self.flow_program["focal"].value = intr.focal
+                self.flow_vao = ctx.vertex_array(self.flow_program, [])
+                self.flow_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer(size, components=2, dtype="f4")])
             self._draws = []
             for kind in self.kinds:
                 rows = np.zeros((len(kind.bodies), 4), np.float32)  # (x, y, z, body id) per instance
@@ -171,19 +242,32 @@ class GLDrawing:
                 )
                 self._draws.append((kind, rows, instances, vao))
 
-    def render(self, view_projection: np.ndarray, positions: np.ndarray):
+    def render(
+        self,
+        view_projection: np.ndarray,
+        positions: np.ndarray,
+        motion: tuple[np.ndarray, np.ndarray] | None = None,
+        flow_limit: float = float("inf"),
+    ) -> dict[str, np.ndarray]:
         """Draw every body at `positions` (num_bodies, 3), pybullet axes relative to the drawing origin, seen
-        through `view_projection` (4, 4), pybullet's projection times its view matrix (row-major).
+        through `view_projection` (4, 4), pybullet's projection times its view matrix (row-major); with
+        `motion`, `camera.flow_motion`'s (turn, offsets), its flow too (a drawing made with `flow=True`),
+        clipped to `flow_limit`.
 
-        Returns (rgba uint8 (H, W, 4) or None without colour, depth buffer float32 (H, W), body ids int32
-        (H, W), -1 where nothing is drawn), rows top-down.
+        Returns new arrays, rows top-down: "inverse_depth" float32 (H, W), 0 where nothing is drawn; "ids"
+        int32 (H, W), -1 where nothing is drawn; "rgba" uint8 (H, W, 4) with `colour=True` (undefined where
+        nothing is drawn); "flow" float32 (H, W, 2) with `motion`.
         """
+        if motion is not None and not self.flow:
+            raise ValueError("this drawing was made with flow=False: it draws no flow")
         intr, ctx, fbo = self.intrinsics, self.ctx, self.fbo
+        shape = (intr.height, intr.width)
         matrix = (_FLIP_Y @ view_projection).astype(np.float32)
+        out = {}
         with ctx:
             fbo.use()
             ctx.enable_only(ctx.DEPTH_TEST)
-            fbo.clear(1.0, -1.0, 0.0, 0.0, depth=1.0)  # nothing drawn: depth buffer 1 (far), body id -1
+            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)  # every attachment's first component 0: nothing drawn
             self.program["view_projection"].write(matrix.T.tobytes())  # GLSL reads matrices column-major
             for kind, rows, instances, vao in self._draws:
                 rows[:, :3] = positions[kind.bodies]
@@ -196,13 +280,25 @@ class GLDrawing:
                         self.program["dark"].value = tuple(float(c) for c in kind.checker[0])
                         self.program["bright"].value = tuple(float(c) for c in kind.checker[1])
                 vao.render(instances=len(rows))
-            h, w = intr.height, intr.width
-            geometry = np.frombuffer(fbo.read(components=2, attachment=0, dtype="f4"), np.float32)
-            geometry = geometry.reshape(h, w, 2)
-            rgba = None
-            if self.colour:
-                rgba = np.frombuffer(fbo.read(components=4, attachment=1), np.uint8).reshape(h, w, 4)
-        return rgba, geometry[..., 0], geometry[..., 1].astype(np.int32)
+            for name, components, dtype, attachment in self.pictures:
+                array = np.empty(shape + (components,), np.uint8 if dtype == "f1" else dtype)
+                fbo.read_into(array, components=components, attachment=attachment, dtype=dtype)
+                out[name] = array if components > 1 else array[..., 0]
+            out["ids"] -= 1  # -1 where nothing is drawn
+            if motion is not None:
+                turn, offsets = motion
+                self.flow_fbo.use()
+                ctx.enable_only(ctx.NOTHING)
+                self.depth_map.use(0)
+                self.id_map.use(1)
+                program = self.flow_program
+                program["turn"].write(np.asarray(turn, np.float32).T.tobytes())
+                program["offsets"].write(np.asarray(offsets, np.float32).tobytes())
+                program["limit"].value = flow_limit
+                self.flow_vao.render(vertices=3)
+                out["flow"] = np.empty(shape + (2,), np.float32)
+                self.flow_fbo.read_into(out["flow"], components=2, dtype="f4")
+        return out
 
     def close(self) -> None:
         if getattr(self, "ctx", None) is not None:

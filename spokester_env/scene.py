@@ -13,13 +13,14 @@ import functools
 import os
 import sys
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 
-from .camera import CameraPose, Intrinsics
+from .camera import CameraPose, Intrinsics, analytic_flow, flow_motion
 from .config import GameConfig
 from .game import GameState
-from .gl import AMBIENT, DIFFUSE, LIGHT_DIRECTION, GLDrawing, GLKind, create_context
+from .gl import AMBIENT, DIFFUSE, LIGHT_DIRECTION, GLDrawing, GLKind, create_context, flow_pass_pays
 
 
 @contextlib.contextmanager
@@ -145,12 +146,32 @@ def _pb(half_across_up_along) -> list[float]:
     return [across, along, up]
 
 
+class Frame(NamedTuple):
+    """What `Scene.render` gives, rows top-down (new arrays each call)."""
+
+    rgba: np.ndarray | None
+    """The cube view, uint8 (H, W, 4), undefined where nothing is drawn; None from a gl scene without it."""
+    inverse_depth: np.ndarray
+    """1/z, 1/m, float32 (H, W); 0 where nothing is drawn (the sky)."""
+    ids: np.ndarray
+    """The body id of each pixel, int32 (H, W), -1 where nothing is drawn."""
+    flow: np.ndarray | None
+    """Optical flow, pixels per frame, float32 (H, W, 2) (`camera.analytic_flow`'s), when it is asked for."""
+
+
 class Scene:
     """Bodies of one game in one pybullet client; `sync` moves them, `render` takes the camera image."""
 
     def __init__(
-        self, config: GameConfig, intrinsics: Intrinsics, backend: str = "tiny", textured: bool = True
+        self,
+        config: GameConfig,
+        intrinsics: Intrinsics,
+        backend: str = "tiny",
+        textured: bool = True,
+        flow: bool = True,
     ) -> None:
+        """`textured`: the cube view's checker textures (and, for gl, its colours at all); `flow`: a gl scene on a
+        GPU may draw the optical flow (`gl.flow_pass_pays`); elsewhere it is computed in numpy when asked for."""
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
         self.config = config
@@ -169,6 +190,7 @@ class Scene:
         self._place = functools.partial(pybullet.resetBasePositionAndOrientation, physicsClientId=self.client._client)
         self._camera_image = functools.partial(pybullet.getCameraImage, physicsClientId=self.client._client)
         self.textured = textured
+        self.flow = flow
         self.origin = 0.0
         self._building_first = None
         self._build()
@@ -306,7 +328,8 @@ class Scene:
             ),
         ]
         context, self._gl_context = self._gl_context, None
-        return GLDrawing(context, self.intrinsics, kinds, colour=textured)
+        flow = self.flow and flow_pass_pays(context)
+        return GLDrawing(context, self.intrinsics, kinds, colour=textured, flow=flow, bodies=self.num_bodies)
 
     # --- moving bodies ----------------------------------------------------------------------------------
 
@@ -357,36 +380,50 @@ class Scene:
 
     # --- queries ----------------------------------------------------------------------------------------
 
-    def render(self, pose: CameraPose, segmentation: bool = True):
-        """Camera image: (rgba uint8 (H, W, 4), depth buffer float32 (H, W), segmentation int32 (H, W)).
+    def render(
+        self,
+        pose: CameraPose,
+        previous: CameraPose | None = None,
+        displacement: np.ndarray | None = None,
+        flow_limit: float = float("inf"),
+    ) -> Frame:
+        """The camera image from `pose` (world coordinates); with the `previous` frame's pose and each body's
+        `displacement` (num_bodies, 3) over the last frame, its optical flow too, clipped to `flow_limit`.
 
-        The depth buffer is OpenGL's non-linear one, in [0, 1] (`Intrinsics.inverse_depth` linearises it); the
-        segmentation holds body ids, -1 where nothing is drawn. The gl backend always gives the segmentation
-        and gives rgba None for a scene without the cube view (`textured=False`)."""
-        intr = self.intrinsics
-        if self._gl is not None:  # depth and body ids in one pass; colour only for the cube view
+        TinyRenderer gives a non-linear depth buffer that is linearised here (`Intrinsics.inverse_depth`); gl
+        draws inverse depth itself, and the flow too on a GPU (`gl.flow_pass_pays`). Elsewhere the flow is
+        `analytic_flow` of the frame's inverse depth and ids, in numpy: the same formula."""
+        intr, origin = self.intrinsics, (0.0, self.origin, 0.0)
+        if previous is not None and displacement is None:
+            raise ValueError("render(previous=...) needs the bodies' displacement too")
+        if self._gl is not None:  # depth and ids in one pass, colour only for the cube view, flow on a GPU
             projection = np.asarray(intr.projection_matrix()).reshape(4, 4).T
-            return self._gl.render(projection @ pose.view((0.0, self.origin, 0.0)), self.positions)
-        flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
-        _, _, rgba, zbuf, seg = self._camera_image(
-            intr.width,
-            intr.height,
-            viewMatrix=pose.view_matrix((0.0, self.origin, 0.0)),
-            projectionMatrix=intr.projection_matrix(),
-            renderer=pybullet.ER_TINY_RENDERER,  # pybullet's own name for its image engine
-            lightDirection=list(LIGHT_DIRECTION),
-            lightAmbientCoeff=AMBIENT,
-            lightDiffuseCoeff=DIFFUSE,
-            lightSpecularCoeff=0.0,
-            shadow=0,
-            flags=flags,
-        )
-        shape = (intr.height, intr.width)
-        return (
-            np.asarray(rgba, np.uint8).reshape(shape + (4,)),
-            np.asarray(zbuf, np.float32).reshape(shape),
-            np.asarray(seg, np.int32).reshape(shape),
-        )
+            drawn = previous is not None and self._gl.flow
+            motion = flow_motion(displacement, pose, previous) if drawn else None
+            out = self._gl.render(projection @ pose.view(origin), self.positions, motion, flow_limit)
+            frame = Frame(out.get("rgba"), out["inverse_depth"], out["ids"], out.get("flow"))
+        else:
+            _, _, rgba, zbuf, seg = self._camera_image(
+                intr.width,
+                intr.height,
+                viewMatrix=pose.view_matrix(origin),
+                projectionMatrix=intr.projection_matrix(),
+                renderer=pybullet.ER_TINY_RENDERER,  # pybullet's own name for its image engine
+                lightDirection=list(LIGHT_DIRECTION),
+                lightAmbientCoeff=AMBIENT,
+                lightDiffuseCoeff=DIFFUSE,
+                lightSpecularCoeff=0.0,
+                shadow=0,
+            )
+            shape = (intr.height, intr.width)
+            ids = np.asarray(seg, np.int32).reshape(shape)
+            inverse_depth = intr.inverse_depth(np.asarray(zbuf, np.float32).reshape(shape))
+            inverse_depth[ids < 0] = 0.0
+            frame = Frame(np.asarray(rgba, np.uint8).reshape(shape + (4,)), inverse_depth, ids, None)
+        if previous is not None and frame.flow is None:
+            flow = analytic_flow(frame.inverse_depth, frame.ids, displacement, pose, previous, intr)
+            frame = frame._replace(flow=np.clip(flow, -flow_limit, flow_limit, out=flow))
+        return frame
 
     def classes(self, seg: np.ndarray) -> np.ndarray:
         """A segmentation mask of `render` (body ids, -1 where nothing is drawn) -> (H, W) uint8 indices

@@ -101,7 +101,7 @@ def step_with_visibility(env, action: int):
     prev_depth = env._last_inv_depth.copy()
     prev_rgb = env._cube_view().copy()
     obs, reward, terminated, truncated, info = env.step(action)
-    _, _, seg = env.scene.render(env._pose)
+    seg = env.scene.render(env._pose).ids
     depth = obs["depth"][..., 0]
     flow, z_prev = analytic_flow(
         depth, seg, env._displacement, env._pose, prev_pose, env.intrinsics, return_prev_depth=True
@@ -150,7 +150,9 @@ def test_flow_reproduces_frames_by_warping(make_env, camera):
     cars_seen = 0
     for _ in range(60):
         obs, prev_rgb, visible, flow, terminated = step_with_visibility(env, int(rng.choice([0, 0, 0, 1, 2])))
-        np.testing.assert_allclose(np.clip(flow, -96, 96), obs["flow"])
+        # The env's flow is analytic_flow's of its own depth and ids: computed in numpy (tiny), drawn in float32
+        # by a full-screen shader pass (gl), within a thousandth of a pixel.
+        np.testing.assert_allclose(np.clip(flow, -96, 96), obs["flow"], rtol=0, atol=1e-3)
         rgb, flow = obs["rgb"], obs["flow"]
         cars_seen += int(((rgb[..., 0] > 150) & (rgb[..., 1] < 60) & visible).sum())
         ok = reproduced(prev_rgb, rgb, flow)
