@@ -23,7 +23,7 @@ from .camera import flow_motion
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
-from .scene import BACKENDS, BulletClient, pybullet, quiet_stdout
+from .scene import BACKENDS, import_pybullet, quiet_stdout
 
 
 class BareBoxScene:
@@ -36,6 +36,9 @@ class BareBoxScene:
 
     def __init__(self, env: SpokesterEnv) -> None:
         with quiet_stdout():
+            pybullet = import_pybullet()
+            from pybullet_utils.bullet_client import BulletClient
+
             self.client = c = BulletClient(connection_mode=pybullet.DIRECT)
         self.intrinsics = env.intrinsics
         scene, cfg = env.scene, env.config
@@ -71,7 +74,8 @@ class BareBoxScene:
 
     def render(self, view) -> None:
         i = self.intrinsics
-        self.client.getCameraImage(i.width, i.height, view, i.projection_matrix(), renderer=pybullet.ER_TINY_RENDERER)
+        renderer = import_pybullet().ER_TINY_RENDERER
+        self.client.getCameraImage(i.width, i.height, view, i.projection_matrix(), renderer=renderer)
 
     def close(self) -> None:
         self.client.disconnect()

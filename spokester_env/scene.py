@@ -51,9 +51,22 @@ def quiet_stdout(descriptors: tuple[int, ...] = (1,)):
         os.close(devnull)
 
 
-with quiet_stdout((1, 2)):  # its build time, on stdout or stderr depending on the build: every process's noise
-    import pybullet
-    from pybullet_utils.bullet_client import BulletClient
+pybullet = BulletClient = None
+"""pybullet and its BulletClient, imported by the first `Scene` (`import_pybullet`): a process that never makes
+one, such as a GPU host training the renderer from a pack (`spokester_train.data.pack`), needs no pybullet."""
+
+
+def import_pybullet():
+    """pybullet (imported once, its build-time line silenced: it is printed on stdout or stderr depending on
+    the build, in every process)."""
+    global pybullet, BulletClient
+    if pybullet is None:
+        with quiet_stdout((1, 2)):
+            import pybullet as module
+            from pybullet_utils.bullet_client import BulletClient as client
+        pybullet, BulletClient = module, client
+    return pybullet
+
 
 BACKENDS = ("tiny", "gl")
 """Who draws the camera images: "tiny", pybullet's CPU TinyRenderer; "gl", moderngl through EGL, instanced
@@ -174,6 +187,7 @@ class Scene:
         GPU may draw the optical flow (`gl.flow_pass_pays`); elsewhere it is computed in numpy when asked for."""
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+        import_pybullet()
         self.config = config
         self.intrinsics = intrinsics
         with quiet_stdout():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sys
 
-import cv2
 import numpy as np
 
 from spokester_env.output import atomic_path
@@ -39,6 +38,8 @@ def grow_sky(
     percentile of the seed sky's (so the fill cannot run down into the road or onto near objects). Smooth
     gradients of a clear sky are followed; the edges of hills, trees and buildings stop it.
     """
+    import cv2  # here, not at import: a GPU host training from a pack has no OpenCV
+
     mask = sky.astype(bool)
     if not mask.any():
         return mask

@@ -14,8 +14,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
@@ -70,6 +68,8 @@ class CropBox:
 
 def crop_resize(frame: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """(h, w, 3) uint8 -> (s, s, 3) uint8: centre crop then area (down) or linear (up) resize."""
+    import cv2
+
     square = box.crop(frame)
     if box.side == size:
         return np.ascontiguousarray(square)
@@ -94,6 +94,8 @@ class VideoInfo:
 
 
 def _open(path: str | os.PathLike):
+    import av
+
     path = Path(path)
     if not path.is_file():
         raise VideoError(path, "no such file")
@@ -109,6 +111,8 @@ def _open(path: str | os.PathLike):
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the header (and, where it has no frame count, the packet index) of ``path``."""
+    import av
+
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -128,6 +132,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
 def iter_frames(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
     """Yield full RGB frames (h, w, 3) uint8 with index in [start, stop), decoding from the beginning."""
+    import av
+
     container = _open(path)
     index = -1
     try:

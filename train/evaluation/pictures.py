@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from neural_render import StreamingRenderer, load_renderer
@@ -38,6 +37,8 @@ def contact_sheet(columns: Mapping[str, np.ndarray], frames: int = 4, across: bo
     """A labelled picture of `frames` evenly spaced frames of equally long (t, s, s, 3) uint8 views (e.g.
     {"cube view": ..., "neural view": ...}): one frame per row with a view per column, or with `across` one
     frame per column and one view per row."""
+    import cv2  # here, not at import: a GPU host training from a pack has no OpenCV
+
     views = list(columns.values())
     picks = np.linspace(0, len(views[0]) - 1, frames).round().astype(int)
     side = views[0].shape[1]

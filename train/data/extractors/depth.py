@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import cv2
 import numpy as np
 
 from spokester_train.data.extractors.base import (
@@ -33,6 +32,8 @@ DEPTH_UNITS = "relative inverse depth: larger = nearer, unknown scale and offset
 
 def crop_map(grid: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """(gh, gw) map covering the full frame -> (s, s) float32 map of the box's square."""
+    import cv2
+
     matrix = box.affine_from(grid.shape[1], grid.shape[0], size)
     return cv2.warpAffine(
         grid.astype(np.float32),
@@ -75,6 +76,8 @@ class PyDNetDepth(FrameLabeler):
 
     def inverse_depth(self, frame: np.ndarray) -> np.ndarray:
         """(h, w, 3) uint8 full frame -> (gh, gw) float32 relative inverse depth at half the net size."""
+        import cv2
+
         x = cv2.resize(frame, self.net_size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         self._net.set_tensor(self._input, np.ascontiguousarray(x.transpose(2, 0, 1)[None]))  # (1, 3, H, W)
         self._net.invoke()
@@ -118,6 +121,8 @@ class DepthAnythingV2(FrameLabeler):
         return {"depth": StreamSpec((size, size), "float16", DEPTH_UNITS)}
 
     def __call__(self, frames: np.ndarray, box: CropBox, size: int) -> dict[str, np.ndarray]:
+        import cv2
+
         h, w = frames.shape[1:3]
         scale = self.short_side / min(h, w)
         net_w, net_h = (max(14, round(v * scale / 14) * 14) for v in (w, h))

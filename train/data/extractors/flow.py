@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from spokester_train.data.extractors.base import FlowEstimator, register
 
-DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+"""OpenCV's DIS presets (cv2.DISOPTICAL_FLOW_PRESET_<NAME>)."""
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
 
 
@@ -39,10 +37,12 @@ class DISFlow(FlowEstimator):
     """
 
     def __init__(self, preset: str = "medium"):
+        import cv2
+
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose from {sorted(DIS_PRESETS)}")
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "preset": self.preset}
@@ -64,6 +64,8 @@ def warp_previous(previous: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, n
     (s, s, c) or (s, s) frame and (s, s, 2) flow -> (warped like the frame, (s, s) bool mask of samples
     that fell inside the frame).
     """
+    import cv2
+
     h, w = flow.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = xs - flow[..., 0].astype(np.float32)

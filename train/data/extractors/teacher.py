@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import cv2
 import numpy as np
 
 from spokester_train.data.extractors.base import (
@@ -27,6 +26,8 @@ from spokester_train.weights import weight_file
 
 def _square(frame: np.ndarray, box: CropBox, side: int) -> np.ndarray:
     """(h, w, 3) uint8 -> (side, side, 3) uint8 of the box's square, resampled from the full frame."""
+    import cv2
+
     square = box.crop(frame)
     interp = cv2.INTER_AREA if box.side > side else cv2.INTER_LINEAR
     return cv2.resize(square, (side, side), interpolation=interp)
@@ -94,6 +95,8 @@ class DeepLabFeatures(FrameLabeler):
         return codes, self._net.get_tensor(self._segmentation)[0]
 
     def __call__(self, frames: np.ndarray, box: CropBox, size: int) -> dict[str, np.ndarray]:
+        import cv2
+
         feats, sky = [], []
         for frame in frames:
             f, classes = self.features(_square(frame, box, self.INPUT_SIDE))
