@@ -20,9 +20,10 @@ another save.
 
 Every failure to load is a CheckpointError whose message is one line naming the file and what is wrong,
 and every field is checked on load: the config (`RendererConfig`'s rules, unknown or missing fields
-refused), the statistics (`ConditionSource`'s rules; a "game" source is required), the game setting
-(camera and scene presets) and the JSON's own fields (unknown ones refused). `"stats": null` (an untrained
-network, as tests save) loads with unit statistics and a one-line warning.
+refused, but for `LATER_FIELDS`, which a file written before them lacks), the statistics (`ConditionSource`'s
+rules; a "game" source is required), the game setting (camera and scene presets) and the JSON's own fields
+(unknown ones refused). `"stats": null` (an untrained network, as tests save) loads with unit statistics and
+a one-line warning.
 
 Version 1 (before 2026-12) is still read: its config names the block count `depth` (and has no pixel
 head), and its statistics hold `log_depth` and `clip` once for all sources and no `sky_to_zero`, which its
@@ -73,6 +74,9 @@ DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
 """The game setting of a checkpoint that does not name one."""
 VERSION_1_ADDED = {"pixel_head": 0}
 """Config fields added since version 1, with the value that gives a version-1 network."""
+LATER_FIELDS = {"patch_overlap": 0}
+"""Config fields added after version 2 was first written, with the value that every file written before them
+had: a file of any version without one gets it."""
 
 
 class CheckpointError(ValueError):
@@ -216,6 +220,8 @@ def _config(source: Path, info: dict) -> RendererConfig:
         version_1 = info["version"] == 1 and isinstance(config, dict)
         if version_1:
             config = VERSION_1_ADDED | {VERSION_1_NAMES.get(name, name): value for name, value in config.items()}
+        if isinstance(config, dict):
+            config = LATER_FIELDS | config
         try:
             return RendererConfig.from_dict(config)
         except ConfigFieldError as error:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 
 __all__ = [
@@ -40,14 +41,21 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     return ((frames.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def patchify(video: torch.Tensor, patch_frames: int, patch_size: int) -> torch.Tensor:
-    """Cut a channel-last video (b, n*f, H, W, k) into tokens (b, n, s, f*p*p*k)."""
+def patchify(video: torch.Tensor, patch_frames: int, patch_size: int, overlap: int = 0) -> torch.Tensor:
+    """Cut a channel-last video (b, n*f, H, W, k) into tokens (b, n, s, f*P*P*k), P = patch_size + 2 * overlap:
+    each token holds its patch and `overlap` pixels of its neighbours' on every side (zeros beyond the frame's
+    edge); overlap 0 cuts disjoint patches."""
     frames, height, width = video.shape[1:4]
     if frames % patch_frames or height % patch_size or width % patch_size:
         raise ValueError(
             f"video of {frames} frames of {height}x{width} does not tile into framelets of {patch_frames} "
             f"frames and {patch_size}x{patch_size} patches"
         )
+    if overlap:
+        side = patch_size + 2 * overlap
+        padded = F.pad(video, (0, 0, overlap, overlap, overlap, overlap))  # (b, n*f, H + 2o, W + 2o, k)
+        windows = padded.unfold(2, side, patch_size).unfold(3, side, patch_size)  # (b, n*f, y, x, k, P, P)
+        return rearrange(windows, "b (n f) y x k p q -> b n (y x) (f p q k)", f=patch_frames)
     return rearrange(video, "b (n f) (y p) (x q) k -> b n (y x) (f p q k)", f=patch_frames, p=patch_size, q=patch_size)
 
 

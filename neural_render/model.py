@@ -104,6 +104,9 @@ class RendererConfig:
     pixel_head: int = 0
     """Hidden channels of a convolutional pixel head after unpatchifying, which also sees the full-resolution
     condition (`layers.PixelHead`); 0 = none, the seed's design (each patch decoded on its own)."""
+    patch_overlap: int = 0
+    """Pixels of the neighbouring patches that each token's embedding (of the frames and of the condition) also
+    sees, on every side (overlapping patch embedding); 0 = disjoint patches, the seed's design."""
 
     def __post_init__(self):
         """Refuse a config that the network cannot be built with, or that the rest of the project cannot use,
@@ -134,6 +137,14 @@ class RendererConfig:
             raise ConfigFieldError("rope_base", self.rope_base, "a finite number > 0")
         if not _is_integer(self.pixel_head) or self.pixel_head < 0:
             raise ConfigFieldError("pixel_head", self.pixel_head, "an integer >= 0 (hidden channels, 0 = none)")
+        if not _is_integer(self.patch_overlap) or not 0 <= self.patch_overlap <= self.patch_size:
+            rule = f"an integer from 0 to patch_size {self.patch_size} (pixels, 0 = disjoint patches)"
+            raise ConfigFieldError("patch_overlap", self.patch_overlap, rule)
+
+    @property
+    def embedded_patch(self) -> int:
+        """Side in pixels of what one token's embedding sees: its patch and the overlap on both sides."""
+        return self.patch_size + 2 * self.patch_overlap
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -183,9 +194,9 @@ class Renderer(nn.Module):
         self.attention = attention
         self.checkpoint_activations = False
         self.config = config
-        width, f, p = config.width, config.patch_frames, config.patch_size
-        self.x_embedder = nn.Linear(f * p * p * config.channels, width)
-        self.cond_embedder = nn.Linear(f * p * p * config.cond_channels, width)
+        width, f, p, e = config.width, config.patch_frames, config.patch_size, config.embedded_patch
+        self.x_embedder = nn.Linear(f * e * e * config.channels, width)
+        self.cond_embedder = nn.Linear(f * e * e * config.cond_channels, width)
         self.null_condition = nn.Parameter(torch.zeros(width))
         self.t_embedder = TimestepEmbedder(width)
         self.adaln = nn.Linear(width, 6 * width) if config.shared_adaln else None
@@ -240,7 +251,8 @@ class Renderer(nn.Module):
         null = self.null_condition.expand(b, n, s, -1)  # (b, n, s, d)
         if cond is None:
             return null
-        embedded = self.cond_embedder(patchify(cond, self.config.patch_frames, self.config.patch_size))
+        cfg = self.config
+        embedded = self.cond_embedder(patchify(cond, cfg.patch_frames, cfg.patch_size, cfg.patch_overlap))
         if drop_cond is None:
             return embedded
         drop = drop_cond.to(device=embedded.device, dtype=torch.bool).reshape(b, -1)  # (b, 1) or (b, n)
@@ -279,7 +291,7 @@ class Renderer(nn.Module):
         Returns the prediction (b, n*f, H, W, 3), and a dict {l: hidden} too when `return_layers` is given.
         """
         cfg = self.config
-        tokens = patchify(x, cfg.patch_frames, cfg.patch_size)  # (b, n, s, o)
+        tokens = patchify(x, cfg.patch_frames, cfg.patch_size, cfg.patch_overlap)  # (b, n, s, o)
         b, n, s, _ = tokens.shape
         if t.shape != (b, n):
             raise ValueError(f"t must have shape (batch, framelets) = {(b, n)}, got {tuple(t.shape)}")
@@ -358,6 +370,11 @@ def tiny_p8() -> RendererConfig:
     return RendererConfig(image_size=128, patch_size=8, width=128, num_blocks=4, heads=2)
 
 
+def tiny_overlap() -> RendererConfig:
+    """`tiny` whose tokens embed 24-px windows around their 16-px patches: neighbours seen on the way in."""
+    return dataclasses.replace(tiny(), patch_overlap=4)
+
+
 def tiny_p8_head() -> RendererConfig:
     """`tiny-p8` with `tiny-head`'s pixel head: the token grid that learnt cars first, and the head that takes
     the tiles off (the two winners of the anti-tile ablation, together)."""
@@ -369,6 +386,7 @@ RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {
     "tiny-head": tiny_head,
     "tiny-p8": tiny_p8,
     "tiny-p8-head": tiny_p8_head,
+    "tiny-overlap": tiny_overlap,
     "small": small,
     "base": base,
 }

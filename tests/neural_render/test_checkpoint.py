@@ -127,7 +127,8 @@ def test_unknown_preset(saved):
     _rewrite(weights, info, embed=False)
     assert (
         _error(weights)
-        == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, tiny-p8-head, small, base)"
+        == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, tiny-p8-head, "
+        "tiny-overlap, small, base)"
     )
 
 
@@ -244,6 +245,7 @@ HEADS = "a positive integer dividing width 256 into heads of a multiple of 4 cha
         ("qk_norm", "yes", "true or false"),
         ("rope_base", 0.0, "a finite number > 0"),
         ("pixel_head", -2, "an integer >= 0 (hidden channels, 0 = none)"),
+        ("patch_overlap", 17, "an integer from 0 to patch_size 16 (pixels, 0 = disjoint patches)"),
     ],
 )
 def test_every_config_field_is_checked_on_load(saved, name, value, rule):

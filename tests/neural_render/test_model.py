@@ -111,7 +111,9 @@ def test_shared_adaln_is_one_projection_for_all_blocks():
 
 def test_unknown_preset_is_named():
     with pytest.raises(
-        ValueError, match="unknown renderer preset 'huge'; known: tiny, tiny-head, tiny-p8, tiny-p8-head, small, base"
+        ValueError,
+        match="unknown renderer preset 'huge'; known: tiny, tiny-head, tiny-p8, tiny-p8-head, tiny-overlap, small, "
+        "base",
     ):
         build_renderer("huge")
 
@@ -162,6 +164,28 @@ def test_activation_checkpointing_recomputes_blocks_with_equal_gradients():
     torch.testing.assert_close(loss_r, loss)
     for a, b in zip(grads_r, grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_overlapping_patches_hold_their_neighbours_margins():
+    """Each token of an overlapping patchify holds its own patch in the middle, `overlap` pixels of the
+    neighbouring patches around it and zeros beyond the frame; in the network, a condition change one pixel
+    past a patch's edge moves that token's embedding, which disjoint patches cannot see."""
+    video = torch.randn(1, 2, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    disjoint = patchify(video, 2, 16).reshape(1, 1, 2, 3, 2, 16, 16, 3)  # (b, n, y, x, f, p, q, k)
+    windows = patchify(video, 2, 16, overlap=4).reshape(1, 1, 2, 3, 2, 24, 24, 3)
+    assert torch.equal(windows[..., 4:20, 4:20, :], disjoint)
+    assert torch.equal(windows[:, :, 0, 0, :, 4:20, 20:24], disjoint[:, :, 0, 1, :, :, 0:4])  # right neighbour
+    assert torch.equal(windows[:, :, 1, 2, :, 0:4, 4:20], disjoint[:, :, 0, 2, :, 12:16, :])  # the one above
+    assert windows[:, :, 0, :, :, 0:4].abs().max() == 0 and windows[:, :, :, 2, :, :, 20:].abs().max() == 0
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2, patch_overlap=4))
+    plain = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2))
+    cond = torch.randn(1, 2, 32, 32, 3)
+    changed = cond.clone()
+    changed[:, :, 5, 16] += 3.0  # the first column of the second patch column
+    for net, sees in ((model, True), (plain, False)):
+        first = net.embed_condition(changed, None, (1, 1, 4)) - net.embed_condition(cond, None, (1, 1, 4))
+        assert bool(first[0, 0, 0].abs().max() > 0) is sees  # token (0, 0): its right margin holds the change
+    assert model.x_embedder.in_features == 2 * 24 * 24 * 3 and plain.x_embedder.in_features == 2 * 16 * 16 * 3
 
 
 def test_pixel_head_draws_locally_from_the_full_resolution_condition():
