@@ -375,6 +375,11 @@ def tiny_overlap() -> RendererConfig:
     return dataclasses.replace(tiny(), patch_overlap=4)
 
 
+def tiny_overlap_head() -> RendererConfig:
+    """`tiny-overlap` with `tiny-head`'s pixel head: neighbours seen on the way in and on the way out."""
+    return dataclasses.replace(tiny_overlap(), pixel_head=16)
+
+
 def tiny_p8_head() -> RendererConfig:
     """`tiny-p8` with `tiny-head`'s pixel head: the token grid that learnt cars first, and the head that takes
     the tiles off (the two winners of the anti-tile ablation, together)."""
@@ -387,6 +392,7 @@ RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {
     "tiny-p8": tiny_p8,
     "tiny-p8-head": tiny_p8_head,
     "tiny-overlap": tiny_overlap,
+    "tiny-overlap-head": tiny_overlap_head,
     "small": small,
     "base": base,
 }

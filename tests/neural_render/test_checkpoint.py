@@ -128,7 +128,7 @@ def test_unknown_preset(saved):
     assert (
         _error(weights)
         == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, tiny-p8-head, "
-        "tiny-overlap, small, base)"
+        "tiny-overlap, tiny-overlap-head, small, base)"
     )
 
 

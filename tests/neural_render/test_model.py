@@ -112,8 +112,8 @@ def test_shared_adaln_is_one_projection_for_all_blocks():
 def test_unknown_preset_is_named():
     with pytest.raises(
         ValueError,
-        match="unknown renderer preset 'huge'; known: tiny, tiny-head, tiny-p8, tiny-p8-head, tiny-overlap, small, "
-        "base",
+        match="unknown renderer preset 'huge'; known: tiny, tiny-head, tiny-p8, tiny-p8-head, tiny-overlap, "
+        "tiny-overlap-head, small, base",
     ):
         build_renderer("huge")
 
