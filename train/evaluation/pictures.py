@@ -1,10 +1,12 @@
 """Pictures of the renderer in the game: cube view next to neural view, for docs and training runs.
 
-A seeded game ride (`spokester_train.data.game`) is painted by the streaming sampler from its depth and flow (the
-renderer's "game" statistics); `contact_sheet` lays out a few of its frames (cube view | depth | flow |
-neural view) and the command writes that picture, and the ride as an mp4 if asked:
+A seeded game ride (`spokester_train.data.game`), with the camera and scene the renderer was made for, is painted
+by the streaming sampler from its depth and flow (the renderer's "game" statistics); `contact_sheet` lays out a
+few of its frames (cube view | depth | flow | neural view) and the command writes that picture, and the ride as
+an mp4 if asked. Given several checkpoints (of one frame size and game), it paints the same ride with each,
+one neural column per checkpoint, named by its run folder (or file):
 
-    python -m spokester_train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH] [--mp4 PATH]
+    python -m spokester_train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH ...] [--mp4 PATH]
 
 Legend: t frames, s side, F frames per framelet.
 """
@@ -79,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--mp4", default=None, help="also write the ride (cube view | neural view) as this mp4")
     parser.add_argument("--conditions", action="store_true", help="show depth and flow columns too")
-    parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
+    parser.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[None],
+        help="renderer checkpoints (default: the shipped one); several paint the same ride side by side",
+    )
     parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
     parser.add_argument("--shown", type=at_least(1), default=4, help="frames shown (1..frames)")
     parser.add_argument("--across", action="store_true", help="one frame per column (default: per row)")
@@ -96,15 +103,45 @@ def main(argv: Sequence[str] | None = None) -> Path:
         check_output(args.out)
         if args.mp4 is not None:
             check_output(args.mp4, option="--mp4")
-        loaded = load_renderer(args.checkpoint)
-        ride = game_ride(loaded.model.config.image_size, args.frames, seed=args.seed)
-        renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
-        neural = render_ride(renderer, ride, seed=args.seed)
+        renderers = [load_renderer(checkpoint) for checkpoint in args.checkpoint]
+        first = renderers[0]
+        for checkpoint, loaded in zip(args.checkpoint[1:], renderers[1:], strict=True):
+            if _ride_of(loaded) != _ride_of(first):
+                raise ValueError(
+                    f"--checkpoint {checkpoint}: {_ride_of(loaded)} (frame size, framelet, game), but "
+                    f"{args.checkpoint[0]}: {_ride_of(first)}; one ride is painted by all"
+                )
+        size, game = first.model.config.image_size, first.game
+        ride = game_ride(size, args.frames, seed=args.seed, camera=game["camera"], scene=game["scene"])
+        neural = {}
+        for i, (checkpoint, loaded) in enumerate(zip(args.checkpoint, renderers, strict=True)):
+            renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
+            name = _name(checkpoint) if len(renderers) > 1 else "neural view"
+            neural[f"{name} ({i + 1})" if name in neural else name] = render_ride(renderer, ride, args.seed)
+        views = ride_views(ride, next(iter(neural.values())), args.conditions)
+        views.pop("neural view")
+        views |= neural
         if args.mp4 is not None:
-            write_video(args.mp4, np.concatenate([ride.rgb[: len(neural)], neural], axis=2), ride.fps)
-        path = write_png(args.out, contact_sheet(ride_views(ride, neural, args.conditions), args.shown, args.across))
+            t = len(views["cube view"])
+            write_video(args.mp4, np.concatenate([ride.rgb[:t], *neural.values()], axis=2), ride.fps)
+        path = write_png(args.out, contact_sheet(views, args.shown, args.across))
     print(path)
     return path
+
+
+def _ride_of(loaded) -> tuple:
+    """What the ride painted by a renderer depends on: its frame size, framelet length and game."""
+    config = loaded.model.config
+    return config.image_size, config.patch_frames, loaded.game
+
+
+def _name(checkpoint: str | None) -> str:
+    """A checkpoint's column title: its run folder for a run's `renderer.safetensors`, else its file stem."""
+    if checkpoint is None:
+        return "shipped default"
+    path = Path(checkpoint)
+    stem = path.name.removesuffix(".safetensors").removesuffix(".json")
+    return path.resolve().parent.name if stem == "renderer" else stem
 
 
 if __name__ == "__main__":
