@@ -57,7 +57,7 @@ class BenchResult:
 
 def forward_flops(config: RendererConfig, queries: int, keys: int) -> float:
     """Matmul FLOPs of one forward pass over `queries` tokens attending to `keys` tokens."""
-    d, o = config.width, config.patch_frames * config.patch_size**2 * config.channels
+    d, o = config.width, config.patch_frames * config.painted_patch**2 * config.channels
     i = config.patch_frames * config.embedded_patch**2 * config.channels  # what an embedder sees per token
     hidden = int(d * config.mlp_ratio)
     block = 2 * queries * (4 * d * d + 2 * d * hidden) + 4 * queries * keys * d

@@ -74,7 +74,7 @@ DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
 """The game setting of a checkpoint that does not name one."""
 VERSION_1_ADDED = {"pixel_head": 0}
 """Config fields added since version 1, with the value that gives a version-1 network."""
-LATER_FIELDS = {"patch_overlap": 0}
+LATER_FIELDS = {"patch_overlap": 0, "decode_overlap": 0}
 """Config fields added after version 2 was first written, with the value that every file written before them
 had: a file of any version without one gets it."""
 

@@ -22,6 +22,7 @@ from einops import rearrange, repeat
 __all__ = [
     "patchify",
     "unpatchify",
+    "blend_weights",
     "framelet_mask",
     "framelet_block_mask",
     "rope_tables",
@@ -59,18 +60,52 @@ def patchify(video: torch.Tensor, patch_frames: int, patch_size: int, overlap: i
     return rearrange(video, "b (n f) (y p) (x q) k -> b n (y x) (f p q k)", f=patch_frames, p=patch_size, q=patch_size)
 
 
-def unpatchify(tokens: torch.Tensor, patch_frames: int, patch_size: int, grid: tuple[int, int]) -> torch.Tensor:
-    """Inverse of `patchify`: tokens (b, n, s, f*p*p*k) back to a video (b, n*f, H, W, k)."""
+def unpatchify(
+    tokens: torch.Tensor, patch_frames: int, patch_size: int, grid: tuple[int, int], overlap: int = 0
+) -> torch.Tensor:
+    """Inverse of `patchify`: tokens (b, n, s, f*P*P*k), P = patch_size + 2 * overlap, back to a video
+    (b, n*f, H, W, k). With an overlap each token paints its patch and `overlap` pixels of its neighbours' on
+    every side, and where paintings overlap they are averaged with `blend_weights` (nothing painted beyond the
+    frame's edge is kept); overlap 0 lays disjoint patches side by side."""
     rows, cols = grid
-    return rearrange(
-        tokens,
-        "b n (y x) (f p q k) -> b (n f) (y p) (x q) k",
-        y=rows,
-        x=cols,
-        f=patch_frames,
-        p=patch_size,
-        q=patch_size,
-    )
+    if not overlap:
+        return rearrange(
+            tokens,
+            "b n (y x) (f p q k) -> b (n f) (y p) (x q) k",
+            y=rows,
+            x=cols,
+            f=patch_frames,
+            p=patch_size,
+            q=patch_size,
+        )
+    side = patch_size + 2 * overlap
+    channels = tokens.shape[-1] // (patch_frames * side * side)
+    weights, inverse_norm = _blend_tables(side, patch_size, grid, channels)
+    weights, inverse_norm = (z.to(device=tokens.device, dtype=tokens.dtype) for z in (weights, inverse_norm))
+    painted = rearrange(tokens, "b n s (f p q k) -> (b n f) (k p q) s", f=patch_frames, p=side, q=side)
+    total = F.fold(painted * weights, inverse_norm.shape[-2:], side, stride=patch_size, padding=overlap)
+    return rearrange(total * inverse_norm, "(b t) k h w -> b t h w k", b=tokens.shape[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _blend_tables(side: int, patch_size: int, grid: tuple[int, int], channels: int):
+    """`blend_weights` laid out as a painting's values (k*P*P, 1), and 1 / the sum of the weights that reach
+    each pixel of the frame (H, W): what `unpatchify` scales paintings by before and after adding them up."""
+    rows, cols = grid
+    overlap = (side - patch_size) // 2
+    weights = blend_weights(side).reshape(1, -1, 1)  # (1, P*P, 1)
+    size = (rows * patch_size, cols * patch_size)
+    norm = F.fold(weights.expand(1, -1, rows * cols), size, side, stride=patch_size, padding=overlap)[0, 0]
+    return weights[0].repeat(channels, 1), 1.0 / norm
+
+
+@functools.lru_cache(maxsize=8)
+def blend_weights(side: int) -> torch.Tensor:
+    """Weights (side, side) of a painted window's pixels where windows overlap: a tent, highest in the middle
+    and falling linearly to almost nothing at the window's edge, so that a neighbour's painting takes over
+    gradually and patches meet without a step."""
+    ramp = torch.minimum(torch.arange(side) + 0.5, side - 0.5 - torch.arange(side))  # 0.5 at the edges
+    return torch.outer(ramp, ramp) / ramp.max() ** 2
 
 
 def framelet_mask(

@@ -107,6 +107,10 @@ class RendererConfig:
     patch_overlap: int = 0
     """Pixels of the neighbouring patches that each token's embedding (of the frames and of the condition) also
     sees, on every side (overlapping patch embedding); 0 = disjoint patches, the seed's design."""
+    decode_overlap: int = 0
+    """Pixels of the neighbouring patches that each token also paints, on every side; overlapping paintings are
+    blended with weights falling towards each window's edge (`layout.blend_weights`), so that patches meet
+    without a step; 0 = each token paints its own patch alone, the seed's design."""
 
     def __post_init__(self):
         """Refuse a config that the network cannot be built with, or that the rest of the project cannot use,
@@ -140,11 +144,19 @@ class RendererConfig:
         if not _is_integer(self.patch_overlap) or not 0 <= self.patch_overlap <= self.patch_size:
             rule = f"an integer from 0 to patch_size {self.patch_size} (pixels, 0 = disjoint patches)"
             raise ConfigFieldError("patch_overlap", self.patch_overlap, rule)
+        if not _is_integer(self.decode_overlap) or not 0 <= self.decode_overlap <= self.patch_size:
+            rule = f"an integer from 0 to patch_size {self.patch_size} (pixels, 0 = each patch painted alone)"
+            raise ConfigFieldError("decode_overlap", self.decode_overlap, rule)
 
     @property
     def embedded_patch(self) -> int:
         """Side in pixels of what one token's embedding sees: its patch and the overlap on both sides."""
         return self.patch_size + 2 * self.patch_overlap
+
+    @property
+    def painted_patch(self) -> int:
+        """Side in pixels of what one token paints: its patch and the decode overlap on both sides."""
+        return self.patch_size + 2 * self.decode_overlap
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -194,7 +206,7 @@ class Renderer(nn.Module):
         self.attention = attention
         self.checkpoint_activations = False
         self.config = config
-        width, f, p, e = config.width, config.patch_frames, config.patch_size, config.embedded_patch
+        width, f, e, o = config.width, config.patch_frames, config.embedded_patch, config.painted_patch
         self.x_embedder = nn.Linear(f * e * e * config.channels, width)
         self.cond_embedder = nn.Linear(f * e * e * config.cond_channels, width)
         self.null_condition = nn.Parameter(torch.zeros(width))
@@ -204,7 +216,7 @@ class Renderer(nn.Module):
             DiTBlock(width, config.heads, config.mlp_ratio, config.qk_norm, config.shared_adaln)
             for _ in range(config.num_blocks)
         )
-        self.final_layer = FinalLayer(width, f * p * p * config.channels)
+        self.final_layer = FinalLayer(width, f * o * o * config.channels)
         self.pixel_head = (
             PixelHead(config.channels, config.cond_channels, config.pixel_head) if config.pixel_head else None
         )
@@ -325,7 +337,8 @@ class Renderer(nn.Module):
             if index + 1 in layers:
                 hidden[index + 1] = rearrange(h, "b (n s) d -> b n s d", n=n)
         out = self.final_layer(h, c)  # (b, L, o)
-        out = unpatchify(rearrange(out, "b (n s) o -> b n s o", n=n), cfg.patch_frames, cfg.patch_size, cfg.grid)
+        out = rearrange(out, "b (n s) o -> b n s o", n=n)
+        out = unpatchify(out, cfg.patch_frames, cfg.patch_size, cfg.grid, cfg.decode_overlap)  # (b, n*f, H, W, 3)
         if self.pixel_head is not None:  # it sees the condition where the tokens saw it, zeros elsewhere
             out = self.pixel_head(out, self.pixel_condition(cond, drop_cond, out))  # (b, n*f, H, W, 3)
         return (out, hidden) if layers else out  # (b, n*f, H, W, 3)
@@ -380,6 +393,12 @@ def tiny_overlap_head() -> RendererConfig:
     return dataclasses.replace(tiny_overlap(), pixel_head=16)
 
 
+def tiny_overlap_blend() -> RendererConfig:
+    """`tiny-overlap` whose tokens also paint 24-px windows around their 16-px patches, blended where they
+    overlap: neighbours seen on the way in, and patches that meet without a step by construction."""
+    return dataclasses.replace(tiny_overlap(), decode_overlap=4)
+
+
 def tiny_p8_head() -> RendererConfig:
     """`tiny-p8` with `tiny-head`'s pixel head: the token grid that learnt cars first, and the head that takes
     the tiles off (the two winners of the anti-tile ablation, together)."""
@@ -393,6 +412,7 @@ RENDERER_PRESETS: dict[str, Callable[[], RendererConfig]] = {
     "tiny-p8-head": tiny_p8_head,
     "tiny-overlap": tiny_overlap,
     "tiny-overlap-head": tiny_overlap_head,
+    "tiny-overlap-blend": tiny_overlap_blend,
     "small": small,
     "base": base,
 }

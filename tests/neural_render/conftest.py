@@ -20,11 +20,11 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-@pytest.fixture(params=[(0, 0), (8, 0), (0, 4)], ids=["seed", "pixel-head", "overlap"])
+@pytest.fixture(params=[(0, 0, 0), (8, 0, 0), (0, 4, 0), (0, 4, 4)], ids=["seed", "pixel-head", "overlap", "blend"])
 def tiny_model(request):
     """A random 2-block, 32x32 renderer in float64 (so cached and parallel passes agree to 1e-7): the seed's
-    design, with a pixel head, and with overlapping patch embedding."""
-    head, overlap = request.param
+    design, with a pixel head, with overlapping patch embedding, and with that and blended paintings."""
+    head, overlap, decode = request.param
     options = dict(image_size=32, num_blocks=2, width=64, heads=2, pixel_head=head, patch_overlap=overlap,
-                   dtype=torch.float64)  # fmt: skip
+                   decode_overlap=decode, dtype=torch.float64)  # fmt: skip
     return randomize(build_renderer("tiny", **options))

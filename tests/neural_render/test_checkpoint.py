@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from neural_render import ConditionSource, ConditionStats, build_renderer, load_renderer, save_renderer
-from neural_render.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from neural_render.checkpoint import DEFAULT_CHECKPOINT, LATER_FIELDS, CheckpointError
 
 from .conftest import randomize
 
@@ -128,7 +128,7 @@ def test_unknown_preset(saved):
     assert (
         _error(weights)
         == f"{meta}: no config and unknown preset 'huge' (known: tiny, tiny-head, tiny-p8, tiny-p8-head, "
-        "tiny-overlap, tiny-overlap-head, small, base)"
+        "tiny-overlap, tiny-overlap-head, tiny-overlap-blend, small, base)"
     )
 
 
@@ -246,6 +246,7 @@ HEADS = "a positive integer dividing width 256 into heads of a multiple of 4 cha
         ("rope_base", 0.0, "a finite number > 0"),
         ("pixel_head", -2, "an integer >= 0 (hidden channels, 0 = none)"),
         ("patch_overlap", 17, "an integer from 0 to patch_size 16 (pixels, 0 = disjoint patches)"),
+        ("decode_overlap", -1, "an integer from 0 to patch_size 16 (pixels, 0 = each patch painted alone)"),
     ],
 )
 def test_every_config_field_is_checked_on_load(saved, name, value, rule):
@@ -254,6 +255,23 @@ def test_every_config_field_is_checked_on_load(saved, name, value, rule):
     info["config"][name] = value
     _rewrite(weights, info)
     assert _error(weights) == f"{weights}: config.{name} = {value!r}; must be {rule}"
+
+
+def test_a_file_written_before_the_later_fields_loads_them_as_the_seeds_design(saved):
+    """A checkpoint whose config lacks the fields added after it was written (`LATER_FIELDS`) gets the values
+    every such file had; a later one that names them keeps its own."""
+    model, _, weights, _ = saved
+    info = _info(weights)
+    assert info["config"]["patch_overlap"] == info["config"]["decode_overlap"] == 0
+    for name in LATER_FIELDS:
+        del info["config"][name]
+    _rewrite(weights, info)
+    loaded = load_renderer(weights)
+    assert loaded.model.config == model.config
+    torch.testing.assert_close(loaded.model(*_inputs()), model(*_inputs()), rtol=0, atol=0)
+    blended = randomize(build_renderer("tiny", image_size=32, num_blocks=1, patch_overlap=2, decode_overlap=4))
+    path = save_renderer(weights.parent / "blend", blended)
+    assert load_renderer(path).model.config.decode_overlap == 4
 
 
 def _game(info: dict) -> dict:

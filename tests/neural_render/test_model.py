@@ -5,7 +5,7 @@ import torch
 
 from neural_render import RENDERER_PRESETS, Renderer, build_renderer
 from neural_render.layers import PixelHead
-from neural_render.layout import framelet_mask, from_uint8, patchify, to_uint8, unpatchify
+from neural_render.layout import blend_weights, framelet_mask, from_uint8, patchify, to_uint8, unpatchify
 
 from .conftest import randomize
 
@@ -113,7 +113,7 @@ def test_unknown_preset_is_named():
     with pytest.raises(
         ValueError,
         match="unknown renderer preset 'huge'; known: tiny, tiny-head, tiny-p8, tiny-p8-head, tiny-overlap, "
-        "tiny-overlap-head, small, base",
+        "tiny-overlap-head, tiny-overlap-blend, small, base",
     ):
         build_renderer("huge")
 
@@ -186,6 +186,29 @@ def test_overlapping_patches_hold_their_neighbours_margins():
         first = net.embed_condition(changed, None, (1, 1, 4)) - net.embed_condition(cond, None, (1, 1, 4))
         assert bool(first[0, 0, 0].abs().max() > 0) is sees  # token (0, 0): its right margin holds the change
     assert model.x_embedder.in_features == 2 * 24 * 24 * 3 and plain.x_embedder.in_features == 2 * 16 * 16 * 3
+
+
+def test_blended_paintings_give_back_a_video_and_meet_without_a_step():
+    """Tokens that paint what overlapping patchify cut give the video back exactly (the blend weights are
+    normalised everywhere, the frame's edge included); tokens painting flat values meet in a ramp across the
+    overlap, where disjoint patches meet in one step; a network with a decode overlap paints windows."""
+    video = torch.randn(2, 4, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    for overlap in (2, 4, 8):
+        tokens = patchify(video, 2, 16, overlap=overlap)
+        torch.testing.assert_close(unpatchify(tokens, 2, 16, (2, 3), overlap), video, rtol=0, atol=1e-6)
+    weights = blend_weights(24)
+    assert torch.equal(weights, weights.T) and torch.equal(weights, weights.flip(0))
+    assert weights.min() > 0 and weights[11, 11] == weights.max() == 1 and weights[0, 0] < 0.01 * weights.max()
+    flat = torch.zeros(1, 1, 6, 2 * 24 * 24 * 3)
+    flat[:, :, 1::2] = 1.0  # tokens 1, 3, 5 of the 2 x 3 grid paint 1, their neighbours 0
+    blended = unpatchify(flat, 2, 16, (2, 3), 4)[0, 0, 5, :, 0]  # one row of pixels through three patches
+    steps = blended.diff().abs()
+    assert steps.max() < 0.2 and torch.equal(blended[[0, 11, 20, 24, 40]], torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]))
+    assert blended[15] < 0.5 < blended[16] and abs(float(blended[15] + blended[16]) - 1) < 1e-6  # 0 to 1 in 12..19
+    disjoint = unpatchify(torch.zeros(1, 1, 6, 2 * 16 * 16 * 3).index_fill(2, torch.tensor([1, 4]), 1.0), 2, 16, (2, 3))
+    assert disjoint[0, 0, 5, :, 0].diff().abs().max() == 1.0
+    model = build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2, decode_overlap=4)
+    assert model.final_layer.linear.out_features == 2 * 24 * 24 * 3
 
 
 def test_pixel_head_draws_locally_from_the_full_resolution_condition():
