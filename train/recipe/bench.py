@@ -229,9 +229,7 @@ def _distributed(config: TrainConfig, stages: list[Stage], args, ranks: Ranks, p
                 f"scaling efficiency {100 * efficiency:.0f}%",
                 flush=True,
             )
-        # Leave together: a process that tears its gloo group down while a peer still talks to it can abort
-        # the peer at exit ("terminate called without an active exception"; seen once in CI).
-        ranks.barrier()
+        ranks.barrier()  # the processes leave together (`Ranks.leave`)
     finally:
         ranks.leave()
 

@@ -108,6 +108,9 @@ class Ranks:
             raise
 
     def leave(self) -> None:
+        """Leave the process group. A finished run's processes meet at a `barrier()` first: one that tears
+        its gloo group down while a peer still talks to it can abort the peer at exit ("terminate called
+        without an active exception"). A failed run leaves at once (its peers may be gone)."""
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 

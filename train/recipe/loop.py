@@ -71,7 +71,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     ranks = join(config.device)
     try:
         with ranks.stopping_with_peers():
-            return _train(config, resume, ranks)
+            result = _train(config, resume, ranks)
+            ranks.barrier()  # a finished run's processes leave together (`Ranks.leave`)
+            return result
     finally:
         ranks.leave()
         torch.set_num_threads(threads)
