@@ -13,6 +13,10 @@ streams per forward pass (frames/s counts every stream). `--compile [MODE]` runs
 timed (the graphed one with --cuda-graph) and prints where the time goes: on CUDA the kernels' summed time
 against the wall time (the gap is launch and host overhead) and the kernels that take most of it; on the CPU
 the operators by self time. Weights are random: speed does not depend on them.
+
+`--game` times what a player or an agent gets instead: a Spokester game painted through
+`NeuralRenderObservation` with a checkpoint (`--checkpoint`, default the shipped renderer; its camera, scene
+and frame size), in frames/s of the game, against the same game stepped without the renderer in the same run.
 """
 
 from __future__ import annotations
@@ -28,7 +32,16 @@ from neural_render.model import Renderer, RendererConfig, build_renderer
 from neural_render.sampler import COMPILE_MODES, StreamingRenderer
 from spokester_env.commandline import CommandLine, at_least, device_option_or_all, user_errors
 
-__all__ = ["BenchResult", "forward_flops", "bench_cached", "bench_uncached", "profile_framelets", "main"]
+__all__ = [
+    "BenchResult",
+    "GameRate",
+    "forward_flops",
+    "bench_cached",
+    "bench_uncached",
+    "bench_game",
+    "profile_framelets",
+    "main",
+]
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "4090": 165.0}
 """Dense bf16 tensor-core peaks by device-name fragment, for the 'of peak' figure on CUDA."""
@@ -185,6 +198,57 @@ def _profile_lines(renderer: StreamingRenderer, framelets: int, top: int = 15) -
     return lines
 
 
+@dataclass(frozen=True)
+class GameRate:
+    """Game frames per second painted through `NeuralRenderObservation`, and of the same game alone."""
+
+    painted: float
+    alone: float
+    camera: str
+    scene: str
+    image_size: int
+
+
+def bench_game(checkpoint=None, *, steps: int, warmup: int = 3, device: str = "cpu", **options) -> GameRate:
+    """Step a seeded game painted by `checkpoint` (None = the shipped renderer) through
+    `NeuralRenderObservation` for `steps` wrapper steps (each a framelet of the game's frames) after `warmup`
+    ones, then the same game without the renderer for as many frames; `options` go to the wrapper
+    (window, num_steps, cache_at_step, ...). A crash restarts the ride, as it would for a player."""
+    import gymnasium as gym
+
+    import spokester_env
+    from neural_render.checkpoint import load_renderer
+    from neural_render.wrapper import NeuralRenderObservation
+
+    loaded = load_renderer(checkpoint)
+    game, size = loaded.game, loaded.model.config.image_size
+    make = dict(width=size, height=size, camera=game["camera"], scene=game["scene"])
+
+    def frames_per_second(env, count: int, frames_per_step: int) -> float:
+        env.reset(seed=0)
+        for _ in range(warmup):
+            env.step(1)
+        started = time.perf_counter()
+        for index in range(count):
+            _, _, crashed, ended, _ = env.step(index // 5 % 3)
+            if crashed or ended:
+                env.reset()
+        return count * frames_per_step / (time.perf_counter() - started)
+
+    painted_env = NeuralRenderObservation(gym.make(spokester_env.ENV_ID, **make), checkpoint, device=device, **options)
+    try:
+        painted = frames_per_second(painted_env, steps, painted_env.frames_per_step)
+        frames = steps * painted_env.frames_per_step
+    finally:
+        painted_env.close()
+    alone_env = gym.make(spokester_env.ENV_ID, **make)
+    try:
+        alone = frames_per_second(alone_env, frames, 1)
+    finally:
+        alone_env.close()
+    return GameRate(painted, alone, game["camera"], game["scene"], size)
+
+
 def _peak(device: torch.device, given: float | None) -> float | None:
     if given is not None or device.type != "cuda":
         return given
@@ -257,6 +321,20 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
         print("\n".join(_profile_lines(profiled, args.profile)), flush=True)
 
 
+def run_game(args: argparse.Namespace, device: torch.device) -> None:
+    """Time a game through the observation wrapper on one device and print the figures."""
+    options = dict(window=args.window, num_steps=args.steps, cache_at_step=args.cache_at_step)
+    rate = bench_game(args.checkpoint, steps=args.framelets, device=str(device), **options)
+    name = args.checkpoint or "the shipped renderer"
+    print(
+        f"[{device}] {name}: {rate.image_size}x{rate.image_size}, {rate.camera} camera, {rate.scene} scene, "
+        f"{args.steps} steps, window {args.window}, cache_at_step {args.cache_at_step}\n"
+        f"  through NeuralRenderObservation: {rate.painted:8.1f} frames/s  [{args.framelets} wrapper steps]\n"
+        f"  the game alone:                  {rate.alone:8.1f} frames/s",
+        flush=True,
+    )
+
+
 def _step_or_none(text: str) -> int | None:
     """An argparse `type` for --cache-at-step: a denoising step index >= 0, or "none"."""
     return None if text.lower() == "none" else at_least(0)(text)
@@ -286,7 +364,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--game", action="store_true",
+        help="time a game through NeuralRenderObservation (--framelets wrapper steps) instead of the bare renderer",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint", default=None, help="with --game: a renderer checkpoint (default: shipped)")
     args = parser.parse_args(argv)
+    if args.checkpoint is not None and not args.game:
+        parser.error("--checkpoint: only with --game (the bare renderer is timed with random weights of --preset)")
     with user_errors(parser.prog):
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -295,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
             if name == "cuda" and not torch.cuda.is_available():
                 print("[cuda] not available")
                 continue
-            run(args, torch.device(name))
+            (run_game if args.game else run)(args, torch.device(name))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ import re
 
 import pytest
 
-from neural_render.bench import forward_flops, main
+from neural_render import build_renderer, save_renderer
+from neural_render.bench import bench_game, forward_flops, main
 from neural_render.model import RENDERER_PRESETS
+
+from .conftest import randomize
 
 
 def test_bench_reports_cached_uncached_and_flat_memory(capsys):
@@ -46,6 +49,8 @@ def test_profile_lists_where_the_time_goes(capsys):
         (["--cache-at-step", "x"], 2, "argument --cache-at-step: must be an integer, got 'x'"),
         (["--size", "32", "--steps", "2", "--cache-at-step", "2", "--device", "cpu"], 1, "cache_at_step must be"),
         (["--preset", "huge", "--device", "cpu"], 1, "unknown renderer preset 'huge'"),
+        (["--checkpoint", "r.safetensors"], 2, "--checkpoint: only with --game"),
+        (["--game", "--checkpoint", "nope.safetensors", "--device", "cpu"], 1, "nope.safetensors: no such file"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, status, words, capsys):
@@ -61,3 +66,20 @@ def test_cache_at_step_takes_a_step_or_none(given, shown, capsys):
     main(["--size", "32", "--steps", "1", "--window", "1", "--framelets", "1", "--baseline-framelets", "1",
           "--device", "cpu", "--cache-at-step", given])  # fmt: skip
     assert f"{shown}, 1 stream(s)" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:.*normalised with unit statistics")
+def test_game_rate_through_the_wrapper_uses_the_checkpoints_game(tmp_path, capsys):
+    """A first-person renderer is timed in its own game (camera, scene, frame size from its checkpoint), and
+    painting costs: the painted game is slower than the same game alone."""
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2))
+    game = {"camera": "first_person", "scene": "open"}
+    path = save_renderer(tmp_path / "r", model, game=game)
+    rate = bench_game(path, steps=3, warmup=1, num_steps=2)
+    assert (rate.camera, rate.scene, rate.image_size) == ("first_person", "open", 32)
+    assert 0 < rate.painted < rate.alone
+    main(["--game", "--checkpoint", str(path), "--steps", "2", "--framelets", "2", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "32x32, first_person camera, open scene, 2 steps" in out
+    assert re.search(r"through NeuralRenderObservation: +[\d.]+ frames/s +\[2 wrapper steps\]", out), out
+    assert re.search(r"the game alone: +[\d.]+ frames/s", out), out
