@@ -224,6 +224,21 @@ def test_autocast_runs_a_bf16_copy_and_leaves_the_model_alone(tiny_model):
     assert 1e-4 < error < 0.05, f"relative error {error:.5f}"  # rounded, but the same picture
 
 
+def test_bf16_by_default_where_it_is_native_and_never_for_float64(tiny_model, monkeypatch):
+    """autocast=None renders a float32 network in bf16 where the device multiplies bf16 natively (CUDA; a CPU
+    with AVX512-BF16 or AMX, asked of torch.cpu) and in float32 elsewhere; a float64 renderer stays exact."""
+    import neural_render.sampler as sampler
+
+    assert sampler.native_bf16("cuda") and not sampler.native_bf16("meta")
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert sampler.native_bf16("cpu") is native
+        assert StreamingRenderer(tiny_model.float(), num_steps=1).autocast is native
+        assert StreamingRenderer(tiny_model.double(), num_steps=1, dtype=torch.float64).autocast is False
+        assert StreamingRenderer(tiny_model.float(), num_steps=1, autocast=True).autocast is True
+
+
 @pytest.mark.slow
 def test_compiled_cached_pass_writes_the_ring_in_place():
     """torch.compile must update the cache's ring in place: the generated kernels may index_copy into it
