@@ -14,6 +14,9 @@ timed (the graphed one with --cuda-graph) and prints where the time goes: on CUD
 against the wall time (the gap is launch and host overhead) and the kernels that take most of it; on the CPU
 the operators by self time. Weights are random: speed does not depend on them.
 
+The renderer runs in bf16 where the device multiplies bf16 natively (`sampler.native_bf16`: CUDA, and CPUs
+with AVX512-BF16 or AMX), as the wrapper and every command do; `--float32` times float32 instead.
+
 `--game` times what a player or an agent gets instead: a Spokester game painted through
 `NeuralRenderObservation` with a checkpoint (`--checkpoint`, default the shipped renderer; its camera, scene
 and frame size), in frames/s of the game, against the same game stepped without the renderer in the same run.
@@ -265,6 +268,7 @@ def _renderer(model: Renderer, args: argparse.Namespace, device: torch.device, *
         batch_size=args.batch,
         device=device,
         compile=args.compile,
+        autocast=False if args.float32 else None,
         **options,
     )
 
@@ -363,6 +367,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=at_least(0), default=0, metavar="N", help="profile N framelets (see above)")
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the 'of peak' figure")
+    parser.add_argument(
+        "--float32", action="store_true",
+        help="render in float32 even where bf16 is native (sampler.native_bf16): the default's baseline",
+    )  # fmt: skip
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument(
         "--game", action="store_true",

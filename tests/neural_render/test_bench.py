@@ -7,6 +7,7 @@ import pytest
 from neural_render import build_renderer, save_renderer
 from neural_render.bench import bench_game, forward_flops, main
 from neural_render.model import RENDERER_PRESETS
+from neural_render.sampler import native_bf16
 
 from .conftest import randomize
 
@@ -17,6 +18,15 @@ def test_bench_reports_cached_uncached_and_flat_memory(capsys):
     assert re.search(r"cached: +[\d.]+ ms/framelet +[\d.]+ frames/s", out)
     assert re.search(r"no cache: +[\d.]+ ms/framelet", out)
     assert "cache tensors never moved: True" in out and re.search(r"cache speed-up: [\d.]+x", out)
+
+
+def test_bench_renders_in_bf16_where_native_unless_told_float32(capsys):
+    argv = ["--size", "32", "--steps", "1", "--framelets", "1", "--baseline-framelets", "1", "--device", "cpu"]
+    main(argv)
+    default = capsys.readouterr().out.splitlines()[0]
+    main([*argv, "--float32"])
+    baseline = capsys.readouterr().out.splitlines()[0]
+    assert default.endswith("bf16 autocast" if native_bf16("cpu") else "float32") and baseline.endswith("float32")
 
 
 def test_flop_count_of_the_base_preset():
