@@ -56,14 +56,18 @@ def temporary_path(path: str | os.PathLike) -> Path:
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries of `path` (`temporary_path`'s names) whose writing process has ended; returns
-    them. Those of live processes (another writer of the same file) are left alone."""
+    """Delete the temporaries of `path` (`temporary_path`'s names, files or folders: `.NAME.PID.*`) whose
+    writing process has ended; returns them. Those of live processes (another writer of the same file) are left
+    alone."""
     path = Path(path)
     removed = []
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.*"):
         pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and candidate.is_file():
-            candidate.unlink(missing_ok=True)
+        if pid.isdigit() and not _alive(int(pid)):
+            if candidate.is_dir():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 

@@ -5,7 +5,9 @@
 
 Thin: parse the arguments into a `TrainConfig`, then call `spokester_train.recipe.loop.train`. `--resume` continues
 the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
-`--threads`, `--attention`, `--workers` and `--minutes` may change). Every error is one line naming the
+`--threads`, `--attention`, `--workers`, `--minutes`, `--game-stats` and `--no-eval` may change). A `--video`
+may also be a label store folder (an unpacked training pack, `spokester_train.data.pack`): it is trained on
+as it is, with no video needed. Every error is one line naming the
 argument or file.
 """
 
@@ -32,7 +34,8 @@ PROG = "python -m spokester_train"
 def parse_args(argv: Sequence[str] | None = None):
     parser = CommandLine(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu-tiny", choices=sorted(TRAIN_PRESETS), help="training preset")
-    parser.add_argument("--video", nargs="+", default=[], help="training videos; PATH@START skips to frame START")
+    parser.add_argument("--video", nargs="+", default=[],
+                        help="training videos (PATH@START skips to frame START) or label store folders")  # fmt: skip
     parser.add_argument("--renderer", default=None, choices=list(RENDERER_PRESETS), dest="renderer_preset",
                         help="the network's size preset (default: the training preset's)")  # fmt: skip
     parser.add_argument("--out", required=True, help="run folder (checkpoint, renderer, logs, eval)")
@@ -66,6 +69,11 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="DataLoader workers gathering clips ahead (default: the preset's; 0 = none)")  # fmt: skip
     parser.add_argument("--minutes", type=more_than(0), default=None, dest="max_minutes",
                         help="stop, with a checkpoint and an export, once the run has taken this long")  # fmt: skip
+    parser.add_argument("--game-stats", default=None, metavar="JSON",
+                        help="the game's statistics from this file (an unpacked pack's) instead of riding the game: "
+                        "for a host without pybullet")  # fmt: skip
+    parser.add_argument("--no-eval", action="store_true",
+                        help="no evaluation during or after the run (it rides the game and writes videos)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     if not args.resume and not args.video:
@@ -99,9 +107,11 @@ def build_config(args):
             if value is not None:
                 overrides[name] = value
         config = make_config(args.preset, **overrides)
-    for name in ("device", "threads", "attention", "loader_workers", "max_minutes"):
+    for name in ("device", "threads", "attention", "loader_workers", "max_minutes", "game_stats"):
         if getattr(args, name) is not None:
             config = dataclasses.replace(config, **{name: getattr(args, name)})
+    if args.no_eval:
+        config = dataclasses.replace(config, evaluate=False)
     return config.with_total_steps(args.steps) if args.steps is not None else config
 
 

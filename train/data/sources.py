@@ -11,11 +11,16 @@ module only says what it is fitted on:
 - the game: a seeded ride (`spokester_train.data.game`) at the renderer's frame size with the camera and scene the
   renderer is made for, under "game"; and one ride per camera preset in that scene, under "game/<camera>",
   so that a renderer shown the game through another camera normalises it with that camera's statistics.
+  A host without the game (pybullet) reads them from a file made where it runs (`game_sources_record`, as a
+  training pack carries them, `spokester_train.data.pack`), which records what they were fitted on.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from neural_render import ConditionSource
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE
@@ -23,10 +28,23 @@ from spokester_train.data.game import game_ride
 from spokester_train.data.sky import read_depth
 from spokester_train.data.store import LabelStore, flow_stream
 
-__all__ = ["GAME", "VIDEOS", "game_source", "game_sources", "video_source", "video_source_name", "video_sources"]
+__all__ = [
+    "GAME",
+    "GAME_STATS_FRAMES",
+    "VIDEOS",
+    "game_source",
+    "game_sources",
+    "game_sources_record",
+    "load_game_sources",
+    "video_source",
+    "video_source_name",
+    "video_sources",
+]
 
 GAME = "game"
 """Name of the game's condition source."""
+GAME_STATS_FRAMES = 120
+"""Frames of the seeded ride that the game's statistics are fitted on, by default."""
 VIDEOS = "video"
 """Name of the training videos' pooled source; each video's own is `video_source_name(stem)`."""
 
@@ -70,4 +88,32 @@ def game_source(
 def game_sources(size: int, frames: int, seed: int, camera: str, scene: str, **flags) -> dict[str, ConditionSource]:
     """{"game": the source of `camera` in `scene`, "game/<preset>": that of every camera preset in `scene`}."""
     per_camera = {f"{GAME}/{name}": game_source(size, frames, seed, name, scene, **flags) for name in CAMERA_PRESETS}
+    return {GAME: per_camera[f"{GAME}/{camera}"], **per_camera}
+
+
+def game_sources_record(size: int, frames: int, seed: int, scene: str) -> dict:
+    """`game_sources` of every camera preset in `scene`, with what they were fitted on, as JSON-ready data
+    (the file `load_game_sources` reads)."""
+    per_camera = game_sources(size, frames, seed, DEFAULT_CAMERA, scene)
+    record = {"size": size, "frames": frames, "seed": seed, "scene": scene}
+    return record | {"sources": {name: source.to_dict() for name, source in per_camera.items() if name != GAME}}
+
+
+def load_game_sources(path: str | os.PathLike, size: int, frames: int, seed: int, camera: str, scene: str):
+    """`game_sources(size, frames, seed, camera, scene)` read from a JSON file of a `game_sources_record`
+    instead of riding the game; a file fitted on anything else is a one-line error naming both."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        fitted = {key: record[key] for key in ("size", "frames", "seed", "scene")}
+        per_camera = {name: ConditionSource.from_dict(data) for name, data in record["sources"].items()}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such game statistics file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: not a game statistics file ({' '.join(str(error).split())})") from None
+    wanted = {"size": size, "frames": frames, "seed": seed, "scene": scene}
+    if fitted != wanted:
+        raise ValueError(f"{path}: game statistics fitted on {fitted}, this run needs {wanted}")
+    if f"{GAME}/{camera}" not in per_camera:
+        raise ValueError(f"{path}: no statistics for camera {camera!r}; it has {sorted(per_camera)}")
     return {GAME: per_camera[f"{GAME}/{camera}"], **per_camera}

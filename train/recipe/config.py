@@ -24,6 +24,7 @@ from neural_render import RENDERER_PRESETS
 from neural_render.model import ATTENTION_BACKENDS
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
+from spokester_train.data.sources import GAME_STATS_FRAMES
 from spokester_train.data.store import default_label_root
 
 __all__ = [
@@ -163,6 +164,10 @@ class TrainConfig:
     """Steps between training checkpoints (and renderer exports); the last step always writes one."""
     eval_every: int = 500
     """Steps between evaluations (figures, game rollout mp4, contact sheet); 0 = only at the end."""
+    evaluate: bool = True
+    """Evaluate the EMA every `eval_every` steps and at the end (this rides the game and writes videos:
+    pybullet and PyAV). False on a host without them (a GPU host training from a pack); evaluate the exported
+    renderer elsewhere (`spokester_train.evaluation`)."""
     eval_video: str | None = None
     """A held-out video for evaluation (`PATH@START[:END]` allowed); None = the first training video."""
     eval_frames: int = 32
@@ -171,8 +176,12 @@ class TrainConfig:
     """`cache_at_step` values whose reconstruction PSNR the periodic evaluation reports."""
     sample_steps: int = 12
     """Euler steps per framelet when sampling for evaluation."""
-    game_stats_frames: int = 120
+    game_stats_frames: int = GAME_STATS_FRAMES
     """Frames of the seeded game rollout that fits the game's conditioning statistics."""
+    game_stats: str | None = None
+    """A JSON file of the game's condition statistics (`spokester_train.data.sources.game_sources_record`;
+    unpacking a training pack writes one) used instead of riding the game: on a host without pybullet. Its
+    frame size, frames, seed and scene must be the run's."""
     camera: str = DEFAULT_CAMERA
     """The game camera the renderer is made for (`spokester_env.CAMERA_PRESETS`): its game statistics are
     fitted with it, the training rollouts use it, and the exported renderer records it."""
@@ -272,6 +281,8 @@ RESUMABLE_CHANGES = (
     "log_every",
     "checkpoint_every",
     "eval_every",
+    "evaluate",
+    "game_stats",
     "progress",
     "max_minutes",
 )
@@ -351,7 +362,31 @@ def gpu_base(**overrides) -> TrainConfig:
     return dataclasses.replace(base, **overrides)
 
 
-TRAIN_PRESETS: dict[str, Callable[..., TrainConfig]] = {"cpu-tiny": cpu_tiny, "gpu-base": gpu_base}
+def gpu_tiny(**overrides) -> TrainConfig:
+    """A small renderer on one GPU in minutes from a training pack (`scripts/train_from_pack.py`, which fits
+    the steps to its time): the CPU recipe's 128² clips in batches of 32, without evaluation (such a host has
+    no game; evaluate the renderer where it has)."""
+    base = TrainConfig(
+        preset="gpu-tiny",
+        renderer_preset="tiny",
+        stages=(Stage(steps=20_000, image_size=128, clip_frames=8, batch_size=32),),
+        lr=5e-4,
+        warmup_steps=300,
+        ema_decay=0.999,
+        device="cuda",
+        loader_workers=4,
+        checkpoint_every=1000,
+        eval_every=0,
+        evaluate=False,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+TRAIN_PRESETS: dict[str, Callable[..., TrainConfig]] = {
+    "cpu-tiny": cpu_tiny,
+    "gpu-tiny": gpu_tiny,
+    "gpu-base": gpu_base,
+}
 
 
 def make_config(preset: str, **overrides) -> TrainConfig:

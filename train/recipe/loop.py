@@ -169,7 +169,7 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
                     "resumed_at": resumed_at, "world_size": ranks.world_size,
                 })  # fmt: skip
                 saved_step = step
-            if (config.eval_every and step % config.eval_every == 0) or last:
+            if config.evaluate and ((config.eval_every and step % config.eval_every == 0) or last):
                 figures = run_evaluation(nets.ema, data.stats, data.eval_store, config, step, out / "eval")
                 log.write({"step": step, "eval": figures})
             if checkpoint:  # after the evaluation, whose figures it carries (and its model card shows)
@@ -181,7 +181,8 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
 
         # What the last step did not finish (a kill or a full disk during the final export or evaluation) is
         # done now, when the run is resumed: the run's renderer is always the last step's.
-        exported, evaluated = exported_step(out) == step, evaluation_done(out / "eval", step)
+        exported = exported_step(out) == step
+        evaluated = not config.evaluate or evaluation_done(out / "eval", step)
         if step > 0 and not (exported and evaluated):
             if data is None:  # resumed with nothing left to train
                 index, stage = config.stage_at(step - 1)

@@ -22,11 +22,12 @@ from spokester_train.data.extract import file_sha256
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import parse_video
 from spokester_train.recipe.config import TrainConfig
+from spokester_train.recipe.setup import video_file_name
 from spokester_train.weights import TERMS, WEIGHTS_DIR
 
 __all__ = ["file_record", "portable", "renderer_provenance", "store_provenance"]
 
-MACHINE_FIELDS = ("out", "label_root")
+MACHINE_FIELDS = ("out", "label_root", "game_stats")
 """Config fields that name folders of the training machine: not recorded."""
 
 
@@ -72,7 +73,7 @@ def store_provenance(stores: Sequence[LabelStore], videos: Sequence[str]) -> lis
     """What each training video was: file, bytes, hash, frames used, extractors."""
     return [
         {
-            "video": parse_video(video).path.name,
+            "video": video_file_name(video, store),
             "bytes": store.manifest["video"]["bytes"],
             "sha256": store.manifest["video"]["sha256"],
             "start_frame": store.manifest["start_frame"],
@@ -125,7 +126,7 @@ def renderer_provenance(
             "irepa": config.irepa,
             "data": store_provenance(stores, config.videos),
             "eval_video": {
-                "file": parse_video(config.eval_video or config.videos[0]).path.name,
+                "file": video_file_name(config.eval_video or config.videos[0], eval_store),
                 "bytes": manifest["video"]["bytes"],
                 "sha256": manifest["video"]["sha256"],
                 "start_frame": manifest["start_frame"],

@@ -24,7 +24,7 @@ from neural_render import ConditionStats, Renderer, build_renderer
 from spokester_env.output import check_output
 from spokester_train.data.batches import ClipBatches
 from spokester_train.data.extract import extract
-from spokester_train.data.sources import game_sources, video_source_name, video_sources
+from spokester_train.data.sources import game_sources, load_game_sources, video_source_name, video_sources
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import parse_video
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
@@ -33,7 +33,7 @@ from spokester_train.recipe.distributed import Ranks
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
 from spokester_train.recipe.optimizer_step import make_optimizer
 
-__all__ = ["Networks", "StageData", "open_run", "prepare_stores"]
+__all__ = ["Networks", "StageData", "open_run", "prepare_stores", "video_file_name"]
 
 
 def open_run(config: TrainConfig, resume: bool, main: bool = True) -> tuple[Path, dict | None]:
@@ -145,10 +145,35 @@ class Networks:
         }
 
 
+def video_file_name(video: str, store: LabelStore) -> str:
+    """The file name a training video goes by (its stem names its condition source, `video/<stem>`): the
+    video's own, or for a label store folder given in its place, that of the video it was extracted from."""
+    path = parse_video(video).path
+    return Path(store.manifest["video"]["path"]).name if path.is_dir() else path.name
+
+
+def _given_store(video: str, size: int, config: TrainConfig) -> LabelStore:
+    """A label store folder given as a training video (an unpacked training pack): used as it is, no video
+    needed; it must be at the stage's frame size and hold what the recipe reads."""
+    spec = parse_video(video)
+    if spec.start or spec.frames is not None:
+        raise ValueError(f"{video}: a label store folder takes no @START[:END]; it holds the frames it was made with")
+    store = LabelStore(spec.path)
+    if (made := store.manifest["resolution"]) != size:
+        raise ValueError(f"{spec.path}: a {made} px label store; this stage trains at {size} px")
+    if config.irepa and "teacher" not in store.streams:
+        raise ValueError(f"{spec.path}: no teacher features for iREPA; extract with a teacher or train with --no-irepa")
+    return store
+
+
 def prepare_stores(videos: Sequence[str], size: int, config: TrainConfig) -> list[LabelStore]:
-    """The label store of each video (`PATH[@START[:END]]`) at `size` x `size`, extracted if not yet there."""
+    """The label store of each video (`PATH[@START[:END]]`) at `size` x `size`, extracted if not yet there; a
+    label store folder given in a video's place is used as it is."""
     stores = []
-    for spec in map(parse_video, videos):
+    for video, spec in zip(videos, map(parse_video, videos), strict=True):
+        if spec.path.is_dir():
+            stores.append(_given_store(video, size, config))
+            continue
         store_dir = extract(
             spec.path,
             config.label_root,
@@ -195,8 +220,9 @@ class StageData:
         *stores, eval_store = prepare_stores(videos, stage.image_size, config)
         if ranks.main:
             ranks.barrier()
-        stems = [parse_video(video).name for video in config.videos]
-        sources = game_sources(stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
+        stems = [Path(video_file_name(video, store)).stem for video, store in zip(config.videos, stores, strict=True)]
+        game = (stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
+        sources = load_game_sources(config.game_stats, *game) if config.game_stats else game_sources(*game)
         sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
         stats = ConditionStats(sources=sources)
         batches = ClipBatches(

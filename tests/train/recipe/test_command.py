@@ -9,7 +9,7 @@ from neural_render import load_renderer
 from spokester_train.__main__ import build_config, parse_args
 from spokester_train.__main__ import main as train_main
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
-from spokester_train.recipe.config import Stage, config_from_dict, make_config
+from spokester_train.recipe.config import RESUMABLE_CHANGES, Stage, config_from_dict, make_config
 from spokester_train.recipe.loop import train
 
 
@@ -107,3 +107,12 @@ def test_the_game_and_the_network_are_chosen_on_the_command_line(tmp_path, capsy
     with pytest.raises(SystemExit):
         parse_args(["--resume", "--out", "o", "--camera", "follow"])
     assert "--camera: a resumed run keeps" in capsys.readouterr().err
+
+
+def test_a_host_without_the_game_is_told_so_on_the_command_line():
+    """--game-stats and --no-eval reach the config; both may change when a run is resumed (another host)."""
+    config = build_config(parse_args(["--video", "store/", "--out", "o", "--game-stats", "g.json", "--no-eval"]))
+    assert (config.game_stats, config.evaluate) == ("g.json", False)
+    default = build_config(parse_args(["--video", "v.mp4", "--out", "o"]))
+    assert (default.game_stats, default.evaluate) == (None, True)
+    assert {"game_stats", "evaluate"} <= set(RESUMABLE_CHANGES)

@@ -1,0 +1,107 @@
+"""scripts/train_from_pack.py: training a renderer from a pack where there is no game, video decoding or
+OpenCV, and handing its weights back in parts."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neural_render import load_renderer
+from spokester_train.data.pack import make_pack
+
+pytest.importorskip("PIL")
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "train_from_pack.py"
+GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edge_litert", "pygame")
+"""What a GPU host may lack (as tests/test_install.py says): each is made to fail on import."""
+
+
+def _run_as_gpu_host(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the script in a process where every module of `GPU_HOST_LACKS` fails to import."""
+    code = (
+        "import importlib.abc, runpy, sys\n"
+        f"LACKS = {GPU_HOST_LACKS!r}\n"
+        "class Lacking(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in LACKS:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Lacking())\n"
+        f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_that_join(road_stores, tmp_path):
+    pack = tmp_path / "road.zip"
+    make_pack(road_stores[:1], pack, scene="open", game_frames=8)
+    out = tmp_path / "back"
+    result = _run_as_gpu_host([str(pack), "--out", str(out), "--steps", "3", "--batch", "2", "--device", "cpu"])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["steps"] == report["planned_steps"] == 3
+    parts = sorted(out.glob("renderer.safetensors.part*"))
+    assert len(parts) == report["parts"] >= 2 and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    assert not (out / "renderer.safetensors").exists()
+
+    joined = _run_as_gpu_host(["--join", str(out)])
+    assert joined.returncode == 0, joined.stderr
+    weights = out / "renderer.safetensors"
+    assert json.loads(joined.stdout) == {"renderer": str(weights)}
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == report["sha256"]
+    renderer = load_renderer(weights)
+    assert renderer.game == {"camera": "first_person", "scene": "open"}
+    assert renderer.provenance["steps"] == 3
+    assert [d["video"] for d in renderer.provenance["data"]] == ["road_clip.mp4"]  # the video's, not the folder's
+    assert set(renderer.stats.sources) == {"game", "game/follow", "game/first_person", "video", "video/road_clip"}
+    config = renderer.provenance["train_config"]
+    assert config["evaluate"] is False and "game_stats" not in config and config["preset"] == "gpu-tiny"
+    assert renderer.provenance["evaluation"] is None
+
+
+def test_parts_that_do_not_add_up_are_refused(road_stores, tmp_path):
+    out = tmp_path / "back"
+    out.mkdir()
+    (out / "renderer.safetensors.part00").write_bytes(b"abc")
+    record = {"file": "renderer.safetensors", "bytes": 3, "sha256": hashlib.sha256(b"abd").hexdigest(), "parts": 1}
+    (out / "renderer.parts.json").write_text(json.dumps(record))
+    result = _run_as_gpu_host(["--join", str(out)])
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("do not add up to the file that was split (SHA-256)")
+    assert not (out / "renderer.safetensors").exists()
+
+
+def test_the_steps_fill_the_time_left_after_the_export_at_the_timed_rate_with_a_margin_for_reading(monkeypatch):
+    import importlib.util
+
+    from spokester_train.recipe import bench
+    from spokester_train.recipe.config import make_config
+
+    spec = importlib.util.spec_from_file_location("train_from_pack", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    timing = type("Timing", (), {"seconds": 0.5})
+    monkeypatch.setattr(bench, "time_stage", lambda config, stage, steps, warmup: timing)
+    config = make_config("gpu-tiny", device="cpu")
+    assert script.plan_steps(config, 130.0) == (int((130 - 30) * 0.85 / 0.5), 0.5) == (170, 0.5)
+    assert script.plan_steps(config, 10.0)[0] == 1  # never none
+
+
+def test_a_label_store_folder_given_as_a_video_is_used_as_it_is_and_must_fit_the_run(road_stores):
+    from spokester_train.recipe.config import TrainConfig
+    from spokester_train.recipe.setup import prepare_stores, video_file_name
+
+    folder = str(road_stores[0].dir)
+    config = TrainConfig(videos=(folder,), irepa=True, label_root="/nonexistent")  # nothing is extracted
+    [store] = prepare_stores([folder], 32, config)
+    assert store.dir == road_stores[0].dir and video_file_name(folder, store) == "road_clip.mp4"
+    with pytest.raises(ValueError, match=f"{folder}: a 32 px label store; this stage trains at 64 px"):
+        prepare_stores([folder], 64, config)
+    with pytest.raises(ValueError, match="takes no @START"):
+        prepare_stores([f"{folder}@3"], 32, config)
