@@ -86,6 +86,7 @@ class FrameletPainter:
             cuda_graph=device.type == "cuda",
         )
         self.size = loaded.model.config.image_size
+        self.patch = loaded.model.config.patch_size
         self.frames = loaded.model.config.patch_frames
         self._depth: list[np.ndarray] = []
         self._flow: list[np.ndarray] = []

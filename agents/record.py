@@ -12,7 +12,9 @@ Per episode `i` (seed `seed + i`), three files in the output folder:
   `crashed` bool (T+1). Per step: `actions` int8 (T,), `rewards` float64 (T,). At 128 px about 60 KB per
   frame (flow is most of it; depth and the cube view compress 15-20x), against 245 KB uncompressed.
 - `epIII.json`: the summary: steps, distance, crashed, seed, agent, view, size, fps, the renderer checkpoint
-  path and id (null without a neural view) and the file names.
+  path and id (null without a neural view), with a neural view the ride's seam ratio and framelet-boundary
+  ratio (`spokester_train.evaluation.metrics`: about 1 when no tiles show and the picture does not jump as a
+  framelet starts; also printed), and the file names.
 
 The output folder is checked before anything is played (`spokester_env.output.check_output`). Every file is
 written under a temporary name and moved into place (`os.replace`) only when the episode is complete, the
@@ -135,6 +137,7 @@ def record_episode(
             fps=fps,
             checkpoint=None if painter is None else str(painter.path),
             checkpoint_id=None if painter is None else painter.checkpoint_id,
+            **(_neural_figures(arrays["neural"], painter) if painter is not None else {}),
             video=f"{name}.mp4",
             trajectory=f"{name}.npz",
         )
@@ -207,6 +210,22 @@ def _play(agent, env, video, seed, view, painter, max_steps) -> tuple[dict, dict
     return summary, arrays
 
 
+NEURAL_FIGURES = ("seam_ratio", "boundary_ratio")
+"""What a recording with a neural view says of its frames (`_neural_figures`)."""
+
+
+def _neural_figures(neural: np.ndarray, painter: FrameletPainter) -> dict[str, float | None]:
+    """The ride's seam ratio (tiles: ~1 when none show) and framelet-boundary ratio (jumps: ~1 when the
+    picture does not jump as a framelet starts), `spokester_train.evaluation.metrics`; the reset frame is left
+    out of the boundary ratio, so that framelets start at multiples of the framelet length. None where the
+    ride is too short for a figure (fewer than two framelets)."""
+    from spokester_train.evaluation.metrics import boundary_ratio, seam_ratio
+
+    boundary = boundary_ratio(neural[1:], painter.frames) if len(neural) > 1 else float("nan")
+    figures = {"seam_ratio": seam_ratio(neural, painter.patch), "boundary_ratio": boundary}
+    return {name: None if np.isnan(value) else round(value, 4) for name, value in figures.items()}
+
+
 def _exactly(values, dtype, name: str) -> np.ndarray:
     """`values` as `dtype`, which must hold every one of them exactly."""
     wide = np.asarray(values)
@@ -265,8 +284,11 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
         if agent.env is not env:
             agent.env.close()
     for s in summaries:
+        figures = "".join(f", {name.replace('_', ' ')} {s[name]}" for name in NEURAL_FIGURES if s.get(name) is not None)
         console.print(
-            f"{out / s['video']}: {s['steps']} steps, {s['distance']:.1f} m" + (", crashed" if s["crashed"] else ""),
+            f"{out / s['video']}: {s['steps']} steps, {s['distance']:.1f} m"
+            + (", crashed" if s["crashed"] else "")
+            + figures,
             highlight=False,
         )
     return summaries

@@ -14,6 +14,7 @@ import spokester_env  # noqa: F401
 from spokester_agents.evaluate import load_agent
 from spokester_agents.painter import FrameletPainter
 from spokester_agents.record import INFO_KEYS, RecordConfig, record, record_episode
+from spokester_train.evaluation.metrics import boundary_ratio, seam_ratio
 
 
 def _env(size=32):
@@ -29,7 +30,7 @@ def test_npz_round_trips_and_agrees_with_a_replay(tmp_path):
     steps = summary["steps"]
     assert data["depth"].shape == (steps + 1, 32, 32, 1) and data["depth"].dtype == np.float32
     assert data["flow"].shape == (steps + 1, 32, 32, 2) and data["rgb"].dtype == np.uint8
-    assert "neural" not in data
+    assert "neural" not in data and "seam_ratio" not in summary  # a cube view has no neural figures
     assert all(data[key].shape == (steps + 1,) for key in INFO_KEYS)
     assert data["actions"].shape == data["rewards"].shape == (steps,)
     assert data["actions"].dtype == data["lane"].dtype == np.int8 and data["crashed"].dtype == bool
@@ -83,6 +84,10 @@ def test_neural_frames_are_painted_per_game_frame(tmp_path, tiny_checkpoint):
                                     checkpoint=str(tiny_checkpoint), render_steps=1, seed=2))  # fmt: skip
     data = np.load(tmp_path / "ep000.npz")
     assert summaries[0]["steps"] == 5 and data["neural"].shape == (6, 32, 32, 3)  # an odd count: last framelet cut
+    painter = FrameletPainter(tiny_checkpoint, num_steps=1)
+    assert summaries[0]["seam_ratio"] == round(seam_ratio(data["neural"], painter.patch), 4) > 0
+    assert summaries[0]["boundary_ratio"] == round(boundary_ratio(data["neural"][1:], painter.frames), 4) > 0
+    assert json.loads((tmp_path / "ep000.json").read_text())["seam_ratio"] == summaries[0]["seam_ratio"]
     assert np.abs(np.diff(data["neural"].astype(int), axis=0)).max() > 0  # frames change as the ride goes on
     with av.open(str(tmp_path / "ep000.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
