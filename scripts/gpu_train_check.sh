@@ -6,7 +6,8 @@
 set -u
 OUT=${OUT:-runs/gpu-check}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+. scripts/checkout_names.sh
 PY=${PYTHON:-python3}
 tb() { timeout "$1" $PY -m spokester_train.recipe.bench --preset gpu-base "${@:2}" 2>&1 | grep -v Warning | tee -a "$OUT/train_bench.txt"; }
 tb 90 --stage 0 --no-compile --attention sdpa flex --steps 5 --warmup 2

@@ -22,6 +22,7 @@ Evaluate the renderer where the game runs, with the same commands as any other (
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -40,6 +41,7 @@ def _from_checkout() -> None:
     except ModuleNotFoundError:
         repo = Path(__file__).resolve().parents[1]
         names = Path(tempfile.mkdtemp(prefix="spokester-names-"))
+        atexit.register(shutil.rmtree, names, True)
         (names / "spokester_train").symlink_to(repo / "train")
         (names / "spokester_agents").symlink_to(repo / "agents")
         sys.path[:0] = [str(repo), str(names)]

@@ -21,8 +21,16 @@ GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edg
 """What a GPU host may lack (as tests/test_install.py says): each is made to fail on import."""
 
 
+def _not_installed_env() -> dict[str, str]:
+    """An environment for `python -S`: the interpreter's packages on PYTHONPATH, but not the project, whose
+    editable install is a .pth file that only `site` reads: as on a host that runs a copy of the repository."""
+    packages = [p for p in sys.path if p.endswith("site-packages")]
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(packages)}
+
+
 def _run_as_gpu_host(args: list[str]) -> subprocess.CompletedProcess:
-    """Run the script in a process where every module of `GPU_HOST_LACKS` fails to import."""
+    """Run the script in a process where the project is not installed and every module of `GPU_HOST_LACKS`
+    fails to import."""
     code = (
         "import importlib.abc, runpy, sys\n"
         f"LACKS = {GPU_HOST_LACKS!r}\n"
@@ -34,8 +42,32 @@ def _run_as_gpu_host(args: list[str]) -> subprocess.CompletedProcess:
         f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
         f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, env=_not_installed_env(),
+        cwd=REPO.parent, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["python", "bash"])
+def test_the_checkout_is_importable_under_the_installed_names_without_installing(how, tmp_path):
+    """The GPU scripts run from a copy of the repository: train/ must import as spokester_train there."""
+    probe = (
+        "import os, spokester_train as t, spokester_agents as a; print(*(os.path.realpath(m.__file__) for m in (t, a)))"
+    )
+    if how == "python":  # train_from_pack.py's own start
+        code = f"import runpy; runpy.run_path({str(SCRIPT)!r}, run_name='probe'); {probe}"
+        result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                                env=_not_installed_env(), cwd=tmp_path)  # fmt: skip
+    else:  # what the bash GPU scripts source
+        command = f". scripts/checkout_names.sh && cd {tmp_path} && {sys.executable} -S -c '{probe}'"
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=_not_installed_env(),
+                                cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    train_init, agents_init = result.stdout.split()
+    assert (Path(train_init), Path(agents_init)) == (REPO / "train" / "__init__.py", REPO / "agents" / "__init__.py")
+    bare = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                          env=_not_installed_env(), cwd=tmp_path)  # fmt: skip
+    assert "No module named 'spokester_train'" in bare.stderr  # the test's premise: not installed there
 
 
 def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_that_join(road_stores, tmp_path):
