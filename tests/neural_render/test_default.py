@@ -1,4 +1,4 @@
-"""The shipped default renderer: small enough to commit, documented provenance, renders the game."""
+"""The shipped default renderer: small enough to commit, documented provenance, renders the game it was made for."""
 
 import gymnasium as gym
 import numpy as np
@@ -20,9 +20,10 @@ def test_default_checkpoint_is_small_and_says_how_it_was_made():
     assert (DEFAULT_CHECKPOINT.parent / "NOTICE.md").is_file()
 
 
-def test_default_checkpoint_paints_the_game_without_a_path():
-    size = load_renderer().model.config.image_size
-    env = NeuralRenderObservation(gym.make("Spokester-v0", width=size, height=size), num_steps=2)
+def test_default_checkpoint_paints_the_game_it_was_made_for_without_a_path():
+    loaded = load_renderer()
+    size = loaded.model.config.image_size
+    env = NeuralRenderObservation(gym.make("Spokester-v0", width=size, height=size, **loaded.game), num_steps=2)
     observation, _ = env.reset(seed=0)
     frame = env.step(0)[0]["neural"]
     assert frame.shape == (size, size, 3) and frame.dtype == np.uint8
@@ -30,11 +31,15 @@ def test_default_checkpoint_paints_the_game_without_a_path():
     env.close()
 
 
-def test_default_checkpoint_is_read_as_version_1_with_its_videos_sky_at_zero():
-    """The shipped default predates format version 2: its training config's sky_to_zero reaches its video
-    sources, and its game source keeps the game's own sky."""
+def test_default_checkpoint_is_the_blended_network_for_the_first_person_camera():
+    """The default paints blended overlapping patches (no 16-px grid), for the footage's first-person camera in
+    the open scene; its videos' sky reads as depth 0 and the game's statistics are those of every camera."""
     loaded = load_renderer(None)
-    assert loaded.model.config.num_blocks == 4 and loaded.stats.clip == 4.0
+    config = loaded.model.config
+    assert (config.patch_size, config.patch_overlap, config.decode_overlap, config.num_blocks) == (16, 4, 4, 4)
+    assert loaded.game == {"camera": "first_person", "scene": "open"}
     videos = [name for name in loaded.stats.sources if name.startswith("video")]
     assert len(videos) == 7 and all(loaded.stats.sources[name].sky_to_zero for name in videos)
+    assert {"game/follow", "game/first_person"} <= set(loaded.stats.sources)
+    assert loaded.stats.sources["game"] == loaded.stats.sources["game/first_person"]
     assert not loaded.stats.sources["game"].sky_to_zero and loaded.stats.sources["game"].frames == 120
