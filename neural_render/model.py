@@ -291,6 +291,7 @@ class Renderer(nn.Module):
         window: int | None = None,
         cache: KVCache | None = None,
         return_layers: Iterable[int] = (),
+        cond_tokens: torch.Tensor | None = None,
     ):
         """Predict clean frames.
 
@@ -299,7 +300,9 @@ class Renderer(nn.Module):
         drop_cond: bool (b,) or (b, n), True where the null condition replaces `cond`;
         window: framelets a token sees (its own included), None = all earlier ones (parallel pass only);
         cache: a KVCache for one framelet (n = 1) whose context is the cache's framelets;
-        return_layers: block counts l (1..num_blocks) whose hidden states (b, n, s, d) after l blocks to return.
+        return_layers: block counts l (1..num_blocks) whose hidden states (b, n, s, d) after l blocks to return;
+        cond_tokens: `embed_condition(cond, drop_cond, ...)` (b, n, s, d) when the caller has it already (the
+        sampler embeds a framelet's condition once for all its passes); `cond` then only reaches a pixel head.
         Returns the prediction (b, n*f, H, W, 3), and a dict {l: hidden} too when `return_layers` is given.
         """
         cfg = self.config
@@ -314,7 +317,9 @@ class Renderer(nn.Module):
             raise ValueError(f"return_layers must lie in 1..{cfg.num_blocks}, got {layers}")
 
         h = self.x_embedder(tokens)  # (b, n, s, d)
-        c = self.embed_condition(cond, drop_cond, (b, n, s)) + self.t_embedder(t)[:, :, None]  # (b, n, s, d)
+        if cond_tokens is None:
+            cond_tokens = self.embed_condition(cond, drop_cond, (b, n, s))  # (b, n, s, d)
+        c = cond_tokens + self.t_embedder(t)[:, :, None]  # (b, n, s, d)
         c = F.silu(c)
         h, c = (rearrange(z, "b n s d -> b (n s) d") for z in (h, c))  # (b, L, d)
         condition = self.adaln(c) if self.adaln is not None else c  # (b, L, 6d) shared, else (b, L, d)

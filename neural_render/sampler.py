@@ -225,16 +225,18 @@ class StreamingRenderer:
         that it can be captured as a CUDA graph. Returns the frames (B, F, H, W, 3) in [-1, 1]."""
         batch = cond.shape[0]
         with self._autocast():
+            shape = (batch, 1, self.config.tokens_per_framelet)
+            tokens = self.network.embed_condition(cond, None, shape)  # (B, 1, s, d): once for every pass
             for index, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:], strict=True)):
                 time = torch.full((batch, 1), t, device=self.device, dtype=self.dtype)
-                x_hat = self._forward(z, time, cond, cache=self.cache)  # (B, F, H, W, 3)
+                x_hat = self._forward(z, time, cond, cache=self.cache, cond_tokens=tokens)  # (B, F, H, W, 3)
                 if index == self.cache_at_step:
                     self.cache.stage()
                 z = self.diffusion.euler_step(z, x_hat.to(self.dtype), t, t_next)
             frames = z.clamp(-1.0, 1.0)
             if self.cache_at_step is None:
                 clean = torch.ones((batch, 1), device=self.device, dtype=self.dtype)
-                self._forward(frames, clean, cond, cache=self.cache)
+                self._forward(frames, clean, cond, cache=self.cache, cond_tokens=tokens)
         if self.cache_at_step is not None and self.cache_at_step < self.num_steps - 1:
             self.cache.restore_staged()
         return frames
