@@ -48,8 +48,9 @@ LIMITATIONS = [
     "car on 6.3 % of the frame (48 first-person frames, seed 0).",
     "On unseen footage its raw PSNR is near that of a flat colour (it paints its training clips' palette); after a "
     "per-channel colour match it is clearly above.",
-    "It is slower than the tiled `tiny` default it replaced: 8.9 against 10.9 frames/s through "
-    "NeuralRenderObservation on one thread of a 2-core AMD EPYC (cache_at_step 6).",
+    "It is slower than the tiled `tiny` default it replaced, by about a quarter on a CPU: 10.5 against 13.6 "
+    "frames/s through NeuralRenderObservation on one thread of a quiet 2-core AMD EPYC (cache_at_step 6, medians "
+    "of five interleaved runs).",
 ]
 
 
