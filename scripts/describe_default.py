@@ -3,7 +3,7 @@
     python scripts/describe_default.py FOOTAGE_DIR EVAL_JSON     # then: python -m neural_render.card ...
 
 Training records what a run knows (data hashes, steps, config, its last in-run evaluation). This adds what it
-cannot: each video's source and licence (the footage README's table, `portable_provenance.SOURCES`) after the
+cannot: each video's source and licence (the footage README's table, `portable_provenance.add_sources`) after the
 file in FOOTAGE_DIR is checked against the recorded sha256; the commands that actually made it; what the
 footage shows (`portable_provenance.DATA_NOTES`) and the renderer's limitations; and, as its evaluation, the
 README's 64-frame held-out evaluation (EVAL_JSON, the output of `spokester_train.evaluation.evaluate --json`,
@@ -18,11 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from portable_provenance import DATA_NOTES, SOURCES
+from portable_provenance import DATA_NOTES, add_sources
 
 from neural_render import load_renderer, save_renderer
 from neural_render.checkpoint import DEFAULT_CHECKPOINT
-from spokester_train.data.extract import file_sha256
 
 VIDEOS = (
     "$D/udacity_solid_white_right.mp4 $D/udacity_project_video_part1.mp4 $D/udacity_project_video_part2.mp4 "
@@ -57,11 +56,7 @@ LIMITATIONS = [
 def main(footage: Path, evaluation: dict) -> None:
     loaded = load_renderer(DEFAULT_CHECKPOINT)
     provenance = dict(loaded.provenance)
-    for entry in provenance["data"]:
-        file = footage / entry["video"]
-        if file_sha256(file) != entry["sha256"]:
-            raise SystemExit(f"{file}: not the recorded video (sha256 differs)")
-        entry["source"], entry["licence"] = SOURCES[entry["video"]]
+    add_sources(provenance["data"], footage)
     evaluation = {k: v for k, v in evaluation.items() if k not in ("checkpoint", "video")}
     evaluation["command"] = (
         "python -m spokester_train.evaluation.evaluate --checkpoint neural_render/weights/default.safetensors "

@@ -79,6 +79,17 @@ def _name(spec: str) -> str:
     return Path(spec.split("@")[0]).name + ("@" + spec.split("@")[1] if "@" in spec else "")
 
 
+def add_sources(data: list[dict], footage: Path) -> None:
+    """Give each training video's record its bytes, source and licence, after checking that the file of that
+    name in `footage` is the recorded one (sha256)."""
+    for entry in data:
+        file = footage / entry["video"]
+        if file_sha256(file) != entry["sha256"]:
+            raise SystemExit(f"{file}: not the recorded video (sha256 differs)")
+        entry["bytes"] = file.stat().st_size
+        entry["source"], entry["licence"] = SOURCES[entry["video"]]
+
+
 def renderer(footage: Path, evaluation: dict) -> None:
     path = REPO / "neural_render" / "weights" / "default.json"
     info = json.loads(path.read_text())
@@ -88,12 +99,7 @@ def renderer(footage: Path, evaluation: dict) -> None:
     config["eval_video"] = _name(config["eval_video"])
     for machine in ("out", "cache_root", "label_root"):
         config.pop(machine, None)
-    for entry in provenance["data"]:
-        file = footage / entry["video"]
-        if file_sha256(file) != entry["sha256"]:
-            raise SystemExit(f"{file}: not the recorded video (sha256 differs)")
-        entry["bytes"] = file.stat().st_size
-        entry["source"], entry["licence"] = SOURCES[entry["video"]]
+    add_sources(provenance["data"], footage)
     held_out = provenance["eval_video"]
     held_out = held_out["file"] if isinstance(held_out, dict) else held_out  # (running it twice changes nothing)
     provenance["eval_video"] = file_record(footage / held_out, start_frame=0)

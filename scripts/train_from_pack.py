@@ -128,7 +128,8 @@ def train_from_pack(args, started: float) -> dict:
         skips = set.intersection(*(set(LabelStore(store).skips) for store in unpacked["stores"]))
         config = dataclasses.replace(config, skips=tuple(sorted(skips)))  # the flows every store holds
         stage = dataclasses.replace(config.stages[0], image_size=game["size"])
-        stage = dataclasses.replace(stage, **{k: v for k, v in (("batch_size", args.batch),) if v is not None})
+        if args.batch is not None:
+            stage = dataclasses.replace(stage, batch_size=args.batch)
         config = dataclasses.replace(config, stages=(stage,))
         seconds_per_step = None
         steps = args.steps

@@ -7,6 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
+GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edge_litert", "pygame")
+"""What a GPU host that trains the renderer from a pack may lack: the game, video decoding, OpenCV, LiteRT."""
+
+
+@pytest.fixture(scope="session")
+def lacking_gpu_host_modules() -> str:
+    """Python code to run first in a subprocess: every module of `GPU_HOST_LACKS` then fails to import."""
+    return (
+        "import importlib.abc, sys\n"
+        f"LACKS = {GPU_HOST_LACKS!r}\n"
+        "class Lacking(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in LACKS:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Lacking())\n"
+    )
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:

@@ -97,22 +97,11 @@ def test_real_runs_from_inside_a_project_with_its_own_train_and_agents(user_proj
     assert "ms/step" in result.stdout
 
 
-GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edge_litert", "pygame")
-"""What a GPU host that trains the renderer from a pack may lack: the game, video decoding, OpenCV, LiteRT."""
-
-
-def test_the_renderer_and_its_training_import_without_the_game_video_or_opencv():
+def test_the_renderer_and_its_training_import_without_the_game_video_or_opencv(lacking_gpu_host_modules):
     """A GPU host training from a pack has torch, numpy, safetensors, einops, rich and gymnasium; importing
     the renderer and the training command must not need pybullet, PyAV, OpenCV, moderngl or LiteRT (each
     made to fail on import here), and the env says what it needs only when one is made."""
-    code = (
-        "import importlib.abc, sys\n"
-        f"LACKS = {GPU_HOST_LACKS!r}\n"
-        "class Lacking(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] in LACKS:\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
-        "sys.meta_path.insert(0, Lacking())\n"
+    code = lacking_gpu_host_modules + (
         "import neural_render, spokester_env, spokester_train.__main__, spokester_train.recipe.loop\n"
         "import spokester_train.recipe.bench, neural_render.bench\n"
         "try:\n"

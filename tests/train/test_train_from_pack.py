@@ -17,8 +17,6 @@ pytest.importorskip("PIL")
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_from_pack.py"
-GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edge_litert", "pygame")
-"""What a GPU host may lack (as tests/test_install.py says): each is made to fail on import."""
 
 
 def _not_installed_env() -> dict[str, str]:
@@ -28,24 +26,22 @@ def _not_installed_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(packages)}
 
 
-def _run_as_gpu_host(args: list[str]) -> subprocess.CompletedProcess:
-    """Run the script in a process where the project is not installed and every module of `GPU_HOST_LACKS`
-    fails to import."""
-    code = (
-        "import importlib.abc, runpy, sys\n"
-        f"LACKS = {GPU_HOST_LACKS!r}\n"
-        "class Lacking(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] in LACKS:\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
-        "sys.meta_path.insert(0, Lacking())\n"
-        f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
-        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
-    )
-    return subprocess.run(
-        [sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, env=_not_installed_env(),
-        cwd=REPO.parent, timeout=600,
-    )  # fmt: skip
+@pytest.fixture
+def run_as_gpu_host(lacking_gpu_host_modules):
+    """`run_as_gpu_host(args)`: run the script in a process where the project is not installed and every module
+    a GPU host may lack fails to import."""
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        code = lacking_gpu_host_modules + (
+            f"sys.argv = [{str(SCRIPT)!r}, *sys.argv[1:]]\n"
+            f"import runpy; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+        )
+        return subprocess.run(
+            [sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, env=_not_installed_env(),
+            cwd=REPO.parent, timeout=600,
+        )  # fmt: skip
+
+    return run
 
 
 @pytest.mark.parametrize("how", ["python", "bash"])
@@ -70,11 +66,13 @@ def test_the_checkout_is_importable_under_the_installed_names_without_installing
     assert "No module named 'spokester_train'" in bare.stderr  # the test's premise: not installed there
 
 
-def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_that_join(road_stores, tmp_path):
+def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_that_join(
+    road_stores, tmp_path, run_as_gpu_host
+):
     pack = tmp_path / "road.zip"
     make_pack(road_stores[:1], pack, scene="open", game_frames=8)
     out = tmp_path / "back"
-    result = _run_as_gpu_host([str(pack), "--out", str(out), "--steps", "3", "--batch", "2", "--device", "cpu"])
+    result = run_as_gpu_host([str(pack), "--out", str(out), "--steps", "3", "--batch", "2", "--device", "cpu"])
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["steps"] == report["planned_steps"] == 3
@@ -82,7 +80,7 @@ def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_tha
     assert len(parts) == report["parts"] >= 2 and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     assert not (out / "renderer.safetensors").exists()
 
-    joined = _run_as_gpu_host(["--join", str(out)])
+    joined = run_as_gpu_host(["--join", str(out)])
     assert joined.returncode == 0, joined.stderr
     weights = out / "renderer.safetensors"
     assert json.loads(joined.stdout) == {"renderer": str(weights)}
@@ -97,13 +95,13 @@ def test_a_renderer_trained_from_a_pack_without_the_game_comes_back_in_parts_tha
     assert renderer.provenance["evaluation"] is None
 
 
-def test_parts_that_do_not_add_up_are_refused(road_stores, tmp_path):
+def test_parts_that_do_not_add_up_are_refused(tmp_path, run_as_gpu_host):
     out = tmp_path / "back"
     out.mkdir()
     (out / "renderer.safetensors.part00").write_bytes(b"abc")
     record = {"file": "renderer.safetensors", "bytes": 3, "sha256": hashlib.sha256(b"abd").hexdigest(), "parts": 1}
     (out / "renderer.parts.json").write_text(json.dumps(record))
-    result = _run_as_gpu_host(["--join", str(out)])
+    result = run_as_gpu_host(["--join", str(out)])
     assert result.returncode == 1
     assert result.stderr.strip().endswith("do not add up to the file that was split (SHA-256)")
     assert not (out / "renderer.safetensors").exists()
