@@ -23,6 +23,7 @@ __all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
 
 FORWARDED = {"train-renderer": "spokester_train.__main__", "eval-renderer": "spokester_train.evaluation.evaluate"}
 """Subcommands whose options all belong to another module's command line."""
+RENDER_STEPS_HELP = "renderer Euler steps per framelet (default: the checkpoint's `num_steps`)"
 BENCHMARKS = {"env": "spokester_env.bench", "render": "neural_render.bench", "train": "spokester_train.recipe.bench"}
 """`spokester bench WHICH`: the module whose command line runs each benchmark (`all` = env and render)."""
 
@@ -66,7 +67,7 @@ def build_parser() -> CommandLine:
                    help=f"game image side, px (default {PICTURE_SIZE}; neural: the renderer's)")
     p.add_argument("--scale", type=at_least(1), default=None, help="window pixels per image pixel")
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
-    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--render-steps", type=at_least(1), default=None, help=RENDER_STEPS_HELP)
     p.add_argument("--max-frames", type=at_least(1), default=None, help="quit after this many frames")
     _add_game(p)
     _add_device(p)
@@ -79,7 +80,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint for neural views (default: shipped)")
     p.add_argument("--size", type=at_least(1), default=None,
                    help=f"image side, px (default {PICTURE_SIZE}; with a neural view, the renderer's size)")
-    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps per framelet")
+    p.add_argument("--render-steps", type=at_least(1), default=None, help=RENDER_STEPS_HELP)
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
     _add_game(p)
@@ -96,7 +97,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--size", type=at_least(1), default=None,
                    help=f"image side, px (default {PACKED_SIZE}; neural: the renderer's)")
     p.add_argument("--checkpoint", default=None, help="renderer checkpoint for --view neural (default: shipped)")
-    p.add_argument("--render-steps", type=at_least(1), default=12, help="renderer Euler steps (neural view)")
+    p.add_argument("--render-steps", type=at_least(1), default=None, help=RENDER_STEPS_HELP)
     p.add_argument("--n-envs", type=at_least(1), default=None, help="parallel envs (default: the YAML's)")
     p.add_argument("--vec-env", choices=("dummy", "subproc"), default="dummy", help="packed view: env processes")
     p.add_argument("--hyperparams", default=None, help="zoo-format YAML (default: agents/hyperparams/ppo.yaml)")

@@ -51,8 +51,8 @@ class ObservationSettings:
     """Game observations packed into channels (`"packed"` view); the neural view always reads depth+flow."""
     checkpoint: str | None = None
     """Renderer checkpoint of the `"neural"` view (None = the shipped default)."""
-    render_steps: int = 12
-    """Euler steps per framelet of the `"neural"` view."""
+    render_steps: int | None = None
+    """Euler steps per framelet of the `"neural"` view (None = the checkpoint's, `load_renderer(...).num_steps`)."""
     env_kwargs: dict = field(default_factory=dict)
     """Further `gym.make` arguments (e.g. `fps`)."""
     action_repeat: int = 1

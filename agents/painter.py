@@ -58,13 +58,14 @@ class FrameletPainter:
         self,
         checkpoint: str | os.PathLike | None = None,
         *,
-        num_steps: int = 12,
+        num_steps: int | None = None,
         window: int = 3,
         device="cpu",
         camera: str | None = None,
     ):
         """`camera`: the preset the game is seen with (None = the renderer's own, `self.game["camera"]`); its
-        depth and flow are normalised with that camera's statistics where the checkpoint has them."""
+        depth and flow are normalised with that camera's statistics where the checkpoint has them.
+        `num_steps`: Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
         import torch
 
         from neural_render import StreamingRenderer, load_renderer
@@ -80,7 +81,7 @@ class FrameletPainter:
             loaded.model,
             stats=loaded.stats,
             source=loaded.game_source(camera or loaded.game["camera"]),
-            num_steps=num_steps,
+            num_steps=loaded.num_steps if num_steps is None else num_steps,
             window=window,
             device=device,
             cuda_graph=device.type == "cuda",

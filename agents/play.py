@@ -47,8 +47,8 @@ class PlayConfig:
     """Window pixels per image pixel; None = towards a 384 px picture."""
     seed: int | None = None
     """Seed of the first ride (each restart adds one); None = unseeded."""
-    render_steps: int = 12
-    """Renderer Euler steps per framelet."""
+    render_steps: int | None = None
+    """Renderer Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     camera: str | None = None

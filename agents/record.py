@@ -71,8 +71,8 @@ class RecordConfig:
     """Image side; None = `PICTURE_SIZE`, or the renderer's size with a neural view (another size is an error)."""
     checkpoint: str | None = None
     """Renderer checkpoint for neural views (None = the shipped default)."""
-    render_steps: int = 12
-    """Renderer Euler steps per framelet."""
+    render_steps: int | None = None
+    """Renderer Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     camera: str | None = None

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from neural_render.model import Renderer, RendererConfig, build_renderer
-from neural_render.sampler import COMPILE_MODES, StreamingRenderer
+from neural_render.sampler import COMPILE_MODES, NUM_STEPS, StreamingRenderer
 from spokester_env.commandline import CommandLine, at_least, device_option_or_all, user_errors
 
 __all__ = [
@@ -210,6 +210,8 @@ class GameRate:
     camera: str
     scene: str
     image_size: int
+    num_steps: int
+    """Euler steps per framelet the wrapper sampled with."""
 
 
 def bench_game(checkpoint=None, *, steps: int, warmup: int = 3, device: str = "cpu", **options) -> GameRate:
@@ -242,6 +244,7 @@ def bench_game(checkpoint=None, *, steps: int, warmup: int = 3, device: str = "c
     try:
         painted = frames_per_second(painted_env, steps, painted_env.frames_per_step)
         frames = steps * painted_env.frames_per_step
+        num_steps = painted_env.renderer.num_steps
     finally:
         painted_env.close()
     alone_env = gym.make(spokester_env.ENV_ID, **make)
@@ -249,7 +252,7 @@ def bench_game(checkpoint=None, *, steps: int, warmup: int = 3, device: str = "c
         alone = frames_per_second(alone_env, frames, 1)
     finally:
         alone_env.close()
-    return GameRate(painted, alone, game["camera"], game["scene"], size)
+    return GameRate(painted, alone, game["camera"], game["scene"], size, num_steps)
 
 
 def _peak(device: torch.device, given: float | None) -> float | None:
@@ -287,6 +290,7 @@ def _cached_line(label: str, renderer: StreamingRenderer, result: BenchResult, s
 
 def run(args: argparse.Namespace, device: torch.device) -> None:
     """Benchmark one device and print the figures."""
+    args.steps = NUM_STEPS if args.steps is None else args.steps
     overrides = {"image_size": args.size} if args.size else {}
     model: Renderer = build_renderer(args.preset, **overrides)
     renderer = _renderer(model, args, device)
@@ -332,7 +336,7 @@ def run_game(args: argparse.Namespace, device: torch.device) -> None:
     name = args.checkpoint or "the shipped renderer"
     print(
         f"[{device}] {name}: {rate.image_size}x{rate.image_size}, {rate.camera} camera, {rate.scene} scene, "
-        f"{args.steps} steps, window {args.window}, cache_at_step {args.cache_at_step}\n"
+        f"{rate.num_steps} steps, window {args.window}, cache_at_step {args.cache_at_step}\n"
         f"  through NeuralRenderObservation: {rate.painted:8.1f} frames/s  [{args.framelets} wrapper steps]\n"
         f"  the game alone:                  {rate.alone:8.1f} frames/s",
         flush=True,
@@ -351,7 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = CommandLine(prog="python -m neural_render.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--size", type=at_least(1), default=None, help="frame side in pixels (default: the preset's)")
-    parser.add_argument("--steps", type=at_least(1), default=12)
+    steps_help = f"Euler steps per framelet (default: {NUM_STEPS}; with --game, the checkpoint's)"
+    parser.add_argument("--steps", type=at_least(1), default=None, help=steps_help)
     parser.add_argument("--window", type=at_least(1), default=3)
     parser.add_argument("--cache-at-step", type=_step_or_none, default=None, metavar="K|none")
     parser.add_argument("--framelets", type=at_least(1), default=300, help="cached framelets to time")

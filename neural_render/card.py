@@ -18,7 +18,13 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from neural_render.checkpoint import DEFAULT_GAME, EMBEDDED_JSON, checkpoint_info, checkpoint_paths
+from neural_render.checkpoint import (
+    DEFAULT_GAME,
+    EMBEDDED_JSON,
+    checkpoint_info,
+    checkpoint_num_steps,
+    checkpoint_paths,
+)
 from spokester_env.commandline import per_file_command
 from spokester_env.output import atomic_write_text
 
@@ -151,6 +157,8 @@ def renderer_card(checkpoint: str | os.PathLike) -> str:
         f"{config.get('heads')} heads, pixel head {config.get('pixel_head', 0) or 'none'}; "
         f"{_parameters(weights) / 1e6:.1f} M parameters |",
         f"| made for | the game's `{game['camera']}` camera and `{game['scene']}` scene |",
+        f"| sampled with | {checkpoint_num_steps(weights)} Euler steps per framelet (its `num_steps`; the wrappers, "
+        "players, recorders and evaluation commands use it unless given `num_steps` / `--steps`) |",
         f"| trained | {provenance.get('steps', '?')} steps of the `{provenance.get('preset', '?')}` preset in "
         f"{_number(provenance.get('train_wall_s', '?'))} s of wall time"
         + (f", resumed at steps {provenance['resumed_at_steps']}" if provenance.get("resumed_at_steps") else "")

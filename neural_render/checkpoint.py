@@ -6,6 +6,7 @@ A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and
      "config": {...RendererConfig...},   # the full config: loading never relies on code defaults
      "stats": {"sources": {name: {...ConditionSource...}}} | null,   # statistics and transform flags
      "game": {"camera": "follow", "scene": "city"},   # the game setting its "game" statistics came from
+     "sampling": {"num_steps": 12},     # the sampler's Euler steps per framelet the renderer is meant for
      "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
 
 The renderer is published as one unit: the weights file carries the same JSON text in its own safetensors
@@ -22,7 +23,8 @@ Every failure to load is a CheckpointError whose message is one line naming the 
 and every field is checked on load: the config (`RendererConfig`'s rules, unknown or missing fields
 refused, but for `LATER_FIELDS`, which a file written before them lacks), the statistics (`ConditionSource`'s
 rules; a "game" source is required), the game setting (camera and scene presets) and the JSON's own fields
-(unknown ones refused). `"stats": null` (an untrained network, as tests save) loads with unit statistics and
+(unknown ones refused), the sampling (a file without one is sampled with `sampler.NUM_STEPS`, the
+seed's 12 steps). `"stats": null` (an untrained network, as tests save) loads with unit statistics and
 a one-line warning.
 
 Version 1 (before 2026-12) is still read: its config names the block count `depth` (and has no pixel
@@ -46,6 +48,7 @@ from safetensors.torch import save_file
 
 from neural_render.conditioning import ConditionStats
 from neural_render.model import RENDERER_PRESETS, ConfigFieldError, Renderer, RendererConfig, preset_name
+from neural_render.sampler import NUM_STEPS
 from spokester_env.config import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from spokester_env.output import atomic_path, atomic_write_text
 
@@ -55,6 +58,7 @@ __all__ = [
     "CheckpointError",
     "LoadedRenderer",
     "checkpoint_info",
+    "checkpoint_num_steps",
     "save_renderer",
     "load_renderer",
 ]
@@ -64,12 +68,14 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safe
 FORMAT = "spokester-renderer"
 VERSION = 2
 """The format version `save_renderer` writes; `load_renderer` reads 1 and 2."""
-FIELDS = ("format", "version", "checkpoint_id", "preset", "config", "stats", "game", "provenance")
+FIELDS = ("format", "version", "checkpoint_id", "preset", "config", "stats", "game", "sampling", "provenance")
 """The fields of a checkpoint's JSON; any other is refused."""
 EMBEDDED_JSON = "json"
 """The key of the weights file's safetensors metadata that holds the checkpoint's JSON text (the authority)."""
 VERSION_1_NAMES = {"depth": "num_blocks"}
 """Config fields renamed since version 1: old name -> new name."""
+NUM_STEPS_HELP = f"Euler steps per framelet (default: the checkpoint's, {NUM_STEPS} where it records none)"
+"""The command-line help of every option that overrides a checkpoint's sampling steps."""
 DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
 """The game setting of a checkpoint that does not name one."""
 VERSION_1_ADDED = {"pixel_head": 0}
@@ -99,6 +105,9 @@ class LoadedRenderer:
     """The game setting the renderer is made for: {"camera": preset name, "scene": preset name}."""
     checkpoint_id: str | None = None
     """The save's random id (the authoritative JSON's), which tells two saves of one path apart."""
+    num_steps: int = NUM_STEPS
+    """Euler steps per framelet the renderer is meant to be sampled with (its "sampling"); the wrappers,
+    players, recorders and evaluation commands use it unless given another."""
 
     def game_source(self, camera: str | None) -> str:
         """The condition source for a game seen by `camera` (a preset name, None for a custom rig): the
@@ -125,15 +134,27 @@ def _game_problem(game) -> str | None:
     return None
 
 
+def _sampling_problem(sampling) -> str | None:
+    """What is wrong with a "sampling" record, or None."""
+    if not isinstance(sampling, dict) or set(sampling) != {"num_steps"}:
+        return f"{sampling!r} (need num_steps only)"
+    steps = sampling["num_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        return f"num_steps {steps!r} (need an integer >= 1)"
+    return None
+
+
 def save_renderer(
     path: str | os.PathLike,
     model: Renderer,
     stats: ConditionStats | None = None,
     provenance: dict | None = None,
     game: dict | None = None,
+    num_steps: int = NUM_STEPS,
 ) -> Path:
     """Save a renderer (and its condition statistics, the game setting its "game" statistics came from —
-    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` — and its provenance); returns the weights path.
+    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` —, the Euler steps per framelet it is meant to be
+    sampled with, and its provenance); returns the weights path.
 
     The weights file, which carries the JSON in its metadata, is published first, then the readable copy
     `NAME.json`: a kill leaves a checkpoint that loads as the old one or as the new one."""
@@ -142,6 +163,9 @@ def save_renderer(
         raise ValueError(f"game={game}: give camera and scene only")
     if _game_problem(game) is not None:
         raise ValueError(f"game={game}: bad {_game_problem(game)}")
+    sampling = {"num_steps": num_steps}
+    if _sampling_problem(sampling) is not None:
+        raise ValueError(f"num_steps={num_steps!r}: must be an integer >= 1")
     weights, meta = checkpoint_paths(path)
     checkpoint_id = uuid.uuid4().hex
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -153,6 +177,7 @@ def save_renderer(
         "config": model.config.to_dict(),
         "stats": stats.to_dict() if stats is not None else None,
         "game": game,
+        "sampling": sampling,
         "provenance": provenance or {},
     }
     text = json.dumps(info, indent=2) + "\n"  # before writing anything: unserialisable provenance fails here
@@ -244,6 +269,14 @@ def _game(source: Path, info: dict) -> dict:
     return game
 
 
+def _num_steps(source: Path, info: dict) -> int:
+    sampling = info.get("sampling") or {"num_steps": NUM_STEPS}  # files written before "sampling": the seed's steps
+    problem = _sampling_problem(sampling)
+    if problem is not None:
+        raise CheckpointError(source, f'bad "sampling": {problem}')
+    return sampling["num_steps"]
+
+
 def _stats(source: Path, info: dict) -> ConditionStats | None:
     if info.get("stats") is None:
         warnings.warn(
@@ -303,6 +336,14 @@ def checkpoint_info(path: str | os.PathLike) -> dict:
     return _read_info(weights, meta, metadata)[1]
 
 
+def checkpoint_num_steps(path: str | os.PathLike | None = None) -> int:
+    """The Euler steps per framelet a checkpoint (None = the shipped default) is meant to be sampled with,
+    without reading its tensors (`load_renderer(path).num_steps`)."""
+    path = DEFAULT_CHECKPOINT if path is None else path
+    weights, _ = checkpoint_paths(path)
+    return _num_steps(weights, checkpoint_info(path))
+
+
 def load_renderer(
     path: str | os.PathLike | None = None,
     *,
@@ -331,6 +372,7 @@ def load_renderer(
     source, info = _read_info(weights, meta, metadata)
     config = _config(source, info)
     game = _game(source, info)
+    num_steps = _num_steps(source, info)
     stats = _stats(source, info)
 
     model = Renderer(config)
@@ -354,4 +396,5 @@ def load_renderer(
         path=weights,
         game=game,
         checkpoint_id=info.get("checkpoint_id"),
+        num_steps=num_steps,
     )

@@ -49,7 +49,10 @@ from neural_render.diffusion import FlowMatching
 from neural_render.layout import to_uint8
 from neural_render.model import Renderer
 
-__all__ = ["StreamingRenderer", "COMPILE_MODES", "NOISE_CORRELATION", "native_bf16"]
+__all__ = ["StreamingRenderer", "COMPILE_MODES", "NOISE_CORRELATION", "NUM_STEPS", "native_bf16"]
+
+NUM_STEPS = 12
+"""Euler steps per framelet when neither the caller nor the renderer's checkpoint (its "sampling") says."""
 
 NOISE_CORRELATION = 0.95
 """Correlation of a stream's consecutive framelet noises (see the module docstring for the measurement)."""
@@ -85,7 +88,8 @@ class StreamingRenderer:
         stats: condition statistics (from the checkpoint); None = identity statistics, for untrained models.
         source: which source's statistics normalise the inputs ("game" for the game).
         window: framelets each framelet sees, itself included (>= 1).
-        num_steps: Euler steps per framelet.
+        num_steps: Euler steps per framelet (a checkpoint says how many it is meant for:
+            `load_renderer(...).num_steps`).
         cache_at_step: None or a step index whose keys/values become context; see the module docstring.
         batch_size: number of streams (environments) rendered together.
         seed: seed of stream 0 (stream j gets seed + j); each stream has its own torch.Generator.
@@ -110,7 +114,7 @@ class StreamingRenderer:
         stats: ConditionStats | None = None,
         source: str = "game",
         window: int = 3,
-        num_steps: int = 12,
+        num_steps: int = NUM_STEPS,
         cache_at_step: int | None = None,
         batch_size: int = 1,
         seed: int = 0,
@@ -124,7 +128,7 @@ class StreamingRenderer:
         if not 0.0 <= noise_correlation <= 1.0:
             raise ValueError(f"noise_correlation must lie in [0, 1], got {noise_correlation}")
         if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
-            raise ValueError(f"cache_at_step must be None or in [0, {num_steps}), got {cache_at_step}")
+            raise ValueError(f"cache_at_step must be None or in [0, num_steps={num_steps}), got {cache_at_step}")
         mode = "default" if compile is True else compile or None
         if mode is not None and mode not in COMPILE_MODES:
             raise ValueError(f"compile={compile!r}: choose True, False or one of {', '.join(COMPILE_MODES)}")

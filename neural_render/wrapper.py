@@ -34,9 +34,12 @@ from spokester_env import camera_name, pad_frames, play_decision, scene_name
 __all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
 
 
-def _streaming_renderer(checkpoint, env: gym.Env, *, batch_size: int, **options) -> StreamingRenderer:
+def _streaming_renderer(
+    checkpoint, env: gym.Env, *, batch_size: int, num_steps: int | None, **options
+) -> StreamingRenderer:
     """The renderer of a checkpoint for `env`'s game: normalised with the statistics of the env's camera
-    where the checkpoint has them, with a warning (once) when the env's game is not the renderer's."""
+    where the checkpoint has them, sampled with `num_steps` (None = the checkpoint's), with a warning (once)
+    when the env's game is not the renderer's."""
     loaded = load_renderer(checkpoint, device=options.get("device", "cpu"))
     config = getattr(env.unwrapped, "config", None)
     camera = camera_name(config.camera) if config is not None else None
@@ -51,7 +54,10 @@ def _streaming_renderer(checkpoint, env: gym.Env, *, batch_size: int, **options)
             stacklevel=3,
         )
     source = loaded.game_source(camera)
-    return StreamingRenderer(loaded.model, stats=loaded.stats, batch_size=batch_size, source=source, **options)
+    num_steps = loaded.num_steps if num_steps is None else num_steps
+    return StreamingRenderer(
+        loaded.model, stats=loaded.stats, batch_size=batch_size, source=source, num_steps=num_steps, **options
+    )
 
 
 def _check_space(space: gym.Space, image_size: int) -> None:
@@ -104,7 +110,8 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         env: a Spokester env observing depth and flow at the renderer's size (width = height = S).
         checkpoint: a renderer checkpoint path; None = the project's shipped default.
         device: where the renderer runs.
-        window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`.
+        window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`; num_steps None = the
+            checkpoint's (`load_renderer(...).num_steps`).
         pixels_only: observe the neural frame alone, as a Box image, instead of the dict.
         compile, cuda_graph: GPU speed options, see `StreamingRenderer` (cuda_graph needs a CUDA device).
 
@@ -120,7 +127,7 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         *,
         device: str = "cpu",
         window: int = 3,
-        num_steps: int = 12,
+        num_steps: int | None = None,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
         compile: bool | str = False,
@@ -181,7 +188,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
     Each sub-env advances one framelet per step, as in `NeuralRenderObservation`. Autoreset is
     NEXT_STEP (gymnasium's default): the step after an episode ends resets that env, ignoring its action,
     and clears its slot of the KV cache, so the other envs' streams go on untouched. `reset(seed=s)`
-    seeds env j and its renderer noise with s + j.
+    seeds env j and its renderer noise with s + j. The arguments are `NeuralRenderObservation`'s.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
@@ -193,7 +200,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         *,
         device: str = "cpu",
         window: int = 3,
-        num_steps: int = 12,
+        num_steps: int | None = None,
         cache_at_step: int | None = None,
         pixels_only: bool = False,
         compile: bool | str = False,

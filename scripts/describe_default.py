@@ -1,21 +1,21 @@
 """Complete the shipped default renderer's provenance for its model card (2026-12-03, the tiny-overlap-blend default).
 
-    python scripts/describe_default.py FOOTAGE_DIR EVAL_JSON     # then: python -m neural_render.card ...
+    python scripts/describe_default.py FOOTAGE_DIR EVAL_JSON [--num-steps N]   # then: python -m neural_render.card ...
 
 Training records what a run knows (data hashes, steps, config, its last in-run evaluation). This adds what it
 cannot: each video's source and licence (the footage README's table, `portable_provenance.add_sources`) after the
 file in FOOTAGE_DIR is checked against the recorded sha256; the commands that actually made it; what the
 footage shows (`portable_provenance.DATA_NOTES`) and the renderer's limitations; and, as its evaluation, the
 README's 64-frame held-out evaluation (EVAL_JSON, the output of `spokester_train.evaluation.evaluate --json`,
-without its machine paths). The weights, config, statistics and game are saved again unchanged
-(`neural_render.save_renderer`, so the JSON inside the weights and the copy beside them agree; a new
-checkpoint id).
+without its machine paths), which must have sampled with the steps it is saved with: `--num-steps` (default: the
+ones it has). The weights, config, statistics and game are saved again unchanged (`neural_render.save_renderer`, so
+the JSON inside the weights and the copy beside them agree; a new checkpoint id).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from portable_provenance import DATA_NOTES, add_sources
@@ -53,21 +53,30 @@ LIMITATIONS = [
 ]
 
 
-def main(footage: Path, evaluation: dict) -> None:
+def main(footage: Path, evaluation: dict, num_steps: int | None = None) -> None:
     loaded = load_renderer(DEFAULT_CHECKPOINT)
+    num_steps = loaded.num_steps if num_steps is None else num_steps
+    if evaluation.get("num_steps") != num_steps:
+        sampled = evaluation.get("num_steps")
+        raise SystemExit(f"EVAL_JSON: sampled with {sampled} steps, but the renderer is saved with {num_steps}")
     provenance = dict(loaded.provenance)
     add_sources(provenance["data"], footage)
     evaluation = {k: v for k, v in evaluation.items() if k not in ("checkpoint", "video")}
     evaluation["command"] = (
         "python -m spokester_train.evaluation.evaluate --checkpoint neural_render/weights/default.safetensors "
-        "--video udacity_project_video_part3.mp4 --frames 64 --cache-at-step none,6 --json"
+        f"--video udacity_project_video_part3.mp4 --frames 64 --cache-at-step {','.join(evaluation['psnr'])} --json"
     )
     provenance["evaluation"] = evaluation
     provenance["commands"] = COMMANDS
     provenance["data_notes"] = DATA_NOTES
     provenance["limitations"] = LIMITATIONS
-    save_renderer(DEFAULT_CHECKPOINT, loaded.model, loaded.stats, provenance, loaded.game)
+    save_renderer(DEFAULT_CHECKPOINT, loaded.model, loaded.stats, provenance, loaded.game, num_steps)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("footage", type=Path)
+    parser.add_argument("evaluation", type=Path)
+    parser.add_argument("--num-steps", type=int, default=None)
+    args = parser.parse_args()
+    main(args.footage, json.loads(args.evaluation.read_text()), args.num_steps)

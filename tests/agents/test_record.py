@@ -97,6 +97,16 @@ def test_neural_frames_are_painted_per_game_frame(tmp_path, tiny_checkpoint):
     assert np.abs(shown - data["neural"][3]).mean() < np.abs(shown - data["rgb"][3]).mean()
 
 
+def test_the_painter_samples_with_the_checkpoints_steps_unless_given(tmp_path, tiny_checkpoint):
+    from neural_render import load_renderer, save_renderer
+
+    loaded = load_renderer(tiny_checkpoint)
+    two = save_renderer(tmp_path / "two", loaded.model, loaded.stats, num_steps=2)
+    assert FrameletPainter(two).renderer.num_steps == 2
+    assert FrameletPainter(two, num_steps=1).renderer.num_steps == 1
+    assert FrameletPainter(tiny_checkpoint).renderer.num_steps == 12  # saved with save_renderer's default
+
+
 def test_size_must_match_the_renderer(tmp_path, tiny_checkpoint):
     with pytest.raises(ValueError, match="32 px"):
         record(RecordConfig(out=str(tmp_path), view="neural", size=64, checkpoint=str(tiny_checkpoint)))

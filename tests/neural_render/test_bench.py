@@ -81,16 +81,16 @@ def test_cache_at_step_takes_a_step_or_none(given, shown, capsys):
 
 @pytest.mark.filterwarnings("ignore:.*normalised with unit statistics")
 def test_game_rate_through_the_wrapper_uses_the_checkpoints_game(tmp_path, capsys):
-    """A first-person renderer is timed in its own game (camera, scene, frame size from its checkpoint), and
-    painting costs: the painted game is slower than the same game alone."""
+    """A first-person renderer is timed in its own game (camera, scene, frame size and sampling steps from its
+    checkpoint), and painting costs: the painted game is slower than the same game alone."""
     model = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2))
     game = {"camera": "first_person", "scene": "open"}
-    path = save_renderer(tmp_path / "r", model, game=game)
+    path = save_renderer(tmp_path / "r", model, game=game, num_steps=3)
     rate = bench_game(path, steps=3, warmup=1, num_steps=2)
-    assert (rate.camera, rate.scene, rate.image_size) == ("first_person", "open", 32)
+    assert (rate.camera, rate.scene, rate.image_size, rate.num_steps) == ("first_person", "open", 32, 2)
     assert 0 < rate.painted < rate.alone
-    main(["--game", "--checkpoint", str(path), "--steps", "2", "--framelets", "2", "--device", "cpu"])
+    main(["--game", "--checkpoint", str(path), "--framelets", "2", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "32x32, first_person camera, open scene, 2 steps" in out
+    assert "32x32, first_person camera, open scene, 3 steps" in out
     assert re.search(r"through NeuralRenderObservation: +[\d.]+ frames/s +\[2 wrapper steps\]", out), out
     assert re.search(r"the game alone: +[\d.]+ frames/s", out), out

@@ -11,7 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from neural_render import ConditionSource, ConditionStats, build_renderer, load_renderer, save_renderer
-from neural_render.checkpoint import DEFAULT_CHECKPOINT, LATER_FIELDS, CheckpointError
+from neural_render.checkpoint import DEFAULT_CHECKPOINT, LATER_FIELDS, CheckpointError, checkpoint_num_steps
+from neural_render.sampler import NUM_STEPS
 
 from .conftest import randomize
 
@@ -220,6 +221,28 @@ def test_the_game_setting_travels_with_the_checkpoint(tmp_path):
     assert _error(weights) == f"{weights}: bad \"game\": camera 'drone' (the cameras are follow, first_person)"
     with pytest.raises(ValueError, match="bad scene 'desert' \\(the scenes are city, open\\)"):
         save_renderer(tmp_path / "bad", model, game={"scene": "desert"})
+
+
+def test_the_sampling_steps_travel_with_the_checkpoint(tmp_path):
+    """A checkpoint says how many Euler steps it is meant for; a file from before "sampling" gets the seed's 12."""
+    model = build_renderer("tiny", image_size=32, num_blocks=1)
+    weights = save_renderer(tmp_path / "six", model, num_steps=6)
+    assert load_renderer(weights).num_steps == checkpoint_num_steps(weights) == 6
+    assert _info(weights)["sampling"] == {"num_steps": 6}
+    assert load_renderer(save_renderer(tmp_path / "plain", model)).num_steps == NUM_STEPS == 12
+    info = _info(weights)
+    del info["sampling"]
+    _rewrite(weights, info)
+    assert load_renderer(weights).num_steps == checkpoint_num_steps(weights) == 12
+    for bad, problem in (({"num_steps": 0}, "num_steps 0 (need an integer >= 1)"),
+                         ({"num_steps": 6.0}, "num_steps 6.0 (need an integer >= 1)"),
+                         ({"steps": 6}, "{'steps': 6} (need num_steps only)")):  # fmt: skip
+        _rewrite(weights, {**info, "sampling": bad})
+        assert _error(weights) == f'{weights}: bad "sampling": {problem}'
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match=f"num_steps={bad!r}: must be an integer >= 1"):
+            save_renderer(tmp_path / "bad", model, num_steps=bad)
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 HEADS = "a positive integer dividing width 256 into heads of a multiple of 4 channels (2D RoPE)"

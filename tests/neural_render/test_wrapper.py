@@ -122,3 +122,16 @@ def test_the_env_camera_picks_the_statistics_and_a_foreign_game_is_named(tmp_pat
     assert foreign.renderer.source == "game/follow"
     for env in (own, foreign):
         env.close()
+
+
+def test_the_checkpoints_sampling_steps_are_used_unless_given(tmp_path):
+    model = randomize(build_renderer("tiny", image_size=SIZE, num_blocks=1, width=64, heads=2))
+    checkpoint = save_renderer(tmp_path / "three", model, num_steps=3)
+    own = NeuralRenderObservation(_env(), checkpoint)
+    given = NeuralRenderObservation(_env(), checkpoint, num_steps=2)
+    vector = NeuralRenderVectorEnv([_env], checkpoint)
+    assert (own.renderer.num_steps, given.renderer.num_steps, vector.renderer.num_steps) == (3, 2, 3)
+    with pytest.raises(ValueError, match=r"cache_at_step must be None or in \[0, num_steps=3\), got 3"):
+        NeuralRenderObservation(_env(), checkpoint, cache_at_step=3)
+    for env in (own, given, vector):
+        env.close()

@@ -44,8 +44,8 @@ from typing import Protocol
 import numpy as np
 
 from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
-from neural_render.checkpoint import LoadedRenderer
-from neural_render.sampler import NOISE_CORRELATION
+from neural_render.checkpoint import NUM_STEPS_HELP, LoadedRenderer, checkpoint_num_steps
+from neural_render.sampler import NOISE_CORRELATION, NUM_STEPS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_env.output import check_output, write_png, write_video
 from spokester_train.data.extract import add_extractor_options, extract, extractor_specs
@@ -91,6 +91,12 @@ def parse_cache_steps(text: str, num_steps: int) -> tuple[int | None, ...]:
     if not values:
         raise ValueError("--cache-at-step: give at least one value (none or 0..steps-1)")
     return tuple(values)
+
+
+def default_cache_steps(num_steps: int) -> tuple[int | None, ...]:
+    """The settings evaluated unless told: a clean context pass (None) and the steps a quarter, half and three
+    quarters of the way (none, 3, 6, 9 for 12 steps)."""
+    return (None, *sorted({num_steps // 4, num_steps // 2, 3 * num_steps // 4}))
 
 
 def cache_step_key(value: int | None) -> str:
@@ -248,8 +254,8 @@ def evaluate(
     video: str,
     frames: int = 32,
     *,
-    cache_steps: Sequence[int | None] = (None, 3, 6, 9),
-    num_steps: int = 12,
+    cache_steps: Sequence[int | None] | None = None,
+    num_steps: int | None = None,
     window: int = 3,
     start: int = 0,
     seed: int = 0,
@@ -262,11 +268,16 @@ def evaluate(
     video_out: str | os.PathLike | None = None,
 ) -> dict:
     """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`, with the
-    extractors it was trained on (or `extractors`, by kind, instead). With `sheet` (a .png) and `video_out`
+    extractors it was trained on (or `extractors`, by kind, instead), sampled with `num_steps` (None = the
+    checkpoint's) and each of `cache_steps` (None = `default_cache_steps`). With `sheet` (a .png) and `video_out`
     (an .mp4), also write a contact sheet (real | rendered | depth | flow, a few frames) and a video of real
     next to rendered, of the first `cache_steps` setting; both are checked before any work."""
     outputs = check_outputs(sheet=(sheet, ".png"), video_out=(video_out, ".mp4"))
     loaded = load_renderer(checkpoint, device=device)
+    num_steps = loaded.num_steps if num_steps is None else num_steps
+    cache_steps = default_cache_steps(num_steps) if cache_steps is None else tuple(cache_steps)
+    if any(step is not None and not 0 <= step < num_steps for step in cache_steps):
+        raise ValueError(f"cache_steps={cache_steps}: each must be None or in [0, num_steps={num_steps})")
     cfg = loaded.model.config
     flags = video_flags(loaded.stats)
     extractors = {**checkpoint_extractors(loaded), **(extractors or {})}
@@ -317,8 +328,10 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--video", required=True, help="a real video (mp4, webm, mkv, avi)")
     parser.add_argument("--frames", type=at_least(2), default=32, help="frames to reconstruct (>= 2)")
     parser.add_argument("--start", type=at_least(0), default=0, help="first source frame")
-    parser.add_argument("--cache-at-step", default="none,3,6,9", help="comma-separated: none or 0..steps-1")
-    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
+    parser.add_argument("--cache-at-step", default=None,
+                        help="comma-separated: none or 0..steps-1 (default: none and the steps a quarter, half and "
+                        "three quarters of the way)")  # fmt: skip
+    parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--labels", default=None, help=LABEL_ROOT_HELP)
@@ -336,7 +349,12 @@ def parse_args(argv: Sequence[str] | None = None):
     if not 0.0 <= args.noise_correlation <= 1.0:
         parser.error(f"--noise-correlation {args.noise_correlation}: must lie in [0, 1]")
     try:
-        args.cache_steps = parse_cache_steps(args.cache_at_step, args.steps)
+        steps = args.steps or checkpoint_num_steps(args.checkpoint)
+    except ValueError:  # an unreadable checkpoint: evaluate() names the file and what is wrong
+        steps = args.steps or NUM_STEPS
+    try:
+        given = args.cache_at_step
+        args.cache_steps = default_cache_steps(steps) if given is None else parse_cache_steps(given, steps)
     except ValueError as error:
         parser.error(str(error))
     args.extractors = extractor_specs(args.flow, args.depth, args.teacher, args.weights)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from neural_render import StreamingRenderer, load_renderer
+from neural_render.checkpoint import NUM_STEPS_HELP
 from spokester_env import depth_to_rgb, flow_to_rgb
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import check_output, write_png, write_video
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--shown", type=at_least(1), default=4, help="frames shown (1..frames)")
     parser.add_argument("--across", action="store_true", help="one frame per column (default: per row)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet")
+    parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error(f"--out {args.out!r}: must end in .png")
@@ -115,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         ride = game_ride(size, args.frames, seed=args.seed, camera=game["camera"], scene=game["scene"])
         neural = {}
         for i, (checkpoint, loaded) in enumerate(zip(args.checkpoint, renderers, strict=True)):
-            renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=args.steps)
+            steps = loaded.num_steps if args.steps is None else args.steps
+            renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=steps)
             name = _name(checkpoint) if len(renderers) > 1 else "neural view"
             neural[f"{name} ({i + 1})" if name in neural else name] = render_ride(renderer, ride, args.seed)
         views = ride_views(ride, next(iter(neural.values())), args.conditions)

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from neural_render import StreamingRenderer, load_renderer
+from neural_render.checkpoint import NUM_STEPS_HELP
 from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_train.data.extractors.teacher import DeepLabFeatures
@@ -159,7 +160,7 @@ def semantic_agreement(
     frames: int = 48,
     *,
     seed: int = 0,
-    num_steps: int = 12,
+    num_steps: int | None = None,
     window: int = 3,
     device: str = "cpu",
     threads: int | None = None,
@@ -167,9 +168,10 @@ def semantic_agreement(
     scene: str | None = None,
 ) -> dict:
     """Semantic agreement of a renderer checkpoint (None = the shipped default) on a seeded game ride with a
-    camera and a scene (None = the renderer's own); `threads`: torch CPU threads while rendering (None =
-    torch's default)."""
+    camera and a scene (None = the renderer's own), sampled with `num_steps` Euler steps per framelet (None =
+    the checkpoint's); `threads`: torch CPU threads while rendering (None = torch's default)."""
     loaded = load_renderer(checkpoint, device=device)
+    num_steps = loaded.num_steps if num_steps is None else num_steps
     cfg = loaded.model.config
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
@@ -212,7 +214,7 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
     parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
-    parser.add_argument("--steps", type=at_least(1), default=12, help="Euler steps per framelet (>= 1)")
+    parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
     parser.add_argument("--camera", choices=[*CAMERA_PRESETS, "all"], default=None,
                         help="game camera (default: the renderer's own); all: one report for every camera")  # fmt: skip

@@ -75,6 +75,19 @@ def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
     assert 5 < printed["psnr"]["none"] < 20
 
 
+def test_eval_command_samples_with_the_checkpoints_steps(road_clip, tmp_path, capsys):
+    """Without --steps a renderer is evaluated with its own sampling steps, and the default --cache-at-step
+    settings follow them (none and a quarter, half, three quarters of the way)."""
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=1, heads=2)
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"), num_steps=4)
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "4", "--json"]
+    result = evaluate_main([*argv, "--labels", str(tmp_path / "labels")])
+    assert result["num_steps"] == 4 and set(result["psnr"]) == {"none", "1", "2", "3"}
+    with pytest.raises(SystemExit) as stop:
+        evaluate_main([*argv, "--cache-at-step", "4"])
+    assert stop.value.code == 2 and "--cache-at-step '4': allowed values are none or 0..3" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "extra, named",
     [
