@@ -43,3 +43,11 @@ def test_default_checkpoint_is_the_blended_network_for_the_first_person_camera()
     assert {"game/follow", "game/first_person"} <= set(loaded.stats.sources)
     assert loaded.stats.sources["game"] == loaded.stats.sources["game/first_person"]
     assert not loaded.stats.sources["game"].sky_to_zero and loaded.stats.sources["game"].frames == 120
+
+
+def test_default_checkpoint_is_sampled_with_the_steps_it_was_evaluated_with():
+    """The default records 6 Euler steps (the README's sweep), and its recorded evaluation sampled with them."""
+    loaded = load_renderer()
+    assert loaded.num_steps == 6
+    assert loaded.provenance["evaluation"]["num_steps"] == loaded.num_steps
+    assert "--cache-at-step none,3" in loaded.provenance["evaluation"]["command"]

@@ -91,7 +91,7 @@ def test_eval_command_samples_with_the_checkpoints_steps(road_clip, tmp_path, ca
 @pytest.mark.parametrize(
     "extra, named",
     [
-        (["--cache-at-step", "12"], "none or 0..11"),
+        (["--steps", "12", "--cache-at-step", "12"], "none or 0..11"),
         (["--frames", "1"], "--frames"),
         (["--window", "0"], "--window"),
         (["--noise-correlation", "1.5"], "--noise-correlation 1.5: must lie in [0, 1]"),
