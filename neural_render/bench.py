@@ -290,7 +290,6 @@ def _cached_line(label: str, renderer: StreamingRenderer, result: BenchResult, s
 
 def run(args: argparse.Namespace, device: torch.device) -> None:
     """Benchmark one device and print the figures."""
-    args.steps = NUM_STEPS if args.steps is None else args.steps
     overrides = {"image_size": args.size} if args.size else {}
     model: Renderer = build_renderer(args.preset, **overrides)
     renderer = _renderer(model, args, device)
@@ -385,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.checkpoint is not None and not args.game:
         parser.error("--checkpoint: only with --game (the bare renderer is timed with random weights of --preset)")
+    if args.steps is None and not args.game:  # with --game, None = the checkpoint's
+        args.steps = NUM_STEPS
     with user_errors(parser.prog):
         if args.threads:
             torch.set_num_threads(args.threads)
