@@ -11,7 +11,7 @@ from spokester_train.data.extract import extract
 from spokester_train.data.extractors import FrameLabeler, StreamSpec, register
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import crop_resize
-from spokester_train.evaluation.evaluate import FIGURES, EvalClip, evaluate_clip, load_eval_clip
+from spokester_train.evaluation.evaluate import FIGURES, EvalClip, default_cache_steps, evaluate_clip, load_eval_clip
 from spokester_train.evaluation.evaluate import main as evaluate_main
 from spokester_train.evaluation.metrics import MAX_PSNR
 
@@ -73,6 +73,12 @@ def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
     assert printed["noise_correlation"] == 0.95  # the sampler's default
     # the untrained network predicts 0 (mid grey) everywhere: PSNR is that of a grey picture
     assert 5 < printed["psnr"]["none"] < 20
+
+
+def test_default_cache_settings_follow_the_steps():
+    assert default_cache_steps(12) == (None, 3, 6, 9)  # the settings evaluated before steps were a checkpoint's
+    assert default_cache_steps(6) == (None, 1, 3, 4)
+    assert default_cache_steps(1) == (None, 0)
 
 
 def test_eval_command_samples_with_the_checkpoints_steps(road_clip, tmp_path, capsys):
