@@ -81,7 +81,7 @@ class FrameletPainter:
             loaded.model,
             stats=loaded.stats,
             source=loaded.game_source(camera or loaded.game["camera"]),
-            num_steps=loaded.num_steps if num_steps is None else num_steps,
+            num_steps=loaded.steps(num_steps),
             window=window,
             device=device,
             cuda_graph=device.type == "cuda",

@@ -109,6 +109,10 @@ class LoadedRenderer:
     """Euler steps per framelet the renderer is meant to be sampled with (its "sampling"); the wrappers,
     players, recorders and evaluation commands use it unless given another."""
 
+    def steps(self, num_steps: int | None) -> int:
+        """The Euler steps per framelet to sample with: `num_steps`, or the checkpoint's where it is None."""
+        return self.num_steps if num_steps is None else num_steps
+
     def game_source(self, camera: str | None) -> str:
         """The condition source for a game seen by `camera` (a preset name, None for a custom rig): the
         statistics fitted with that camera when the checkpoint has them, else the renderer's own "game"."""

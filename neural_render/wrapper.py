@@ -54,9 +54,13 @@ def _streaming_renderer(
             stacklevel=3,
         )
     source = loaded.game_source(camera)
-    num_steps = loaded.num_steps if num_steps is None else num_steps
     return StreamingRenderer(
-        loaded.model, stats=loaded.stats, batch_size=batch_size, source=source, num_steps=num_steps, **options
+        loaded.model,
+        stats=loaded.stats,
+        batch_size=batch_size,
+        source=source,
+        num_steps=loaded.steps(num_steps),
+        **options,
     )
 
 

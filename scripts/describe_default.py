@@ -61,7 +61,7 @@ LIMITATIONS = [
 
 def main(footage: Path, evaluation: dict, num_steps: int | None = None) -> None:
     loaded = load_renderer(DEFAULT_CHECKPOINT)
-    num_steps = loaded.num_steps if num_steps is None else num_steps
+    num_steps = loaded.steps(num_steps)
     if evaluation.get("num_steps") != num_steps:
         sampled = evaluation.get("num_steps")
         raise SystemExit(f"EVAL_JSON: sampled with {sampled} steps, but the renderer is saved with {num_steps}")

@@ -274,7 +274,7 @@ def evaluate(
     next to rendered, of the first `cache_steps` setting; both are checked before any work."""
     outputs = check_outputs(sheet=(sheet, ".png"), video_out=(video_out, ".mp4"))
     loaded = load_renderer(checkpoint, device=device)
-    num_steps = loaded.num_steps if num_steps is None else num_steps
+    num_steps = loaded.steps(num_steps)
     cache_steps = default_cache_steps(num_steps) if cache_steps is None else tuple(cache_steps)
     if any(step is not None and not 0 <= step < num_steps for step in cache_steps):
         raise ValueError(f"cache_steps={cache_steps}: each must be None or in [0, num_steps={num_steps})")

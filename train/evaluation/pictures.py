@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         ride = game_ride(size, args.frames, seed=args.seed, camera=game["camera"], scene=game["scene"])
         neural = {}
         for i, (checkpoint, loaded) in enumerate(zip(args.checkpoint, renderers, strict=True)):
-            steps = loaded.num_steps if args.steps is None else args.steps
+            steps = loaded.steps(args.steps)
             renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=steps)
             name = _name(checkpoint) if len(renderers) > 1 else "neural view"
             neural[f"{name} ({i + 1})" if name in neural else name] = render_ride(renderer, ride, args.seed)

@@ -171,7 +171,7 @@ def semantic_agreement(
     camera and a scene (None = the renderer's own), sampled with `num_steps` Euler steps per framelet (None =
     the checkpoint's); `threads`: torch CPU threads while rendering (None = torch's default)."""
     loaded = load_renderer(checkpoint, device=device)
-    num_steps = loaded.num_steps if num_steps is None else num_steps
+    num_steps = loaded.steps(num_steps)
     cfg = loaded.model.config
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
