@@ -84,9 +84,21 @@ def _command(provenance: dict) -> list[str]:
         if config.get(key):
             line += f" {flag} {config[key]}"
     line += f" --steps {provenance.get('steps', '?')} --video {' '.join(config.get('videos') or ['?'])}"
+    if provenance.get("init_from"):
+        line += f" --init-from {provenance['init_from'].get('file', '?')}"
     if config.get("eval_video"):
         line += f" --eval-video {config['eval_video']}"
     return [line + " --out RUN"]
+
+
+def _started_from(origin: dict | None) -> str:
+    """The card's words for the renderer a run's weights started from (provenance `init_from`), if any."""
+    if not origin:
+        return ""
+    return (
+        f", starting from the weights of `{origin.get('file', '?')}` (checkpoint id `{origin.get('checkpoint_id')}`, "
+        f"{origin.get('steps', '?')} steps of its own)"
+    )
 
 
 def _data_table(provenance: dict) -> list[str]:
@@ -162,6 +174,7 @@ def renderer_card(checkpoint: str | os.PathLike) -> str:
         f"| trained | {provenance.get('steps', '?')} steps of the `{provenance.get('preset', '?')}` preset in "
         f"{_number(provenance.get('train_wall_s', '?'))} s of wall time"
         + (f", resumed at steps {provenance['resumed_at_steps']}" if provenance.get("resumed_at_steps") else "")
+        + _started_from(provenance.get("init_from"))
         + f"; made {provenance.get('created', '?')} |",
         f"| files | `{name}.safetensors` (weights{'; its JSON inside' if _carries_json(weights) else ''}), "
         f"`{name}.json` (config, condition statistics, provenance) |",

@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 from spokester_env.output import atomic_write_text
-from spokester_train.data.extract import file_sha256
-from spokester_train.recipe.provenance import file_record
+from spokester_train.data.extract import file_record, file_sha256
 from spokester_train.weights import TERMS, WEIGHTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,13 +2,16 @@
 
     python -m spokester_train --preset cpu-tiny --video PATH [PATH@START[:END] ...] --out DIR [--steps N] [--no-irepa]
     python -m spokester_train --resume --out DIR [--steps N] [--device cuda]
+    python -m spokester_train --init-from neural_render/weights/default.safetensors --video PATH ... --out DIR
 
 Thin: parse the arguments into a `TrainConfig`, then call `spokester_train.recipe.loop.train`. `--resume` continues
 the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
 `--threads`, `--attention`, `--workers`, `--minutes`, `--game-stats` and `--no-eval` may change). A `--video`
 may also be a label store folder (an unpacked training pack, `spokester_train.data.pack`): it is trained on
-as it is, with no video needed. Every error is one line naming the
-argument or file.
+as it is, with no video needed. `--init-from` starts a new run from a renderer's weights (fine-tuning it, the
+shipped default say, on your own footage) with a fresh optimiser and schedule; the run takes that renderer's
+network, camera, scene and sampling steps unless told another camera or scene. Every error is one line naming
+the argument or file.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import TRAIN_PRESETS, config_from_dict, make_config
 from spokester_train.recipe.distributed import Stopped
 from spokester_train.recipe.loop import TrainResult, train
+from spokester_train.recipe.setup import init_from_choices
 
 __all__ = ["build_config", "main", "parse_args"]
 
@@ -39,6 +43,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--renderer", default=None, choices=list(RENDERER_PRESETS), dest="renderer_preset",
                         help="the network's size preset (default: the training preset's)")  # fmt: skip
     parser.add_argument("--out", required=True, help="run folder (checkpoint, renderer, logs, eval)")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from this renderer's weights (its network, camera, scene and sampling steps "
+                        "unless given): fine-tuning; a fresh optimiser and schedule")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--steps", type=at_least(1), default=None,
                         help="total optimiser steps (cuts/stretches the curriculum)")  # fmt: skip
@@ -79,14 +86,18 @@ def parse_args(argv: Sequence[str] | None = None):
     if not args.resume and not args.video:
         parser.error("--video: give one or more training videos (or --resume a run)")
     recipe = [
-        f"--{name}"
-        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene")
+        f"--{name.replace('_', '-')}"
+        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene", "init_from")
         if getattr(args, name)
     ]
     recipe += ["--renderer"] if args.renderer_preset else []
+    if args.init_from and args.renderer_preset:
+        parser.error("--renderer: a run started from a renderer (--init-from) trains that renderer's network")
     if args.resume and (args.video or recipe):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
-        parser.error(f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game and network")
+        parser.error(
+            f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network and weights"
+        )
     return args
 
 
@@ -101,6 +112,8 @@ def build_config(args):
         overrides["progress"] = not args.no_progress
         names = {kind: getattr(args, kind) or DEFAULT_EXTRACTORS[kind] for kind in ("flow", "depth", "teacher")}
         overrides["extractors"] = extractor_specs(**names, weights=args.weights)
+        if args.init_from is not None:
+            overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

@@ -42,7 +42,7 @@ from spokester_train.data.store import (
 from spokester_train.data.stream_stats import stream_stats
 from spokester_train.data.video import DEFAULT_SKIPS, VideoError, crop_resize, iter_frames, parse_video, probe_video
 
-__all__ = ["extract", "extractor_specs", "file_sha256", "main"]
+__all__ = ["extract", "extractor_specs", "file_record", "file_sha256", "main"]
 
 FLOW_UNITS = "pixels per clip frame at skip k; position at t minus position at t-k, on frame t's grid"
 
@@ -53,6 +53,25 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
     with open(path, "rb") as handle:
         while chunk := handle.read(block):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_record(path: str | os.PathLike, **extra: Any) -> dict[str, Any]:
+    """{"file": name, "bytes": size, "sha256": content hash, **extra} of a file (of every file in a folder,
+    hashed in name order, for a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        digest = _folder_sha256(files, path)
+        return {"file": path.name, "bytes": sum(p.stat().st_size for p in files), "sha256": digest, **extra}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path), **extra}
+
+
+def _folder_sha256(files: Sequence[Path], root: Path) -> str:
+    """One sha256 over the relative names and content hashes of `files`."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(root)}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 

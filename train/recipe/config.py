@@ -101,6 +101,11 @@ class TrainConfig:
     """`neural_render` size preset of the network (`RENDERER_PRESETS`)."""
     renderer_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Fields of the renderer config that replace the preset's (e.g. {"num_blocks": 2} in tests)."""
+    init_from: str | None = None
+    """A renderer checkpoint (`neural_render.save_renderer`, e.g. the shipped default) whose weights the network
+    and its EMA start from: fine-tuning it on these videos. Its network must be the one `renderer_preset` and
+    `renderer_overrides` name; the optimiser, the learning-rate schedule and the iREPA projector start fresh.
+    None: weights seeded by `seed`."""
     stages: tuple[Stage, ...] = (Stage(steps=2000, image_size=128, clip_frames=8, batch_size=4),)
     """The curriculum, run in order; the exported renderer has the last stage's frame size."""
     window: int | None = 3

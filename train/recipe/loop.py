@@ -201,7 +201,7 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
 def _export(out: Path, nets: Networks, data: StageData, config: TrainConfig, step: int, wall_s: float, resumed_at):
     """Export the EMA network with its statistics, provenance, game and sampling steps (its in-run
     evaluation's) as the run's renderer, and its model card beside it (`neural_render.card`)."""
-    provenance = renderer_provenance(config, data.stores, data.eval_store, step, wall_s, resumed_at)
+    provenance = renderer_provenance(config, data.stores, data.eval_store, step, wall_s, resumed_at, nets.origin)
     game = {"camera": config.camera, "scene": config.scene}
     write_card(save_renderer(out / RENDERER, nets.ema, data.stats, provenance, game, config.sample_steps))
 

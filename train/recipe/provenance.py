@@ -10,7 +10,6 @@ A model card is made from this record (`neural_render.card`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -18,36 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spokester_train.data.extract import file_sha256
+from spokester_train.data.extract import file_record
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import parse_video
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.setup import video_file_name
 from spokester_train.weights import TERMS, WEIGHTS_DIR
 
-__all__ = ["file_record", "portable", "renderer_provenance", "store_provenance"]
+__all__ = ["portable", "renderer_provenance", "store_provenance"]
 
-MACHINE_FIELDS = ("out", "label_root", "game_stats")
-"""Config fields that name folders of the training machine: not recorded."""
-
-
-def file_record(path: str | os.PathLike, **extra: Any) -> dict[str, Any]:
-    """{"file": name, "bytes": size, "sha256": content hash, **extra} of a file (of every file in a folder,
-    hashed in name order, for a folder)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        digest = _folder_sha256(files, path)
-        return {"file": path.name, "bytes": sum(p.stat().st_size for p in files), "sha256": digest, **extra}
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path), **extra}
-
-
-def _folder_sha256(files: Sequence[Path], root: Path) -> str:
-    """One sha256 over the relative names and content hashes of `files`."""
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.relative_to(root)}\0{file_sha256(file)}\n".encode())
-    return digest.hexdigest()
+MACHINE_FIELDS = ("out", "label_root", "game_stats", "init_from")
+"""Config fields that name files or folders of the training machine: not recorded (the renderer a run started
+from is recorded as `init_from`, its file's record)."""
 
 
 def portable(value: Any) -> Any:
@@ -108,10 +89,18 @@ def _last_evaluation(folder: Path, step: int) -> dict | None:
 
 
 def renderer_provenance(
-    config: TrainConfig, stores: Sequence[LabelStore], eval_store: LabelStore, step: int, wall_s: float, resumed_at
+    config: TrainConfig,
+    stores: Sequence[LabelStore],
+    eval_store: LabelStore,
+    step: int,
+    wall_s: float,
+    resumed_at,
+    origin: dict | None = None,
 ) -> dict:
     """The provenance an exported renderer carries: data, extractors and their weights, steps, wall time, the
-    evaluation of this step (when it ran) and the config, all without a path of this machine."""
+    evaluation of this step (when it ran), the renderer its weights started from (`origin`, its record made as
+    the run began: `Networks.origin`) and the config, all without a path of this machine. `steps` and
+    `train_wall_s` are this run's; a run started from a renderer adds that renderer's."""
     train_config = config.to_dict()
     train_config["videos"] = [_video_name(video) for video in config.videos]
     train_config["eval_video"] = _video_name(config.eval_video) if config.eval_video else None
@@ -137,6 +126,7 @@ def renderer_provenance(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "train_wall_s": round(wall_s, 1),
             "resumed_at_steps": resumed_at,
+            "init_from": origin,
             "train_config": train_config,
         }
     )

@@ -3,7 +3,10 @@ named pieces it calls in order.
 
 - `open_run`: the run folder, and the training checkpoint to resume from (with the checks that it fits);
 - `Networks`: the renderer, its EMA, the iREPA projector and the optimiser, built from the config (and
-  restored from a checkpoint), moved to another frame size between curriculum stages;
+  restored from a checkpoint, or started from a renderer's weights: `init_from`), moved to another frame size
+  between curriculum stages;
+- `init_from_choices`: what a run started from a renderer takes from it unless told otherwise (its network,
+  game and sampling steps);
 - `StageData`: what one curriculum stage trains on: the label stores of the videos at the stage's frame
   size, the condition statistics (the game's and every video's, `spokester_train.data.sources`) and the batches.
 What an exported renderer records about how it was made is `spokester_train.recipe.provenance`.
@@ -20,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from neural_render import ConditionStats, Renderer, build_renderer
+from neural_render import RENDERER_PRESETS, ConditionStats, Renderer, build_renderer, load_renderer
+from neural_render.checkpoint import LoadedRenderer
 from spokester_env.output import check_output
 from spokester_train.data.batches import ClipBatches
-from spokester_train.data.extract import extract
+from spokester_train.data.extract import extract, file_record
 from spokester_train.data.sources import game_sources, load_game_sources, video_source_name, video_sources
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import parse_video
@@ -33,7 +37,7 @@ from spokester_train.recipe.distributed import Ranks
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
 from spokester_train.recipe.optimizer_step import make_optimizer
 
-__all__ = ["Networks", "StageData", "open_run", "prepare_stores", "video_file_name"]
+__all__ = ["Networks", "StageData", "init_from_choices", "open_run", "prepare_stores", "video_file_name"]
 
 
 def open_run(config: TrainConfig, resume: bool, main: bool = True) -> tuple[Path, dict | None]:
@@ -68,15 +72,42 @@ def _describe(weights: dict[str, torch.Tensor]) -> str:
     return f"{len(blocks)} blocks of width {width}, {'a' if head else 'no'} pixel head, {len(weights)} tensors"
 
 
-def _check_network(saved: dict[str, torch.Tensor], model: Renderer, config: TrainConfig) -> None:
-    """A checkpoint's weights must be those of the network its config names: one line naming both if not."""
+def _check_network(saved: dict[str, torch.Tensor], model: Renderer, config: TrainConfig, source: Path) -> None:
+    """Weights read from `source` must be those of the network the config names: one line naming both if not."""
     expected = model.state_dict()
     same = set(saved) == set(expected) and all(saved[k].shape == expected[k].shape for k in expected)
     if not same:
         raise ValueError(
-            f"{Path(config.out) / CHECKPOINT}: its weights ({_describe(saved)}) are not those of the network its "
-            f"config names, renderer preset {config.renderer_preset!r} ({_describe(expected)})"
+            f"{source}: its weights ({_describe(saved)}) are not those of the network the run's config names, "
+            f"renderer preset {config.renderer_preset!r} ({_describe(expected)})"
         )
+
+
+def init_from_choices(path: str | Path) -> dict:
+    """The config fields a run started from the renderer at `path` takes from it unless given others: its
+    network (`renderer_preset`: the preset it was saved or trained as, and as `renderer_overrides` whatever of its
+    config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
+    (`sample_steps`)."""
+    loaded = load_renderer(path)
+    named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
+    name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
+    preset = dataclasses.asdict(RENDERER_PRESETS[name]())
+    own = dataclasses.asdict(loaded.model.config)
+    overrides = {k: v for k, v in own.items() if k != "image_size" and v != preset[k]}
+    return {
+        "renderer_preset": name,
+        "renderer_overrides": overrides,
+        "camera": loaded.game["camera"],
+        "scene": loaded.game["scene"],
+        "sample_steps": loaded.num_steps,
+    }
+
+
+def _origin(loaded: LoadedRenderer) -> dict:
+    """What a run started from `loaded` records of it: its file, size and hash, its save's id and the steps and
+    training wall time its own provenance gives."""
+    steps, wall_s = loaded.provenance.get("steps"), loaded.provenance.get("train_wall_s")
+    return file_record(loaded.path, checkpoint_id=loaded.checkpoint_id, steps=steps, train_wall_s=wall_s)
 
 
 def _resized(model: Renderer, size: int) -> Renderer:
@@ -99,10 +130,13 @@ class Networks:
     projector: Projector | None
     optimizer: torch.optim.Optimizer
     irepa_layer: int
+    origin: dict | None = None
+    """The record of the renderer the weights started from (`init_from`), None for seeded weights."""
 
     @classmethod
     def build(cls, config: TrainConfig, device: torch.device, state: dict | None = None) -> Networks:
-        """Fresh networks seeded by `config.seed`, or those of a checkpoint's `state` at its stage's size."""
+        """Fresh networks seeded by `config.seed` (with `config.init_from`: the network and its EMA holding that
+        renderer's weights), or those of a checkpoint's `state` at its stage's size."""
         torch.manual_seed(config.seed)  # the initial weights
         size = config.stages[0].image_size
         model = build_renderer(config.renderer_preset, device=device, image_size=size, **config.renderer_overrides)
@@ -115,11 +149,19 @@ class Networks:
         if state is not None:
             networks.resize(config.stage_at(max(int(state["step"]) - 1, 0))[1].image_size, config)
             model, ema = networks.model, networks.ema
-            _check_network(state["model"], model, config)
+            _check_network(state["model"], model, config, Path(config.out) / CHECKPOINT)
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
             if projector is not None:
                 projector.load_state_dict(state["projector"])
+            networks.origin = state.get("origin")
+        elif config.init_from is not None:
+            start = load_renderer(config.init_from, device=device)
+            weights = start.model.state_dict()
+            _check_network(weights, model, config, start.path)
+            model.load_state_dict(weights)
+            ema.load_state_dict(weights)
+            networks.origin = _origin(start)
         networks.optimizer = make_optimizer(networks.model, projector, config)
         if state is not None:
             networks.optimizer.load_state_dict(state["optimizer"])
@@ -142,6 +184,7 @@ class Networks:
             "ema": self.ema.state_dict(),
             "projector": self.projector.state_dict() if self.projector is not None else {},
             "optimizer": self.optimizer.state_dict(),
+            "origin": self.origin,
         }
 
 

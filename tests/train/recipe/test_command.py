@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from neural_render import load_renderer
+from neural_render import build_renderer, load_renderer, save_renderer
 from spokester_train.__main__ import build_config, parse_args
 from spokester_train.__main__ import main as train_main
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
@@ -116,3 +116,41 @@ def test_a_host_without_the_game_is_told_so_on_the_command_line():
     default = build_config(parse_args(["--video", "v.mp4", "--out", "o"]))
     assert (default.game_stats, default.evaluate) == (None, True)
     assert {"game_stats", "evaluate"} <= set(RESUMABLE_CHANGES)
+
+
+@pytest.mark.filterwarnings("ignore:.*unit statistics")
+def test_init_from_takes_the_renderers_network_game_and_steps_unless_told(tmp_path, capsys):
+    """--init-from: the run trains that renderer's network (the preset it names, its differences as overrides),
+    for its camera and scene and with its sampling steps; --camera/--scene may change, the network may not."""
+    start = save_renderer(
+        tmp_path / "start.safetensors",
+        build_renderer("tiny-head", image_size=32, num_blocks=2, width=64, heads=2),
+        game={"camera": "first_person", "scene": "open"},
+        num_steps=4,
+    )
+    base = ["--video", "v.mp4", "--out", str(tmp_path / "o"), "--init-from", str(start)]
+    config = build_config(parse_args(base))
+    network = {"num_blocks": 2, "width": 64, "heads": 2, "pixel_head": 16}  # a tiny-head of other sizes
+    assert (config.renderer_preset, config.renderer_overrides) == ("tiny", network)
+    assert (config.camera, config.scene, config.sample_steps, config.init_from) == (
+        "first_person",
+        "open",
+        4,
+        str(start),
+    )
+    built = build_renderer(config.renderer_preset, image_size=32, **config.renderer_overrides)
+    assert built.config == load_renderer(start).model.config
+    assert build_config(parse_args([*base, "--camera", "follow"])).camera == "follow"
+    assert make_config("cpu-tiny").init_from is None
+
+    with pytest.raises(SystemExit) as stop:
+        train_main([*base, "--renderer", "tiny-head"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "--renderer: a run started from a renderer" in err
+    with pytest.raises(SystemExit) as stop:
+        train_main([*base[:-1], str(tmp_path / "missing.safetensors")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "missing.safetensors" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--resume", "--out", "o", "--init-from", str(start)])
+    assert stop.value.code == 2 and "--init-from: a resumed run keeps" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The training loop: overfitting, exact resume, atomic checkpoints, non-finite losses, iREPA, loader workers."""
 
 import copy
+import hashlib
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from spokester_train.recipe import loop
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import Augment, Stage
 from spokester_train.recipe.loop import NonFiniteLoss, train
-from spokester_train.recipe.setup import prepare_stores
+from spokester_train.recipe.setup import Networks, prepare_stores
 
 
 def _fixed_loss(model, stats, store) -> float:
@@ -216,3 +217,53 @@ def test_resuming_weights_of_another_network_is_one_line_naming_both(tiny_config
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{path}: its weights (2 blocks of width 64, no pixel head")
     assert "renderer preset 'tiny-head' (2 blocks of width 64, a pixel head" in message
+
+
+def test_a_run_started_from_a_renderer_holds_its_weights_and_records_where_they_came_from(tiny_config, tmp_path):
+    """`init_from`: the network and its EMA start as the renderer's (not as seeded weights); the exported renderer
+    records that file as it was when the run began, even after the file changes and the run is resumed."""
+    first = train(tiny_config(out=str(tmp_path / "first")))
+    start = load_renderer(first.renderer)
+    record = {
+        "file": "renderer.safetensors",
+        "bytes": first.renderer.stat().st_size,
+        "sha256": hashlib.sha256(first.renderer.read_bytes()).hexdigest(),
+        "checkpoint_id": start.checkpoint_id,
+        "steps": 4,
+        "train_wall_s": start.provenance["train_wall_s"],
+    }
+    two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    config = tiny_config(out=str(tmp_path / "tuned"), init_from=str(first.renderer), stages=two)
+    nets, seeded = Networks.build(config, torch.device("cpu")), Networks.build(tiny_config(), torch.device("cpu"))
+    for name, tensor in start.model.state_dict().items():
+        assert torch.equal(nets.model.state_dict()[name], tensor) and torch.equal(nets.ema.state_dict()[name], tensor)
+    assert not torch.equal(seeded.model.x_embedder.weight, start.model.x_embedder.weight)
+    assert nets.origin == record and seeded.origin is None
+
+    tuned = train(config)
+    provenance = load_renderer(tuned.renderer).provenance
+    assert provenance["init_from"] == record and "init_from" not in provenance["train_config"]
+    card = (tmp_path / "tuned" / "renderer.card.md").read_text()
+    assert (
+        f"starting from the weights of `renderer.safetensors` (checkpoint id `{start.checkpoint_id}`, 4 steps" in card
+    )
+    assert "--init-from renderer.safetensors" in card
+
+    five = (Stage(steps=5, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    train(tiny_config(out=str(tmp_path / "first"), stages=five), resume=True)  # another renderer in that file...
+    assert load_renderer(first.renderer).checkpoint_id != start.checkpoint_id
+    three = (Stage(steps=3, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    resumed = train(tiny_config(out=str(tmp_path / "tuned"), init_from=str(first.renderer), stages=three), resume=True)
+    assert resumed.step == 3 and load_renderer(resumed.renderer).provenance["init_from"] == record  # ...not this one's
+
+
+def test_starting_from_a_renderer_of_another_network_is_one_line_naming_both(tiny_config, tmp_path):
+    first = train(tiny_config(out=str(tmp_path / "first")))
+    wider = tiny_config(out=str(tmp_path / "wider"), init_from=str(first.renderer),
+                        renderer_overrides={**tiny_config.base.renderer_overrides, "width": 32})  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        train(wider)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{first.renderer}: its weights (2 blocks of width 64")
+    assert "(2 blocks of width 32, no pixel head" in message
+    assert not (tmp_path / "wider" / CHECKPOINT).exists()

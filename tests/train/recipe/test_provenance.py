@@ -9,8 +9,9 @@ from pathlib import Path
 
 from neural_render.card import FIGURES, card_path, renderer_card
 from neural_render.checkpoint import checkpoint_info
+from spokester_train.data.extract import file_record
 from spokester_train.recipe.loop import train
-from spokester_train.recipe.provenance import file_record, portable
+from spokester_train.recipe.provenance import portable
 
 
 def test_file_records_and_the_portable_pass(tmp_path):
