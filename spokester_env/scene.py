@@ -295,7 +295,8 @@ class Scene:
 
         self.num_bodies = c.getNumBodies()
         self.positions = np.zeros((self.num_bodies, 3))
-        """Every body's base position, pybullet axes relative to the drawing origin (what `sync` placed)."""
+        """Every body's base position, pybullet axes relative to the drawing origin, as the game has it (`sync`);
+        what both backends draw. pybullet's own bodies follow it at every step only with TinyRenderer."""
         self.positions[self.cars] = PARKED
         if self.backend == "gl":
             self._gl = self._gl_drawing(rider_h, body_h, roof_h, shift, half, verts, uvs)
@@ -372,19 +373,23 @@ class Scene:
             self._place(body, self.positions[body].tolist(), (0, 0, 0, 1))
 
     def sync(self, state: GameState, camera_y: float) -> None:
-        """Move the rider and the cars to the game state (and the static world when it needs to)."""
+        """Move the rider and the cars to the game state (and the static world when it needs to): in `positions`,
+        which both backends draw, and with TinyRenderer, which draws pybullet's bodies, in pybullet too (gl moves
+        only the bodies `rider_hits_car` tests, when it tests them)."""
         if camera_y - self.origin > REBASE + 200.0 or camera_y < self.origin:
             self._rebase(np.floor(camera_y / REBASE) * REBASE)
         self._place_buildings(camera_y)
         place, tr, upright, at = self._place, state.traffic, (0.0, 0.0, 0.0, 1.0), self.positions
         at[self.rider] = (state.rider.x, state.distance - self.origin, self.rider_z)
-        place(self.rider, at[self.rider].tolist(), upright)
         cars = at[self.cars]  # (max_cars, 3)
         cars[tr.active] = np.stack(
             [self.config.lane_x(tr.lane[tr.active]), tr.y[tr.active] - self.origin, np.zeros(tr.active.sum())], -1
         )
         cars[~tr.active] = PARKED
         at[self.cars] = cars
+        if self._gl is not None:  # gl draws from `positions`; pybullet gets the bodies it tests (rider_hits_car)
+            return
+        place(self.rider, at[self.rider].tolist(), upright)
         for i in np.flatnonzero(tr.active):
             place(self.cars[i], cars[i].tolist(), upright)
         self._car_parked &= ~tr.active
@@ -449,6 +454,9 @@ class Scene:
         tr, cfg = state.traffic, self.config
         reach = cfg.car_half_extents[2] + cfg.rider_half_extents[2] + 0.5
         near = np.flatnonzero(tr.active & (np.abs(tr.y - state.distance) < reach))
+        if len(near) and self._gl is not None:  # `sync` left pybullet's bodies where they were
+            for body in (self.rider, *(self.cars[i] for i in near)):
+                self._place(body, self.positions[body].tolist(), (0.0, 0.0, 0.0, 1.0))
         for i in near:
             if self.client.getClosestPoints(self.rider, self.cars[i], distance=0.0):
                 return True
