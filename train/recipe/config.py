@@ -229,6 +229,11 @@ class TrainConfig:
             raise ValueError(f"compile=True needs a CUDA device, got device={self.device!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes={self.max_minutes}: must be > 0 or None")
+        steps = self.sample_steps
+        if steps < 1 or any(v is not None and not 0 <= v < steps for v in self.eval_cache_steps):
+            raise ValueError(
+                f"eval_cache_steps={self.eval_cache_steps}: each must be None or in [0, sample_steps={steps})"
+            )
         if self.loader_workers < 0:
             raise ValueError(f"loader_workers={self.loader_workers}: must be >= 0")
         if self.attention not in ATTENTION_BACKENDS:

@@ -87,7 +87,8 @@ def init_from_choices(path: str | Path) -> dict:
     """The config fields a run started from the renderer at `path` takes from it unless given others: its
     network (`renderer_preset`: the preset it was saved or trained as, and as `renderer_overrides` whatever of its
     config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
-    (`sample_steps`)."""
+    (`sample_steps`; the in-run evaluation with a clean context pass and the cache at half of them,
+    `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer)."""
     loaded = load_renderer(path)
     named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
     name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
@@ -100,6 +101,7 @@ def init_from_choices(path: str | Path) -> dict:
         "camera": loaded.game["camera"],
         "scene": loaded.game["scene"],
         "sample_steps": loaded.num_steps,
+        "eval_cache_steps": (None, loaded.num_steps // 2) if loaded.num_steps > 1 else (None,),
     }
 
 

@@ -138,6 +138,7 @@ def test_init_from_takes_the_renderers_network_game_and_steps_unless_told(tmp_pa
         4,
         str(start),
     )
+    assert config.eval_cache_steps == (None, 2)  # its steps' clean pass and half way, not the preset's (None, 3, 6)
     built = build_renderer(config.renderer_preset, image_size=32, **config.renderer_overrides)
     assert built.config == load_renderer(start).model.config
     assert build_config(parse_args([*base, "--camera", "follow"])).camera == "follow"

@@ -28,3 +28,14 @@ def test_sky_to_zero_needs_the_deeplab_teacher():
     with pytest.raises(ValueError, match="sky_to_zero=True needs the deeplab teacher"):
         TrainConfig(extractors={"flow": "dis", "depth": "pydnet", "teacher": "dinov2"}, irepa=True)
     assert not TrainConfig(extractors={"flow": "dis", "depth": "pydnet"}, irepa=False, sky_to_zero=False).sky_to_zero
+
+
+def test_the_evaluations_cache_settings_must_fit_its_sampling_steps():
+    """Found when the config is made, not at the run's first evaluation hundreds of steps later."""
+    with pytest.raises(
+        ValueError, match=r"eval_cache_steps=\(None, 3, 6\): each must be None or in \[0, sample_steps=6\)"
+    ):
+        TrainConfig(sample_steps=6, eval_cache_steps=(None, 3, 6))
+    with pytest.raises(ValueError, match="eval_cache_steps"):
+        TrainConfig(sample_steps=0, eval_cache_steps=(None,))
+    assert TrainConfig(sample_steps=6, eval_cache_steps=(None, 0, 5)).eval_cache_steps == (None, 0, 5)
