@@ -2,6 +2,7 @@
 small enough to carry.
 
     python scripts/train_from_pack.py PACK --out DIR [--renderer tiny-overlap-blend] [--minutes 8.5]
+    python scripts/train_from_pack.py PACK --out DIR --init-from neural_render/weights/default.safetensors
     python scripts/train_from_pack.py --join DIR     # where the files came back: DIR/renderer.safetensors again
 
 For a GPU host with torch, numpy, safetensors, einops, rich, Pillow and gymnasium, but neither the game
@@ -13,7 +14,9 @@ For a GPU host with torch, numpy, safetensors, einops, rich, Pillow and gymnasiu
    rate's cool-down then ends where the time does (`--steps` fixes the steps instead);
 3. train on every store of the pack (`spokester_train.recipe.loop.train`) at the pack's frame size, with the
    pack's game statistics and without evaluation; `--minutes` also stops the run, exported, should the
-   steps run slower than timed;
+   steps run slower than timed; with `--init-from`, starting from that renderer's weights (its network,
+   camera unless `--camera` says another, and sampling steps; the pack's scene), as `python -m spokester_train
+   --init-from` does;
 4. write to `--out` the exported renderer's JSON, its run log and its weights cut into parts of at most
    `PART_BYTES`, with the SHA-256 of the whole (`--join` puts them back together and checks it).
 
@@ -105,15 +108,21 @@ def train_from_pack(args, started: float) -> dict:
     from spokester_train.data.store import LabelStore
     from spokester_train.recipe.config import make_config
     from spokester_train.recipe.loop import train
+    from spokester_train.recipe.setup import init_from_choices
 
     out = check_output(args.out, folder=True)
     work = Path(tempfile.mkdtemp(prefix="spokester-pack-"))
     try:
         unpacked = unpack(args.pack, work / "labels")
         game = json.loads(Path(unpacked["game_stats"]).read_text())
+        network = {"renderer_preset": args.renderer or "tiny", "camera": args.camera or "first_person"}
+        if args.init_from is not None:
+            network = init_from_choices(args.init_from) | {"init_from": args.init_from}
+            del network["scene"]  # the pack's: its game statistics were fitted in it
+            network |= {"camera": args.camera} if args.camera else {}
         config = make_config(
             "gpu-tiny",
-            renderer_preset=args.renderer,
+            **network,
             videos=tuple(unpacked["stores"]),
             out=str(work / "run"),
             label_root=str(work / "labels"),
@@ -121,7 +130,6 @@ def train_from_pack(args, started: float) -> dict:
             game_stats_frames=game["frames"],
             seed=game["seed"],
             scene=game["scene"],
-            camera=args.camera,
             device=args.device or "cuda",
             progress=False,
         )
@@ -153,12 +161,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("pack", nargs="?", help="the training pack (python -m spokester_train.data.pack)")
     parser.add_argument("--out", help="folder for the renderer's JSON, log and weight parts")
     parser.add_argument("--join", metavar="DIR", help="put DIR's weight parts back together instead")
-    parser.add_argument("--renderer", default="tiny", choices=list(RENDERER_PRESETS), help="the network's preset")
+    parser.add_argument("--renderer", default=None, choices=list(RENDERER_PRESETS),
+                        help="the network's preset (default: tiny)")  # fmt: skip
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from this renderer's weights (its network, camera and sampling steps): "
+                        "fine-tuning it, e.g. neural_render/weights/default.safetensors")  # fmt: skip
     parser.add_argument(
         "--camera",
-        default="first_person",
+        default=None,
         choices=list(CAMERA_PRESETS),
-        help="the game camera the renderer is made for (default: the footage's, first_person)",
+        help="the game camera the renderer is made for (default: --init-from's, else the footage's, first_person)",
     )
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")
@@ -167,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if bool(args.join) == bool(args.pack or args.out) or (args.pack is None) != (args.out is None):
         parser.error("give PACK and --out to train, or --join DIR")
+    if args.init_from and args.renderer:
+        parser.error("--renderer: a run started from a renderer (--init-from) trains that renderer's network")
     with user_errors(parser.prog):
         if args.join:
             result = {"renderer": str(join_weights(Path(args.join)))}

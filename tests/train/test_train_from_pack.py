@@ -135,3 +135,29 @@ def test_a_label_store_folder_given_as_a_video_is_used_as_it_is_and_must_fit_the
         prepare_stores([folder], 64, config)
     with pytest.raises(ValueError, match="takes no @START"):
         prepare_stores([f"{folder}@3"], 32, config)
+
+
+def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path, run_as_gpu_host):
+    """--init-from: the GPU host trains that renderer's network from its weights, with its camera and steps."""
+    from neural_render import build_renderer, save_renderer
+
+    start = save_renderer(
+        tmp_path / "start.safetensors",
+        build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2),
+        game={"camera": "follow", "scene": "city"},
+        num_steps=4,
+    )
+    pack = tmp_path / "road.zip"
+    make_pack(road_stores[:1], pack, scene="open", game_frames=8)
+    out = tmp_path / "back"
+    args = [str(pack), "--out", str(out), "--steps", "2", "--batch", "2", "--device", "cpu", "--init-from", str(start)]
+    result = run_as_gpu_host(args)
+    assert result.returncode == 0, result.stderr
+    assert run_as_gpu_host(["--join", str(out)]).returncode == 0
+    renderer = load_renderer(out / "renderer.safetensors")
+    assert (renderer.model.config.num_blocks, renderer.model.config.width) == (2, 64)
+    assert renderer.game == {"camera": "follow", "scene": "open"} and renderer.num_steps == 4
+    origin = renderer.provenance["init_from"]
+    assert origin["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest() and origin["file"] == "start.safetensors"
+    refused = run_as_gpu_host([*args, "--renderer", "tiny-head"])
+    assert refused.returncode == 2 and "--renderer: a run started from a renderer" in refused.stderr
