@@ -2,7 +2,7 @@
 
     python -m spokester_train --preset cpu-tiny --video PATH [PATH@START[:END] ...] --out DIR [--steps N] [--no-irepa]
     python -m spokester_train --resume --out DIR [--steps N] [--device cuda]
-    python -m spokester_train --init-from neural_render/weights/default.safetensors --video PATH ... --out DIR
+    python -m spokester_train --init-from neural_render/weights/default.safetensors --video PATH ... --out DIR [--lr R]
 
 Thin: parse the arguments into a `TrainConfig`, then call `spokester_train.recipe.loop.train`. `--resume` continues
 the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
@@ -49,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--steps", type=at_least(1), default=None,
                         help="total optimiser steps (cuts/stretches the curriculum)")  # fmt: skip
+    parser.add_argument("--lr", type=more_than(0), default=None,
+                        help="peak learning rate (default: the preset's; a lower one suits --init-from)")  # fmt: skip
     parser.add_argument("--no-irepa", action="store_true", help="train without the iREPA alignment loss")
     parser.add_argument(
         "--no-sky-to-zero",
@@ -87,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None):
         parser.error("--video: give one or more training videos (or --resume a run)")
     recipe = [
         f"--{name.replace('_', '-')}"
-        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene", "init_from")
+        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene", "init_from", "lr")
         if getattr(args, name)
     ]
     recipe += ["--renderer"] if args.renderer_preset else []
@@ -96,7 +98,8 @@ def parse_args(argv: Sequence[str] | None = None):
     if args.resume and (args.video or recipe):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
-            f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network and weights"
+            f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights "
+            "and learning rate"
         )
     return args
 
@@ -114,7 +117,7 @@ def build_config(args):
         overrides["extractors"] = extractor_specs(**names, weights=args.weights)
         if args.init_from is not None:
             overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
-        chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed}
+        chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():
             if value is not None:

@@ -109,6 +109,18 @@ def test_the_game_and_the_network_are_chosen_on_the_command_line(tmp_path, capsy
     assert "--camera: a resumed run keeps" in capsys.readouterr().err
 
 
+def test_the_peak_learning_rate_is_chosen_on_the_command_line_and_kept_on_resume(capsys):
+    """--lr replaces the preset's peak rate (the schedule follows it); a resumed run keeps its own schedule."""
+    config = build_config(parse_args(["--video", "v.mp4", "--out", "o", "--lr", "1.5e-4"]))
+    assert config.lr == 1.5e-4 and make_config("cpu-tiny").lr == 5e-4
+    assert build_config(parse_args(["--video", "v.mp4", "--out", "o"])).lr == 5e-4
+    for bad, said in ((["--video", "v.mp4", "--lr", "0"], "--lr"), (["--resume", "--lr", "1e-4"], "--lr: a resumed")):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(["--out", "o", *bad])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and said in err and err.count("\n") == 1
+
+
 def test_a_host_without_the_game_is_told_so_on_the_command_line():
     """--game-stats and --no-eval reach the config; both may change when a run is resumed (another host)."""
     config = build_config(parse_args(["--video", "store/", "--out", "o", "--game-stats", "g.json", "--no-eval"]))
