@@ -5,10 +5,10 @@
     python -m spokester_train --init-from neural_render/weights/default.safetensors --video PATH ... --out DIR [--lr R]
 
 Thin: parse the arguments into a `TrainConfig`, then call `spokester_train.recipe.loop.train`. `--resume` continues
-the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`,
-`--threads`, `--attention`, `--workers`, `--minutes`, `--game-stats` and `--no-eval` may change). A `--video`
-may also be a label store folder (an unpacked training pack, `spokester_train.data.pack`): it is trained on
-as it is, with no video needed. `--init-from` starts a new run from a renderer's weights (fine-tuning it, the
+the run in `--out` from its checkpoint with the checkpoint's own config (only `--steps`, `--device`, `--bf16`,
+`--threads`, `--attention`, `--workers`, `--minutes`, `--game-stats` and `--no-eval` may change). A `--video` may
+also be a label store folder (an unpacked training pack, `spokester_train.data.pack`): it is trained on as it is,
+with no video needed. `--init-from` starts a new run from a renderer's weights (fine-tuning it, the
 shipped default say, on your own footage) with a fresh optimiser and schedule; the run takes that renderer's
 network, camera, scene and sampling steps unless told another camera or scene. Every error is one line naming
 the argument or file.
@@ -72,6 +72,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--device", type=device_option, default=None, help="torch device (default: the preset's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (1 is best on a busy CPU)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast on the CPU too (default: on CUDA only); on a CPU with AVX512-BF16 or AMX "
+                        "about 1.3x faster steps, but the run no longer repeats bit for bit")  # fmt: skip
     parser.add_argument("--attention", default=None, choices=("sdpa", "flex"),
                         help="window-mask backend (default: the preset's; flex needs CUDA)")  # fmt: skip
     parser.add_argument("--workers", type=at_least(0), default=None, dest="loader_workers",
@@ -128,6 +131,8 @@ def build_config(args):
             config = dataclasses.replace(config, **{name: getattr(args, name)})
     if args.no_eval:
         config = dataclasses.replace(config, evaluate=False)
+    if args.bf16:
+        config = dataclasses.replace(config, autocast=True)
     return config.with_total_steps(args.steps) if args.steps is not None else config
 
 

@@ -6,8 +6,9 @@ curriculum would take at that rate.
 
 Each stage of the preset is timed with synthetic clips of its shape (frames in [-1, 1], a normal condition,
 random teacher features) through the very step the loop runs (`spokester_train.recipe.optimizer_step`: augmentation,
-diffusion-forcing loss under bf16 autocast on CUDA, iREPA, backward, clipping, AdamW, EMA), so data loading
-is left out: this is the model's ceiling, and a real run adds the time to read clips from the label stores.
+diffusion-forcing loss under bf16 autocast on CUDA (on the CPU too with --bf16), iREPA, backward,
+clipping, AdamW, EMA), so data loading is left out: this is the model's ceiling, and a real run adds the time to
+read clips from the label stores.
 Under torchrun (`torchrun --nproc_per_node N -m spokester_train.recipe.bench ...`) each stage is timed once as
 one plain process on the whole batch and once as N DistributedDataParallel processes on their shares, with
 the steps/s of each process, the total and the scaling efficiency.
@@ -31,7 +32,7 @@ from spokester_train.data.batches import batch_share
 from spokester_train.recipe.config import TRAIN_PRESETS, Stage, TrainConfig, irepa_layer, make_config
 from spokester_train.recipe.distributed import Ranks, join
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, TEACHER_GRID, Projector
-from spokester_train.recipe.optimizer_step import apply_update, clip_generators, make_optimizer, step_loss
+from spokester_train.recipe.optimizer_step import apply_update, clip_generators, make_optimizer, step_loss, uses_bf16
 
 __all__ = ["StageTiming", "training_flops", "time_stage", "main"]
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attention", nargs="+", default=None, choices=("sdpa", "flex"), help="backends to time")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile")
     parser.add_argument("--no-irepa", action="store_true", help="time the step without the iREPA loss")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU too (default: CUDA only)")
     parser.add_argument("--device", type=device_option, default=None, help="torch device (default: the preset's)")
     parser.add_argument("--size", type=at_least(1), default=None, help="override every stage's frame side")
     parser.add_argument("--clip-frames", type=at_least(1), default=None, help="override every stage's clip length")
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {"progress": False, "irepa": not args.no_irepa}
     overrides |= {"device": args.device} if args.device else {}
     overrides |= {"compile": args.compile} if args.compile is not None else {}
+    overrides |= {"autocast": True} if args.bf16 else {}
     try:
         config = make_config(args.preset, **overrides)
         for attention in args.attention or []:
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"[{device}: {name}] training preset {args.preset} ({config.renderer_preset} renderer), "
             f"irepa {config.irepa}, window {config.window}, {'torch.compile' if config.compile else 'eager'}, "
-            f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}; {args.steps} timed steps after {args.warmup}",
+            f"{'bf16 autocast' if uses_bf16(config, device) else 'float32'}; "
+            f"{args.steps} timed steps after {args.warmup}",
             flush=True,
         )
     if ranks.distributed:

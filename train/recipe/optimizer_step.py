@@ -2,7 +2,8 @@
 benchmark (`spokester_train.recipe.bench`): what a step computes lives here once.
 
 `step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, the
-flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA, plus
+flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA
+(and on the CPU when the config asks for it: `uses_bf16`), plus
 `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
 Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes from its own
 generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`), so a clip
@@ -23,7 +24,7 @@ from spokester_train.recipe.augment import augment_clip
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
-__all__ = ["apply_update", "clip_generators", "learning_rate", "make_optimizer", "step_loss"]
+__all__ = ["apply_update", "clip_generators", "learning_rate", "make_optimizer", "step_loss", "uses_bf16"]
 
 
 def make_optimizer(model: Renderer, projector: Projector | None, config: TrainConfig) -> torch.optim.AdamW:
@@ -80,8 +81,7 @@ def step_loss(
     framelets = x.shape[1] // model.config.patch_frames
     t = torch.cat([diffusion.sample_time(1, framelets, generator=g, device=device) for g in generators])  # (b, n)
     noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=device, dtype=x.dtype) for g in generators])
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with autocast:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device)):
         result = diffusion.loss(
             forward,
             x,
@@ -100,6 +100,11 @@ def step_loss(
             loss = loss + config.irepa_weight * align
             parts["irepa"] = align.item()
     return loss, parts
+
+
+def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the step runs under bf16 autocast on `device`: the config's `autocast`, None meaning on CUDA."""
+    return device.type == "cuda" if config.autocast is None else config.autocast
 
 
 def apply_update(
