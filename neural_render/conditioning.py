@@ -13,7 +13,8 @@ with `log_depth` (the default) its logarithm is taken: an unknown scale of relat
 an additive offset that the source's mean removes, so the video's and the game's depth land on one scale.
 Every value is clamped to mean +- clip * std BEFORE it is standardised, so any finite or infinite input
 (a camera inside a car: inverse depth 1e6, flow 1e6) gives bounded values and never overflows; NaNs read
-as 0 (sky, no motion).
+as 0 (sky, no motion). With `sky_at_clip` the floor (the sky) reads -clip in every source, whatever its
+statistics.
 
 A `ConditionSource` is one source (the game seen by one camera, one video, the videos pooled): its
 statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `clip`). It is fitted here from
@@ -119,6 +120,11 @@ class ConditionSource:
     sky is 0 already."""
     clip: float = DEFAULT_CLIP
     """Normalised values are clipped to [-clip, clip] standard deviations."""
+    sky_at_clip: bool = False
+    """Depth at or below the floor (the sky, and anything farther) reads -clip, the same in every source. Without
+    it the floor reads its standardised log, which differs from source to source: the shipped default's videos
+    read their sky as -0.92 to -4.0 and the game its sky as -1.17, so one value meant sky in one video and
+    distant trees in another. The statistics are fitted the same either way."""
 
     def __post_init__(self):
         """Refuse nonsense (one ValueError naming the field and what it must be); normalise numpy scalars
@@ -141,7 +147,7 @@ class ConditionSource:
         if not isinstance(self.frames, numbers.Integral) or isinstance(self.frames, bool) or self.frames < 0:
             refuse("frames", "an integer >= 0")
         object.__setattr__(self, "frames", int(self.frames))
-        for name in ("log_depth", "sky_to_zero"):
+        for name in ("log_depth", "sky_to_zero", "sky_at_clip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 refuse(name, "true or false")
             object.__setattr__(self, name, bool(getattr(self, name)))
@@ -149,7 +155,12 @@ class ConditionSource:
     @property
     def flags(self) -> dict:
         """The transform's flags: what two sources must share to be pooled."""
-        return {"log_depth": self.log_depth, "sky_to_zero": self.sky_to_zero, "clip": self.clip}
+        return {
+            "log_depth": self.log_depth,
+            "sky_to_zero": self.sky_to_zero,
+            "clip": self.clip,
+            "sky_at_clip": self.sky_at_clip,
+        }
 
     @classmethod
     def unit(cls) -> ConditionSource:
@@ -169,8 +180,8 @@ class ConditionSource:
         """Fit a source from its depth (N, H, W, 1) and flow (N', H, W, 2) (memmaps welcome: read `chunk`
         frames at a time, sums in float64). `flow` may be a list of arrays, the equally likely parts of a
         mixture (a video's flow at each frame skip a training clip may be drawn with); its statistics are
-        the mixture's. `flags` are the transform's (`log_depth`, `sky_to_zero`, `clip`; the fields' defaults
-        where not given); `sky_to_zero=True` records that `depth` already reads 0 at the sky."""
+        the mixture's. `flags` are the transform's (`log_depth`, `sky_to_zero`, `clip`, `sky_at_clip`; the
+        fields' defaults where not given); `sky_to_zero=True` records that `depth` already reads 0 at the sky."""
         unknown = sorted(set(flags) - set(cls.unit().flags))
         if unknown:
             raise TypeError(f"ConditionSource.fit: unknown flags {unknown}; the flags are {sorted(cls.unit().flags)}")
@@ -241,6 +252,8 @@ class ConditionSource:
             raise ValueError(f"need depth (..., 1) and flow (..., 2), got {shapes}")
         d = _transform_depth(depth, self.depth_floor, self.log_depth)
         d = _standardise(d, self.depth_mean, self.depth_std, self.clip)
+        if self.sky_at_clip:
+            d = torch.where(torch.nan_to_num(depth, nan=0.0, neginf=0.0) <= self.depth_floor, -self.clip, d)
         v = torch.nan_to_num(flow, nan=0.0)
         v = _standardise(v, self.flow_mean, self.flow_std, self.clip)
         return torch.cat([d, v], dim=-1)

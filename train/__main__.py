@@ -58,6 +58,12 @@ def parse_args(argv: Sequence[str] | None = None):
         help="keep the depth network's sky depth (default: 0 where the deeplab teacher sees sky)",
     )
     parser.add_argument(
+        "--sky-at-clip",
+        action="store_true",
+        help="read the sky as the lowest depth value in every source (default: its own standardised floor, "
+        "or as the --init-from renderer does)",
+    )
+    parser.add_argument(
         "--no-balance",
         action="store_true",
         help="draw clips in proportion to video length (default: equally from every video)",
@@ -92,7 +98,18 @@ def parse_args(argv: Sequence[str] | None = None):
         parser.error("--video: give one or more training videos (or --resume a run)")
     recipe = [
         f"--{name.replace('_', '-')}"
-        for name in ("flow", "depth", "teacher", "weights", "labels", "camera", "scene", "init_from", "lr")
+        for name in (
+            "flow",
+            "depth",
+            "teacher",
+            "weights",
+            "labels",
+            "camera",
+            "scene",
+            "init_from",
+            "lr",
+            "sky_at_clip",
+        )
         if getattr(args, name)
     ]
     recipe += ["--renderer"] if args.renderer_preset else []
@@ -120,6 +137,7 @@ def build_config(args):
         overrides["extractors"] = extractor_specs(**names, weights=args.weights)
         if args.init_from is not None:
             overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
+        overrides["sky_at_clip"] = args.sky_at_clip or overrides.get("sky_at_clip", False)  # a start's, or asked
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

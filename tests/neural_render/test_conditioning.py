@@ -1,6 +1,7 @@
 """Condition sources: bounded for any input, fitted statistics standardise, mixtures pool, JSON round trips
 (version 1 included)."""
 
+import dataclasses
 import json
 import warnings
 
@@ -50,6 +51,32 @@ def test_log_depth_removes_the_unknown_scale_of_relative_depth():
     torch.testing.assert_close(game.normalize(depth, flow), video.normalize(37.0 * depth, flow), atol=1e-4, rtol=0)
     linear = ConditionSource.fit(37.0 * depth, flow, log_depth=False)
     assert not torch.allclose(linear.normalize(depth, flow), game.normalize(depth, flow), atol=1e-2)
+
+
+def test_sky_at_clip_reads_the_sky_alike_in_every_source_and_leaves_the_rest():
+    """Sources with more or less sky standardise their floor differently; with sky_at_clip the sky (and anything
+    at or beyond the floor) reads -clip in each, and every other pixel reads as without the flag."""
+    depth_a, flow = _road(n=8)
+    depth_b = depth_a.copy()
+    depth_b[:, :10] = 0.0  # much more sky: a lower mean log depth, a floor nearer the mean
+    a, b = ConditionSource.fit(depth_a, flow), ConditionSource.fit(depth_b, flow)
+    sky = depth_b[..., 0] == 0
+    plain = a.normalize(depth_b, flow)[..., 0], b.normalize(depth_b, flow)[..., 0]
+    assert abs(float(plain[0][sky][0]) - float(plain[1][sky][0])) > 0.3  # the same sky, two codes
+    assert float(plain[1][sky][0]) > -b.clip
+    for source, before in zip((a, b), plain, strict=True):
+        flagged = dataclasses.replace(source, sky_at_clip=True)
+        after = flagged.normalize(depth_b, flow)[..., 0]
+        assert (after[sky] == -source.clip).all() and torch.equal(after[~sky], before[~sky])
+        at_floor = np.full((2, 1), source.depth_floor, np.float32)
+        assert (flagged.normalize(at_floor, np.zeros((2, 2), np.float32))[:, 0] == -source.clip).all()
+        again = ConditionSource.from_dict(json.loads(json.dumps(flagged.to_dict())))
+        assert again.sky_at_clip and again.flags["sky_at_clip"]
+    old = a.to_dict()
+    del old["sky_at_clip"]  # statistics saved before the flag read the floor as before
+    assert not ConditionSource.from_dict(old).sky_at_clip
+    with pytest.raises(ValueError, match="different transforms"):
+        ConditionSource.pool([a, dataclasses.replace(b, sky_at_clip=True)])
 
 
 def test_statistics_survive_json_and_refuse_unknown_fields():

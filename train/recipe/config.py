@@ -121,6 +121,9 @@ class TrainConfig:
     """Read the videos' inverse depth as 0 (the game's sky) where the teacher's segmentation says sky; the depth
     network's sky is otherwise a little nearer than the horizon, unlike the game's (needs the deeplab teacher,
     whose label store holds the sky mask)."""
+    sky_at_clip: bool = False
+    """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
+    its standardised log floor, which differs from source to source."""
     balance_videos: bool = True
     """Draw the same number of clips from every training video per epoch (False: in proportion to length)."""
     lr: float = 3e-4

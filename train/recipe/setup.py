@@ -88,7 +88,8 @@ def init_from_choices(path: str | Path) -> dict:
     network (`renderer_preset`: the preset it was saved or trained as, and as `renderer_overrides` whatever of its
     config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
     (`sample_steps`; the in-run evaluation with a clean context pass and the cache at half of them,
-    `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer)."""
+    `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer), and how it reads the sky
+    (`sky_at_clip`)."""
     loaded = load_renderer(path)
     named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
     name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
@@ -102,6 +103,7 @@ def init_from_choices(path: str | Path) -> dict:
         "scene": loaded.game["scene"],
         "sample_steps": loaded.num_steps,
         "eval_cache_steps": (None, loaded.num_steps // 2) if loaded.num_steps > 1 else (None,),
+        "sky_at_clip": loaded.stats is not None and any(s.sky_at_clip for s in loaded.stats.sources.values()),
     }
 
 
@@ -269,6 +271,8 @@ class StageData:
         game = (stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
         sources = load_game_sources(config.game_stats, *game) if config.game_stats else game_sources(*game)
         sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
+        if config.sky_at_clip:  # a flag of the transform only: the statistics are the same
+            sources = {name: dataclasses.replace(source, sky_at_clip=True) for name, source in sources.items()}
         stats = ConditionStats(sources=sources)
         batches = ClipBatches(
             stores, [video_source_name(stem) for stem in stems], stats, stage.clip_frames, config.skips,

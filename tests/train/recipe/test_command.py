@@ -1,11 +1,12 @@
 """The training command `python -m spokester_train`: one-line errors, resuming with more steps, flags reaching
 the config."""
 
+import dataclasses
 import json
 
 import pytest
 
-from neural_render import build_renderer, load_renderer, save_renderer
+from neural_render import ConditionSource, ConditionStats, build_renderer, load_renderer, save_renderer
 from spokester_train.__main__ import build_config, parse_args
 from spokester_train.__main__ import main as train_main
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
@@ -119,6 +120,22 @@ def test_the_peak_learning_rate_is_chosen_on_the_command_line_and_kept_on_resume
             parse_args(["--out", "o", *bad])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and said in err and err.count("\n") == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*unit statistics")
+def test_the_sky_is_read_at_the_clip_when_asked_or_when_the_start_renderer_did(tmp_path, capsys):
+    base = ["--video", "v.mp4", "--out", "o"]
+    assert build_config(parse_args([*base, "--sky-at-clip"])).sky_at_clip
+    assert not build_config(parse_args(base)).sky_at_clip and not make_config("cpu-tiny").sky_at_clip
+    network = build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2)
+    for flagged in (False, True):
+        source = dataclasses.replace(ConditionSource.unit(), sky_at_clip=flagged)
+        start = save_renderer(tmp_path / f"start-{flagged}.safetensors", network, ConditionStats({"game": source}))
+        assert build_config(parse_args([*base, "--init-from", str(start)])).sky_at_clip is flagged
+        assert build_config(parse_args([*base, "--init-from", str(start), "--sky-at-clip"])).sky_at_clip
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--resume", "--out", "o", "--sky-at-clip"])
+    assert stop.value.code == 2 and "--sky-at-clip: a resumed run keeps" in capsys.readouterr().err
 
 
 def test_a_host_without_the_game_is_told_so_on_the_command_line():

@@ -1,6 +1,7 @@
 """The training loop: overfitting, exact resume, atomic checkpoints, non-finite losses, iREPA, loader workers."""
 
 import copy
+import dataclasses
 import hashlib
 import json
 
@@ -10,6 +11,7 @@ import torch
 from neural_render import FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
 from spokester_train.data.batches import ClipBatches
+from spokester_train.evaluation.evaluate import video_flags
 from spokester_train.recipe import checkpoint as training_checkpoint
 from spokester_train.recipe import loop
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
@@ -267,3 +269,18 @@ def test_starting_from_a_renderer_of_another_network_is_one_line_naming_both(tin
     assert "\n" not in message and message.startswith(f"{first.renderer}: its weights (2 blocks of width 64")
     assert "(2 blocks of width 32, no pixel head" in message
     assert not (tmp_path / "wider" / CHECKPOINT).exists()
+
+
+def test_a_run_that_reads_the_sky_at_clip_says_so_in_every_source_and_its_evaluation_follows(tiny_config, tmp_path):
+    """sky_at_clip flags every fitted source (the game's and each video's): the exported renderer reads the
+    sky so in the game, and evaluation fits a held-out clip with the same flag."""
+    two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    run = train(tiny_config(out=str(tmp_path / "sky"), stages=two, sky_at_clip=True, evaluate=False))
+    stats = load_renderer(run.renderer).stats
+    assert len(stats.sources) >= 3 and all(source.sky_at_clip for source in stats.sources.values())
+    assert video_flags(stats)["sky_at_clip"]
+    plain = train(tiny_config(out=str(tmp_path / "plain"), stages=two, evaluate=False))
+    plain_stats = load_renderer(plain.renderer).stats
+    assert not any(source.sky_at_clip for source in plain_stats.sources.values())
+    for name, source in plain_stats.sources.items():  # the same statistics: only the flag differs
+        assert dataclasses.replace(source, sky_at_clip=True) == stats.source(name)
