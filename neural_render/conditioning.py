@@ -17,7 +17,7 @@ as 0 (sky, no motion). With `sky_at_clip` the floor (the sky) reads -clip in eve
 statistics.
 
 A `ConditionSource` is one source (the game seen by one camera, one video, the videos pooled): its
-statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `clip`). It is fitted here from
+statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `clip`, `sky_at_clip`). It is fitted here from
 depth and flow arrays (`fit`, `pool`) by every caller, and it is saved in the checkpoint's JSON as data
 (`to_dict` / `from_dict`), never as constants elsewhere. `ConditionStats` is a checkpoint's named sources.
 """

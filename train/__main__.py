@@ -118,8 +118,8 @@ def parse_args(argv: Sequence[str] | None = None):
     if args.resume and (args.video or recipe):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
-            f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights "
-            "and learning rate"
+            f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
+            "learning rate and sky code"
         )
     return args
 
