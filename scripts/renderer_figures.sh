@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The figures of one or more trained renderers, each measured by the same commands in one sitting:
 # held-out reconstruction (PSNR raw and colour-matched, warp error, seam and framelet-boundary ratios),
-# the semantic check with its own camera (cars as seen), and frames/s through NeuralRenderObservation on
-# one thread of this CPU. Each renderer is sampled with its own Euler steps (its checkpoint's `num_steps`),
-# the clip with a clean context pass and the cache at half its steps.
+# the semantic check with its own camera (cars as seen; over RIDES seeded rides, default 1: seed 0), and
+# frames/s through NeuralRenderObservation on one thread of this CPU. Each renderer is sampled with its own
+# Euler steps (its checkpoint's `num_steps`), the clip with a clean context pass and the cache at half its steps.
 #   bash scripts/renderer_figures.sh RUN_OR_CHECKPOINT [...]      (default data: ../shared/data/road)
 # Writes FIGURES_DIR/<name>.{eval,semantic}.json and <name>.game.txt (default runs/figures) and prints a
 # summary line per renderer.
@@ -19,7 +19,7 @@ for target in "$@"; do
   steps=$(python -c "import sys; from neural_render.checkpoint import checkpoint_num_steps as n; print(n(sys.argv[1]))" "$checkpoint")
   python -m spokester_train.evaluation.evaluate --checkpoint "$checkpoint" --video "$D/udacity_project_video_part3.mp4" \
     --frames 64 --cache-at-step "none,$((steps / 2))" --json > "$OUT/$name.eval.json"
-  python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --json > "$OUT/$name.semantic.json"
+  python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --rides "${RIDES:-1}" --json > "$OUT/$name.semantic.json"
   python -m neural_render.bench --game --checkpoint "$checkpoint" --device cpu --threads 1 --framelets 60 \
     > "$OUT/$name.game.txt" 2>/dev/null
   python - "$OUT/$name" <<'PY'

@@ -25,15 +25,25 @@ from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import check_output, write_png, write_video
 from spokester_train.data.game import Ride, game_ride
 
-__all__ = ["condition_views", "contact_sheet", "main", "render_ride", "ride_views"]
+__all__ = ["condition_views", "contact_sheet", "main", "render_ride", "render_rides", "ride_views"]
 
 
 def render_ride(renderer: StreamingRenderer, ride: Ride, seed: int = 0) -> np.ndarray:
     """Neural frames (t', s, s, 3) uint8 of a ride, one framelet at a time (t' = t rounded down to F)."""
+    return render_rides(renderer, [ride], [seed])[0]
+
+
+def render_rides(renderer: StreamingRenderer, rides: Sequence[Ride], seeds: Sequence[int]) -> np.ndarray:
+    """Neural frames (b, t', s, s, 3) uint8 of b equally long rides painted together, one stream each (the
+    renderer's `batch_size` is b), stream k's noise seeded with seeds[k]: stream k paints what a one-stream
+    renderer paints of rides[k] with seeds[k], up to float rounding."""
+    if renderer.batch_size != len(rides) or len(seeds) != len(rides) or len({len(r.depth) for r in rides}) != 1:
+        raise ValueError(f"{len(rides)} equally long rides and seeds for a renderer of {renderer.batch_size} streams")
     f = renderer.config.patch_frames
-    renderer.reset(seed)
-    out = [renderer.step(ride.depth[i : i + f], ride.flow[i : i + f]) for i in range(0, len(ride.depth) - f + 1, f)]
-    return np.concatenate(out)
+    depth, flow = np.stack([r.depth for r in rides]), np.stack([r.flow for r in rides])  # (b, t, s, s, *)
+    renderer.reset(list(seeds))
+    out = [renderer.step(depth[:, i : i + f], flow[:, i : i + f]) for i in range(0, depth.shape[1] - f + 1, f)]
+    return np.concatenate(out, axis=1)
 
 
 def contact_sheet(columns: Mapping[str, np.ndarray], frames: int = 4, across: bool = False) -> np.ndarray:

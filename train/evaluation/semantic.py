@@ -1,9 +1,12 @@
 """Semantic agreement: does the renderer paint the game's cube world as a road scene in the right places?
 
-    python -m spokester_train.evaluation.semantic --checkpoint PATH --frames 48 --seed 0 --json
+    python -m spokester_train.evaluation.semantic --checkpoint PATH --frames 48 --seed 0 --rides 5 --json
 
-A seeded game ride (`spokester_train.data.game.game_ride`, its scripted lane changes) at the renderer's image size is
-painted by the streaming sampler from the game's depth and flow ("game" statistics of the checkpoint). Every
+`--rides N` seeded game rides (`spokester_train.data.game.game_ride`, its scripted lane changes; seeds seed ..
+seed + N - 1, default one) at the renderer's image size are painted together by the streaming sampler, one stream
+each with its ride's seed, from the game's depth and flow ("game" statistics of the checkpoint). One ride is a
+poor sample: a stream settles early on one of its footage's looks and keeps it, so the figures of one seed can be
+far from another's (the default's car agreement was 0.21 on seed 0 and 0.11 over seeds 0-2). Every
 frame has the game's own class of each pixel (`SpokesterEnv.class_map`: sky, ground, buildings, cars,
 rider), and DeepLab's 19 Cityscapes classes of the neural frame (`DeepLabFeatures`: the frame resized up
 to 513 x 513, its class map back down to the frame with nearest neighbours). A game class agrees with the
@@ -19,7 +22,7 @@ Cityscapes classes that `AGREEMENT` names for it:
     rider     -> person, rider, bicycle, motorcycle
 
 Printed JSON: "neural" and "cube" (the same figures for the game's own cube view, a reference for what
-DeepLab makes of untextured boxes), each
+DeepLab makes of untextured boxes), each over the pixels of every ride,
 
     agreement   pixels whose DeepLab class agrees with their game class / all pixels (pixel-weighted)
     class_mean  the mean of the per-class agreements over the game classes that have pixels
@@ -29,7 +32,9 @@ DeepLab makes of untextured boxes), each
 
 "vehicles": {"neural": ..., "cube": ...}, cars as a viewer sees them (`vehicle_figures`: seen_cars,
 seen_agreement, seen_detected, hallucinated), "camera" and "scene" of the ride (by default the renderer's
-own), and "mapping" (AGREEMENT), checkpoint, frames, seed, size, num_steps, window.
+own), "mapping" (AGREEMENT), checkpoint, frames (per ride), seed (the first ride's), size, num_steps, window,
+and "rides": one entry per ride, {"seed", "class_mean" and "agreement" of its neural frames, "vehicles": its
+neural vehicle figures}, for the spread from ride to ride.
 
 `--camera all` is one report covering every camera preset in one run: {"cameras": {camera: the figures
 above for a ride seen by that camera}}, each ride with the same seed and scene.
@@ -52,7 +57,7 @@ from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_train.data.extractors.teacher import DeepLabFeatures
 from spokester_train.data.game import game_ride
-from spokester_train.evaluation.pictures import render_ride
+from spokester_train.evaluation.pictures import render_rides
 
 __all__ = ["AGREEMENT", "TOP", "segment", "confusion", "agreement_figures", "semantic_agreement", "main"]
 
@@ -160,6 +165,7 @@ def semantic_agreement(
     frames: int = 48,
     *,
     seed: int = 0,
+    rides: int = 1,
     num_steps: int | None = None,
     window: int = 3,
     device: str = "cpu",
@@ -167,45 +173,63 @@ def semantic_agreement(
     camera: str | None = None,
     scene: str | None = None,
 ) -> dict:
-    """Semantic agreement of a renderer checkpoint (None = the shipped default) on a seeded game ride with a
-    camera and a scene (None = the renderer's own), sampled with `num_steps` Euler steps per framelet (None =
-    the checkpoint's); `threads`: torch CPU threads while rendering (None = torch's default)."""
+    """Semantic agreement of a renderer checkpoint (None = the shipped default) on `rides` game rides seeded
+    seed, seed + 1, ... with a camera and a scene (None = the renderer's own), painted together and sampled with
+    `num_steps` Euler steps per framelet (None = the checkpoint's); `threads`: torch CPU threads while rendering
+    (None = torch's default)."""
     loaded = load_renderer(checkpoint, device=device)
     num_steps = loaded.steps(num_steps)
     cfg = loaded.model.config
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
+    if rides < 1:
+        raise ValueError(f"rides={rides}: need at least one")
     camera, scene = camera or loaded.game["camera"], scene or loaded.game["scene"]
-    ride = game_ride(cfg.image_size, frames, seed=seed, classes=True, camera=camera, scene=scene)
+    seeds = [seed + k for k in range(rides)]
+    played = [game_ride(cfg.image_size, frames, seed=s, classes=True, camera=camera, scene=scene) for s in seeds]
     renderer = StreamingRenderer(
         loaded.model,
         stats=loaded.stats,
         source=loaded.game_source(camera),
         window=window,
         num_steps=num_steps,
+        batch_size=rides,
         device=device,
     )
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
-        neural = render_ride(renderer, ride, seed=seed)  # (t, s, s, 3), t rounded down to framelets
+        neural = render_rides(renderer, played, seeds)  # (b, t, s, s, 3), t rounded down to framelets
     finally:
         torch.set_num_threads(before)
-    game = ride.classes[: len(neural)]  # (t, s, s)
+    t = neural.shape[1]
+    game = np.stack([ride.classes[:t] for ride in played])  # (b, t, s, s)
     net = DeepLabFeatures()
-    read = {"neural": segment(neural, net), "cube": segment(ride.rgb[: len(neural)], net)}
+    cube = np.stack([ride.rgb[:t] for ride in played])
+    read = {view: np.stack([segment(x, net) for x in frames]) for view, frames in (("neural", neural), ("cube", cube))}
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  (b, t, s, s) -> (b t, s, s)
+    per_ride = []
+    for k, ride_seed in enumerate(seeds):
+        figures = agreement_figures(confusion(game[k], read["neural"][k]))
+        per_ride.append({
+            "seed": ride_seed,
+            "class_mean": figures["class_mean"],
+            "agreement": figures["agreement"],
+            "vehicles": vehicle_figures(game[k], read["neural"][k]),
+        })  # fmt: skip
     return {
-        **{view: agreement_figures(confusion(game, classes)) for view, classes in read.items()},
-        "vehicles": {view: vehicle_figures(game, classes) for view, classes in read.items()},
+        **{view: agreement_figures(confusion(flat(game), flat(classes))) for view, classes in read.items()},
+        "vehicles": {view: vehicle_figures(flat(game), flat(classes)) for view, classes in read.items()},
         "camera": camera,
         "scene": scene,
         "mapping": {game_class: list(names) for game_class, names in AGREEMENT.items()},
         "checkpoint": str(loaded.path),
-        "frames": len(neural),
+        "frames": t,
         "seed": seed,
         "size": cfg.image_size,
         "num_steps": num_steps,
         "window": window,
+        "rides": per_ride,
     }
 
 
@@ -213,7 +237,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser = CommandLine(prog="python -m spokester_train.evaluation.semantic", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="renderer checkpoint (default: the shipped one)")
     parser.add_argument("--frames", type=at_least(2), default=48, help="frames of the ride (>= 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the ride and of the renderer's noise")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the (first) ride and of its renderer's noise")
+    parser.add_argument("--rides", type=at_least(1), default=1,
+                        help="seeded rides painted together, seeds seed, seed + 1, ... (default 1)")  # fmt: skip
     parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
     parser.add_argument("--camera", choices=[*CAMERA_PRESETS, "all"], default=None,
@@ -241,7 +267,12 @@ def _table(result: dict) -> str:
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(neural["fractions"].items())[:3])
         lines.append(f"{name:>9} {neural['pixels'] / max(total, 1):>7.1%} {agree[0]} {agree[1]}  {top}")
     lines.append(f"{'all':>9} {'':>7} {result['neural']['agreement']:>7} {result['cube']['agreement']:>7}")
-    lines.append(f"({result['frames']} frames at {result['size']} px, seed {result['seed']}, {result['checkpoint']})")
+    seeds = [ride["seed"] for ride in result["rides"]]
+    rides = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} rides, seeds {seeds[0]}-{seeds[-1]}"
+    lines.append(f"({result['frames']} frames at {result['size']} px, {rides}, {result['checkpoint']})")
+    if len(seeds) > 1:
+        lines.append("per ride, class mean / car agreement: " + ", ".join(
+            f"{ride['class_mean']} / {ride['vehicles']['seen_agreement']}" for ride in result["rides"]))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -254,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 args.checkpoint,
                 args.frames,
                 seed=args.seed,
+                rides=args.rides,
                 num_steps=args.steps,
                 window=args.window,
                 device=args.device,

@@ -55,3 +55,26 @@ def test_checkpoints_that_cannot_share_a_ride_are_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and f"--checkpoint {other}" in result.stderr
     assert "one ride is painted by all" in result.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_rides_painted_together_are_each_what_one_stream_paints(tiny_checkpoint):
+    """`render_rides`: stream k of a batch paints ride k as a one-stream renderer does with the same seed (the
+    streams do not mix), and a mismatched batch is refused."""
+    from neural_render import StreamingRenderer
+    from spokester_train.evaluation.pictures import render_ride, render_rides
+
+    loaded = load_renderer(tiny_checkpoint)
+    rides = [game_ride(32, 4, seed=seed) for seed in (3, 4)]
+    make = lambda streams: StreamingRenderer(loaded.model, stats=loaded.stats, num_steps=2, batch_size=streams)  # noqa: E731
+    together = render_rides(make(2), rides, [3, 4])
+    assert together.shape == (2, 4, 32, 32, 3)
+    for k, seed in enumerate((3, 4)):
+        alone = render_ride(make(1), rides[k], seed=seed)
+        assert np.abs(together[k].astype(int) - alone).max() <= 1
+    assert np.abs(together[0].astype(int) - together[1]).mean() > 5  # two rides, two pictures
+    try:
+        render_rides(make(1), rides, [3, 4])
+    except ValueError as error:
+        assert "2 equally long rides" in str(error)
+    else:
+        raise AssertionError("a two-ride batch on a one-stream renderer was accepted")

@@ -151,3 +151,23 @@ def test_one_report_covers_every_camera(tiny_checkpoint, capsys):
     assert follow["camera"] == "follow" and first["camera"] == "first_person"
     assert follow["neural"]["classes"]["rider"]["pixels"] > 0 == first["neural"]["classes"]["rider"]["pixels"]
     assert follow["seed"] == first["seed"] and follow["scene"] == first["scene"]
+
+
+def test_several_rides_pool_their_pixels_and_list_each_ride(tiny_checkpoint, capsys):
+    """`--rides 2`: the figures are over both rides' pixels (pixel counts add up, the pooled agreement is the
+    pixel-weighted mean of the rides'), and each ride is listed with its seed and figures."""
+    result = main(["--checkpoint", str(tiny_checkpoint), "--frames", "4", "--seed", "5", "--rides", "2", "--json"])
+    assert json.loads(capsys.readouterr().out) == result
+    assert result["frames"] == 4 and result["seed"] == 5 and [r["seed"] for r in result["rides"]] == [5, 6]
+    for view in ("neural", "cube"):
+        assert sum(c["pixels"] for c in result[view]["classes"].values()) == 2 * 4 * 32 * 32
+    alone = [main(["--checkpoint", str(tiny_checkpoint), "--frames", "4", "--seed", str(s), "--json"]) for s in (5, 6)]
+    capsys.readouterr()
+    for view in ("neural", "cube"):
+        for name in CLASS_NAMES:  # the same game, so the same pixels of each class
+            assert result[view]["classes"][name]["pixels"] == sum(a[view]["classes"][name]["pixels"] for a in alone)
+    cube_alone = np.mean([a["cube"]["agreement"] for a in alone])  # the cube view has no noise: the same rides
+    assert result["cube"]["agreement"] == pytest.approx(cube_alone, abs=1e-3)
+    assert result["neural"]["agreement"] == pytest.approx(np.mean([r["agreement"] for r in result["rides"]]), abs=1e-3)
+    assert result["rides"][0]["agreement"] == pytest.approx(alone[0]["neural"]["agreement"], abs=0.02)
+    assert len(alone[0]["rides"]) == 1 and alone[0]["rides"][0]["seed"] == 5
