@@ -24,6 +24,7 @@ __all__ = ["BENCHMARKS", "FORWARDED", "build_parser", "main"]
 FORWARDED = {"train-renderer": "spokester_train.__main__", "eval-renderer": "spokester_train.evaluation.evaluate"}
 """Subcommands whose options all belong to another module's command line."""
 RENDER_STEPS_HELP = "renderer Euler steps per framelet (default: the checkpoint's `num_steps`)"
+LOOK_HELP = "which footage's look the renderer paints: one of its looks, or any (default: the checkpoint's `look`)"
 BENCHMARKS = {"env": "spokester_env.bench", "render": "neural_render.bench", "train": "spokester_train.recipe.bench"}
 """`spokester bench WHICH`: the module whose command line runs each benchmark (`all` = env and render)."""
 
@@ -68,6 +69,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--scale", type=at_least(1), default=None, help="window pixels per image pixel")
     p.add_argument("--seed", type=int, default=None, help="seed of the first ride (default: random)")
     p.add_argument("--render-steps", type=at_least(1), default=None, help=RENDER_STEPS_HELP)
+    p.add_argument("--look", default=None, help=LOOK_HELP)
     p.add_argument("--max-frames", type=at_least(1), default=None, help="quit after this many frames")
     _add_game(p)
     _add_device(p)
@@ -81,6 +83,7 @@ def build_parser() -> CommandLine:
     p.add_argument("--size", type=at_least(1), default=None,
                    help=f"image side, px (default {PICTURE_SIZE}; with a neural view, the renderer's size)")
     p.add_argument("--render-steps", type=at_least(1), default=None, help=RENDER_STEPS_HELP)
+    p.add_argument("--look", default=None, help=LOOK_HELP)
     p.add_argument("--stochastic", action="store_true",
                    help="a PPO agent samples its actions (seeded per episode) instead of taking the likeliest")
     _add_game(p)
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 scale=args.scale,
                 seed=args.seed,
                 render_steps=args.render_steps,
+                look=args.look,
                 max_frames=args.max_frames,
                 device=args.device,
                 camera=args.camera,
@@ -192,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 size=args.size,
                 render_steps=args.render_steps,
+                look=args.look,
                 stochastic=args.stochastic,
                 device=args.device,
                 camera=args.camera,

@@ -62,10 +62,12 @@ class FrameletPainter:
         window: int = 3,
         device="cpu",
         camera: str | None = None,
+        look: str | None = None,
     ):
         """`camera`: the preset the game is seen with (None = the renderer's own, `self.game["camera"]`); its
         depth and flow are normalised with that camera's statistics where the checkpoint has them.
-        `num_steps`: Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
+        `num_steps`, `look`: Euler steps per framelet and the footage's look to paint (None = the checkpoint's,
+        `load_renderer(...).num_steps` and `.look`)."""
         import torch
 
         from neural_render import StreamingRenderer, load_renderer
@@ -85,6 +87,7 @@ class FrameletPainter:
             window=window,
             device=device,
             cuda_graph=device.type == "cuda",
+            look=loaded.look_for(look),
         )
         self.size = loaded.model.config.image_size
         self.patch = loaded.model.config.patch_size

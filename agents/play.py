@@ -49,6 +49,8 @@ class PlayConfig:
     """Seed of the first ride (each restart adds one); None = unseeded."""
     render_steps: int | None = None
     """Renderer Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
+    look: str | None = None
+    """The footage's look the renderer paints (None = the checkpoint's, `load_renderer(...).look`)."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     camera: str | None = None
@@ -155,7 +157,11 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
     painter = None
     if view == "neural" or (view == "both" and _painted(config)):
         painter = FrameletPainter(
-            config.checkpoint, num_steps=config.render_steps, device=config.device, camera=config.camera
+            config.checkpoint,
+            num_steps=config.render_steps,
+            device=config.device,
+            camera=config.camera,
+            look=config.look,
         )
         painter = ThreadedPainter(painter)
     size = painter.painter.size if painter is not None else (config.size or PICTURE_SIZE)

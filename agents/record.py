@@ -73,6 +73,8 @@ class RecordConfig:
     """Renderer checkpoint for neural views (None = the shipped default)."""
     render_steps: int | None = None
     """Renderer Euler steps per framelet (None = the checkpoint's, `load_renderer(...).num_steps`)."""
+    look: str | None = None
+    """The footage's look the renderer paints (None = the checkpoint's, `load_renderer(...).look`)."""
     device: str = "cpu"
     """Where the renderer runs: "cpu", or "cuda" (bf16, CUDA-graph replay)."""
     camera: str | None = None
@@ -247,7 +249,11 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
     size = config.size or PICTURE_SIZE
     if config.view != "cube":
         painter = FrameletPainter(
-            config.checkpoint, num_steps=config.render_steps, device=config.device, camera=config.camera
+            config.checkpoint,
+            num_steps=config.render_steps,
+            device=config.device,
+            camera=config.camera,
+            look=config.look,
         )
         if config.size is not None and config.size != painter.size:
             raise ValueError(f"--size {config.size}: the renderer {painter.path} paints {painter.size} px frames")

@@ -6,10 +6,11 @@ Import cost stays light: the gym wrapper (which needs gymnasium and spokester_en
 from neural_render.checkpoint import load_renderer, save_renderer
 from neural_render.conditioning import ConditionSource, ConditionStats
 from neural_render.diffusion import FlowMatching
-from neural_render.model import RENDERER_PRESETS, Renderer, RendererConfig, build_renderer
+from neural_render.model import ANY_LOOK, RENDERER_PRESETS, Renderer, RendererConfig, build_renderer
 from neural_render.sampler import StreamingRenderer
 
 __all__ = [
+    "ANY_LOOK",
     "NeuralRenderObservation",
     "NeuralRenderVectorEnv",
     "RENDERER_PRESETS",

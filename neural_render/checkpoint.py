@@ -6,7 +6,8 @@ A checkpoint `NAME` is two files, `NAME.safetensors` (the network's tensors) and
      "config": {...RendererConfig...},   # the full config: loading never relies on code defaults
      "stats": {"sources": {name: {...ConditionSource...}}} | null,   # statistics and transform flags
      "game": {"camera": "follow", "scene": "city"},   # the game setting its "game" statistics came from
-     "sampling": {"num_steps": 12},     # the sampler's Euler steps per framelet the renderer is meant for
+     "sampling": {"num_steps": 12, "look": "NAME"},   # the Euler steps per framelet and the look (one of
+                                         # config.looks; absent: no look) the renderer is meant to be sampled with
      "provenance": {...}}                # how it was made (data, steps, extractors), free-form JSON
 
 The renderer is published as one unit: the weights file carries the same JSON text in its own safetensors
@@ -47,7 +48,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from neural_render.conditioning import ConditionStats
-from neural_render.model import RENDERER_PRESETS, ConfigFieldError, Renderer, RendererConfig, preset_name
+from neural_render.model import ANY_LOOK, RENDERER_PRESETS, ConfigFieldError, Renderer, RendererConfig, preset_name
 from neural_render.sampler import NUM_STEPS
 from spokester_env.config import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE, SCENE_PRESETS
 from spokester_env.output import atomic_path, atomic_write_text
@@ -76,11 +77,16 @@ VERSION_1_NAMES = {"depth": "num_blocks"}
 """Config fields renamed since version 1: old name -> new name."""
 NUM_STEPS_HELP = f"Euler steps per framelet (default: the checkpoint's, {NUM_STEPS} where it records none)"
 """The command-line help of every option that overrides a checkpoint's sampling steps."""
+LOOK_HELP = (
+    f"which footage's look to paint: one of the renderer's looks (its training videos' names) or {ANY_LOOK!r} "
+    "(default: the checkpoint's)"
+)
+"""The command-line help of every option that chooses a renderer's look."""
 DEFAULT_GAME = {"camera": DEFAULT_CAMERA, "scene": DEFAULT_SCENE}
 """The game setting of a checkpoint that does not name one."""
 VERSION_1_ADDED = {"pixel_head": 0}
 """Config fields added since version 1, with the value that gives a version-1 network."""
-LATER_FIELDS = {"patch_overlap": 0, "decode_overlap": 0}
+LATER_FIELDS = {"patch_overlap": 0, "decode_overlap": 0, "looks": []}
 """Config fields added after version 2 was first written, with the value that every file written before them
 had: a file of any version without one gets it."""
 
@@ -108,10 +114,20 @@ class LoadedRenderer:
     num_steps: int = NUM_STEPS
     """Euler steps per framelet the renderer is meant to be sampled with (its "sampling"); the wrappers,
     players, recorders and evaluation commands use it unless given another."""
+    look: str = ANY_LOOK
+    """The look (one of `model.config.looks`, or `ANY_LOOK`) the renderer is meant to be sampled with (its
+    "sampling"); used like `num_steps`."""
 
     def steps(self, num_steps: int | None) -> int:
         """The Euler steps per framelet to sample with: `num_steps`, or the checkpoint's where it is None."""
         return self.num_steps if num_steps is None else num_steps
+
+    def look_for(self, look: str | None) -> str:
+        """The look to sample with: `look` (checked against the network's), or the checkpoint's where it is None."""
+        if look is None:
+            return self.look
+        self.model.config.look_index(look)  # a ValueError naming the looks there are
+        return look
 
     def game_source(self, camera: str | None) -> str:
         """The condition source for a game seen by `camera` (a preset name, None for a custom rig): the
@@ -138,13 +154,15 @@ def _game_problem(game) -> str | None:
     return None
 
 
-def _sampling_problem(sampling) -> str | None:
-    """What is wrong with a "sampling" record, or None."""
-    if not isinstance(sampling, dict) or set(sampling) != {"num_steps"}:
-        return f"{sampling!r} (need num_steps only)"
+def _sampling_problem(sampling, looks: tuple[str, ...]) -> str | None:
+    """What is wrong with a "sampling" record of a network with `looks`, or None."""
+    if not isinstance(sampling, dict) or "num_steps" not in sampling or not set(sampling) <= {"num_steps", "look"}:
+        return f"{sampling!r} (need num_steps, and a look or none)"
     steps = sampling["num_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         return f"num_steps {steps!r} (need an integer >= 1)"
+    if "look" in sampling and sampling["look"] not in looks:
+        return f"look {sampling['look']!r} (the network's looks are {list(looks)})"
     return None
 
 
@@ -155,10 +173,11 @@ def save_renderer(
     provenance: dict | None = None,
     game: dict | None = None,
     num_steps: int = NUM_STEPS,
+    look: str = ANY_LOOK,
 ) -> Path:
     """Save a renderer (and its condition statistics, the game setting its "game" statistics came from —
-    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` —, the Euler steps per framelet it is meant to be
-    sampled with, and its provenance); returns the weights path.
+    {"camera": ..., "scene": ...}, default `DEFAULT_GAME` —, the Euler steps per framelet and the look it is
+    meant to be sampled with, and its provenance); returns the weights path.
 
     The weights file, which carries the JSON in its metadata, is published first, then the readable copy
     `NAME.json`: a kill leaves a checkpoint that loads as the old one or as the new one."""
@@ -167,9 +186,10 @@ def save_renderer(
         raise ValueError(f"game={game}: give camera and scene only")
     if _game_problem(game) is not None:
         raise ValueError(f"game={game}: bad {_game_problem(game)}")
-    sampling = {"num_steps": num_steps}
-    if _sampling_problem(sampling) is not None:
-        raise ValueError(f"num_steps={num_steps!r}: must be an integer >= 1")
+    sampling = {"num_steps": num_steps} | ({} if look == ANY_LOOK else {"look": look})
+    problem = _sampling_problem(sampling, model.config.looks)
+    if problem is not None:
+        raise ValueError(f"num_steps={num_steps!r}, look={look!r}: bad {problem}")
     weights, meta = checkpoint_paths(path)
     checkpoint_id = uuid.uuid4().hex
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
@@ -273,12 +293,14 @@ def _game(source: Path, info: dict) -> dict:
     return game
 
 
-def _num_steps(source: Path, info: dict) -> int:
+def _sampling(source: Path, info: dict, looks: tuple[str, ...]) -> dict:
+    """The "sampling" record: {"num_steps": ..., "look": ...}, with the seed's steps for files written before it
+    and `ANY_LOOK` where it names no look."""
     sampling = info.get("sampling") or {"num_steps": NUM_STEPS}  # files written before "sampling": the seed's steps
-    problem = _sampling_problem(sampling)
+    problem = _sampling_problem(sampling, looks)
     if problem is not None:
         raise CheckpointError(source, f'bad "sampling": {problem}')
-    return sampling["num_steps"]
+    return {"look": ANY_LOOK} | sampling
 
 
 def _stats(source: Path, info: dict) -> ConditionStats | None:
@@ -345,7 +367,8 @@ def checkpoint_num_steps(path: str | os.PathLike | None = None) -> int:
     without reading its tensors (`load_renderer(path).num_steps`)."""
     path = DEFAULT_CHECKPOINT if path is None else path
     weights, _ = checkpoint_paths(path)
-    return _num_steps(weights, checkpoint_info(path))
+    info = checkpoint_info(path)
+    return _sampling(weights, info, _config(weights, info).looks)["num_steps"]
 
 
 def load_renderer(
@@ -376,7 +399,7 @@ def load_renderer(
     source, info = _read_info(weights, meta, metadata)
     config = _config(source, info)
     game = _game(source, info)
-    num_steps = _num_steps(source, info)
+    sampling = _sampling(source, info, config.looks)
     stats = _stats(source, info)
 
     model = Renderer(config)
@@ -400,5 +423,6 @@ def load_renderer(
         path=weights,
         game=game,
         checkpoint_id=info.get("checkpoint_id"),
-        num_steps=num_steps,
+        num_steps=sampling["num_steps"],
+        look=sampling["look"],
     )

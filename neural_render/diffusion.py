@@ -102,11 +102,13 @@ class FlowMatching:
         drop_cond: torch.Tensor | None = None,
         window: int | None = None,
         return_layers=(),
+        look: torch.Tensor | None = None,
     ) -> DiffusionLoss:
         """Velocity loss of x-predictions for clean videos x (b, n*f, H, W, 3) in [-1, 1].
 
-        `model` (a Renderer) is called as model(z, t, cond, drop_cond=, window=, return_layers=); the
-        framelets of `x` get independent times unless `t` (b, n) is given, fresh noise unless `noise` is.
+        `model` (a Renderer) is called as model(z, t, cond, drop_cond=, window=, return_layers=), and with
+        look= when `look` (each clip's look row, -1 for none) is given; the framelets of `x` get independent
+        times unless `t` (b, n) is given, fresh noise unless `noise` is.
         """
         if t is None:
             framelets = x.shape[1] // model.config.patch_frames
@@ -114,7 +116,8 @@ class FlowMatching:
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         z = self.add_noise(x, t, noise)
-        out = model(z, t, cond, drop_cond=drop_cond, window=window, return_layers=return_layers)
+        looks = {} if look is None else {"look": look}
+        out = model(z, t, cond, drop_cond=drop_cond, window=window, return_layers=return_layers, **looks)
         x_hat, hidden = out if isinstance(out, tuple) else (out, {})
         loss = (self.velocity(z, x_hat.float(), t) - self.velocity(z, x, t)).square().mean()
         return DiffusionLoss(loss=loss, t=t, hidden=hidden)

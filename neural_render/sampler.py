@@ -47,7 +47,7 @@ import torch
 from neural_render.conditioning import ConditionStats
 from neural_render.diffusion import FlowMatching
 from neural_render.layout import to_uint8
-from neural_render.model import Renderer
+from neural_render.model import ANY_LOOK, Renderer
 
 __all__ = ["StreamingRenderer", "COMPILE_MODES", "NOISE_CORRELATION", "NUM_STEPS", "native_bf16"]
 
@@ -102,6 +102,8 @@ class StreamingRenderer:
         compile: wrap the network in torch.compile (CUDA mostly; the first framelets are slow): True for
             torch's default mode, or one of COMPILE_MODES.
         cuda_graph: capture and replay each framelet's denoising as a CUDA graph (see the module docstring).
+        look: the look every stream paints, one of the network's (`RendererConfig.looks`; a checkpoint names the
+            one it is meant for: `load_renderer(...).look`), or `ANY_LOOK`.
 
     Attributes: `model` is the network as given (moved to `device`/`dtype`); `network` is what the passes
     run: `model` itself, or its bf16 copy under autocast.
@@ -124,7 +126,9 @@ class StreamingRenderer:
         compile: bool | str = False,
         cuda_graph: bool = False,
         noise_correlation: float = NOISE_CORRELATION,
+        look: str = ANY_LOOK,
     ):
+        row = model.config.look_index(look)  # a ValueError naming the looks there are
         if not 0.0 <= noise_correlation <= 1.0:
             raise ValueError(f"noise_correlation must lie in [0, 1], got {noise_correlation}")
         if cache_at_step is not None and not 0 <= cache_at_step < num_steps:
@@ -167,6 +171,8 @@ class StreamingRenderer:
         self.network = _bf16_copy(self.model) if self.autocast and dtype == torch.float32 else self.model
         self.compile_mode = mode
         self._forward = torch.compile(self.network, dynamic=False, mode=mode) if mode else self.network
+        self.look = look
+        self._look = None if row < 0 else torch.full((batch_size,), row, device=self.device, dtype=torch.long)
         self.cuda_graph = cuda_graph
         self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.graph_captures = 0
@@ -233,14 +239,14 @@ class StreamingRenderer:
             tokens = self.network.embed_condition(cond, None, shape)  # (B, 1, s, d): once for every pass
             for index, (t, t_next) in enumerate(zip(self.times[:-1], self.times[1:], strict=True)):
                 time = torch.full((batch, 1), t, device=self.device, dtype=self.dtype)
-                x_hat = self._forward(z, time, cond, cache=self.cache, cond_tokens=tokens)  # (B, F, H, W, 3)
+                x_hat = self._forward(z, time, cond, cache=self.cache, cond_tokens=tokens, look=self._look)
                 if index == self.cache_at_step:
                     self.cache.stage()
                 z = self.diffusion.euler_step(z, x_hat.to(self.dtype), t, t_next)
             frames = z.clamp(-1.0, 1.0)
             if self.cache_at_step is None:
                 clean = torch.ones((batch, 1), device=self.device, dtype=self.dtype)
-                self._forward(frames, clean, cond, cache=self.cache, cond_tokens=tokens)
+                self._forward(frames, clean, cond, cache=self.cache, cond_tokens=tokens, look=self._look)
         if self.cache_at_step is not None and self.cache_at_step < self.num_steps - 1:
             self.cache.restore_staged()
         return frames

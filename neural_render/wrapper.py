@@ -35,11 +35,11 @@ __all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
 
 
 def _streaming_renderer(
-    checkpoint, env: gym.Env, *, batch_size: int, num_steps: int | None, **options
+    checkpoint, env: gym.Env, *, batch_size: int, num_steps: int | None, look: str | None, **options
 ) -> StreamingRenderer:
     """The renderer of a checkpoint for `env`'s game: normalised with the statistics of the env's camera
-    where the checkpoint has them, sampled with `num_steps` (None = the checkpoint's), with a warning (once)
-    when the env's game is not the renderer's."""
+    where the checkpoint has them, sampled with `num_steps` and `look` (None = the checkpoint's), with a warning
+    (once) when the env's game is not the renderer's."""
     loaded = load_renderer(checkpoint, device=options.get("device", "cpu"))
     config = getattr(env.unwrapped, "config", None)
     camera = camera_name(config.camera) if config is not None else None
@@ -60,6 +60,7 @@ def _streaming_renderer(
         batch_size=batch_size,
         source=source,
         num_steps=loaded.steps(num_steps),
+        look=loaded.look_for(look),
         **options,
     )
 
@@ -116,6 +117,8 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         device: where the renderer runs.
         window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`; num_steps None = the
             checkpoint's (`load_renderer(...).num_steps`).
+        look: which footage's look to paint, one of the renderer's (`RendererConfig.looks`) or `ANY_LOOK`;
+            None = the checkpoint's (`load_renderer(...).look`).
         pixels_only: observe the neural frame alone, as a Box image, instead of the dict.
         compile, cuda_graph: GPU speed options, see `StreamingRenderer` (cuda_graph needs a CUDA device).
 
@@ -136,11 +139,13 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         pixels_only: bool = False,
         compile: bool | str = False,
         cuda_graph: bool = False,
+        look: str | None = None,
     ):
         options = dict(
             device=device,
             window=window,
             num_steps=num_steps,
+            look=look,
             cache_at_step=cache_at_step,
             compile=compile,
             cuda_graph=cuda_graph,
@@ -209,6 +214,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         pixels_only: bool = False,
         compile: bool | str = False,
         cuda_graph: bool = False,
+        look: str | None = None,
     ):
         self.envs = [make() for make in env_fns]
         self.num_envs = len(self.envs)
@@ -224,6 +230,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
             cache_at_step=cache_at_step,
             compile=compile,
             cuda_graph=cuda_graph,
+            look=look,
         )
         size = self.renderer.config.image_size
         for env in self.envs:

@@ -120,6 +120,9 @@ def train_from_pack(args, started: float) -> dict:
             network = init_from_choices(args.init_from) | {"init_from": args.init_from}
             del network["scene"]  # the pack's: its game statistics were fitted in it
             network |= {"camera": args.camera} if args.camera else {}
+        network |= {"looks": True} if args.looks else {}
+        network |= {"sky_at_clip": True} if args.sky_at_clip else {}
+        network |= {"lr": args.lr} if args.lr else {}
         config = make_config(
             "gpu-tiny",
             **network,
@@ -172,6 +175,17 @@ def main(argv: list[str] | None = None) -> dict:
         choices=list(CAMERA_PRESETS),
         help="the game camera the renderer is made for (default: --init-from's, else the footage's, first_person)",
     )
+    parser.add_argument(
+        "--looks",
+        action="store_true",
+        help="teach a look per video of the pack (default: none, or as --init-from's renderer does)",
+    )
+    parser.add_argument(
+        "--sky-at-clip",
+        action="store_true",
+        help="read the sky as the lowest depth value in every source (default: as --init-from's)",
+    )
+    parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")
     parser.add_argument("--batch", type=at_least(1), default=None, help="clips per step (default: the preset's)")

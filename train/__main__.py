@@ -64,6 +64,12 @@ def parse_args(argv: Sequence[str] | None = None):
         "or as the --init-from renderer does)",
     )
     parser.add_argument(
+        "--looks",
+        action="store_true",
+        help="teach a look per training video (named by its file stem), chosen when painting with --look (default: "
+        "none, or as the --init-from renderer does)",
+    )
+    parser.add_argument(
         "--no-balance",
         action="store_true",
         help="draw clips in proportion to video length (default: equally from every video)",
@@ -109,6 +115,7 @@ def parse_args(argv: Sequence[str] | None = None):
             "init_from",
             "lr",
             "sky_at_clip",
+            "looks",
         )
         if getattr(args, name)
     ]
@@ -119,7 +126,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate and sky code"
+            "learning rate, sky code and looks"
         )
     return args
 
@@ -138,6 +145,7 @@ def build_config(args):
         if args.init_from is not None:
             overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
         overrides["sky_at_clip"] = args.sky_at_clip or overrides.get("sky_at_clip", False)  # a start's, or asked
+        overrides["looks"] = args.looks or overrides.get("looks", False)
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

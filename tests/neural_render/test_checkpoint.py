@@ -236,11 +236,12 @@ def test_the_sampling_steps_travel_with_the_checkpoint(tmp_path):
     assert load_renderer(weights).num_steps == checkpoint_num_steps(weights) == 12
     for bad, problem in (({"num_steps": 0}, "num_steps 0 (need an integer >= 1)"),
                          ({"num_steps": 6.0}, "num_steps 6.0 (need an integer >= 1)"),
-                         ({"steps": 6}, "{'steps': 6} (need num_steps only)")):  # fmt: skip
+                         ({"steps": 6}, "{'steps': 6} (need num_steps, and a look or none)"),
+                         ({"num_steps": 6, "look": "x"}, "look 'x' (the network's looks are [])")):  # fmt: skip
         _rewrite(weights, {**info, "sampling": bad})
         assert _error(weights) == f'{weights}: bad "sampling": {problem}'
     for bad in (0, True, 2.5):
-        with pytest.raises(ValueError, match=f"num_steps={bad!r}: must be an integer >= 1"):
+        with pytest.raises(ValueError, match=f"num_steps={bad!r}, look='any': bad num_steps {bad!r} \\(need an"):
             save_renderer(tmp_path / "bad", model, num_steps=bad)
     assert not (tmp_path / "bad.safetensors").exists()
 
@@ -397,3 +398,30 @@ def test_weights_without_their_json_inside_load_exactly_as_before(saved):
     assert loaded.stats == stats and loaded.checkpoint_id == info["checkpoint_id"]
     torch.testing.assert_close(loaded.model(*_inputs()), model(*_inputs()), rtol=0, atol=0)
     assert json.loads(meta.read_text()) == info
+
+
+def test_looks_and_the_look_to_paint_travel_with_the_checkpoint(tmp_path):
+    """A renderer's looks are part of its config and its look vectors part of its weights; its "sampling" may name
+    the look it is meant to be painted with, which must be one of them. A file written before looks has none."""
+    model = build_renderer("tiny", image_size=32, num_blocks=1, looks=("highway", "walk"))
+    with torch.no_grad():
+        model.look_embedding.copy_(torch.arange(2 * 256, dtype=torch.float32).reshape(2, 256))
+    weights = save_renderer(tmp_path / "looks", model, look="walk")
+    loaded = load_renderer(weights)
+    assert loaded.model.config.looks == ("highway", "walk") and loaded.look == "walk"
+    assert torch.equal(loaded.model.look_embedding, model.look_embedding)
+    assert _info(weights)["config"]["looks"] == ["highway", "walk"]
+    assert _info(weights)["sampling"] == {"num_steps": 12, "look": "walk"}
+    assert loaded.look_for(None) == "walk" and loaded.look_for("any") == "any"
+    with pytest.raises(ValueError, match="look 'city': this renderer paints any, highway, walk"):
+        loaded.look_for("city")
+    assert load_renderer(save_renderer(tmp_path / "any", model)).look == "any"
+    assert "look" not in _info(tmp_path / "any.safetensors")["sampling"]
+    with pytest.raises(ValueError, match=r"look='city': bad look 'city' \(the network's looks are \['highway', 'walk'"):
+        save_renderer(tmp_path / "bad", model, look="city")
+    assert not (tmp_path / "bad.safetensors").exists()
+    plain = save_renderer(tmp_path / "plain", build_renderer("tiny", image_size=32, num_blocks=1))
+    info = _info(plain)
+    del info["config"]["looks"]  # as every file written before looks
+    _rewrite(plain, info)
+    assert load_renderer(plain).model.config.looks == () and load_renderer(plain).look == "any"

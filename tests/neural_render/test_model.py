@@ -230,3 +230,37 @@ def test_pixel_head_draws_locally_from_the_full_resolution_condition():
     assert not torch.equal(model(x, t, cond), model(x, t, changed))
     fresh = build_renderer("tiny", image_size=32, num_blocks=1, pixel_head=8)
     assert fresh(x.float(), t.float(), cond.float()).abs().max() == 0  # zero-initialised: it predicts 0, as without
+
+
+def test_looks_start_as_no_look_and_then_choose_what_is_painted():
+    """A network given looks paints exactly as without them until its look vectors are learnt; then each clip
+    paints its own look, and -1 (no look) what the look-less network paints."""
+    options = dict(image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64)
+    plain = randomize(build_renderer("tiny", **options))
+    looks = build_renderer("tiny", looks=("a", "b"), **options)
+    missing, unexpected = looks.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["look_embedding"] and not unexpected
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 32, 32, 3, generator=generator, dtype=torch.float64)
+    cond = torch.randn(3, 4, 32, 32, 3, generator=generator, dtype=torch.float64)
+    t = torch.rand(3, 2, generator=generator, dtype=torch.float64)
+    expected = plain(x, t, cond)
+    torch.testing.assert_close(looks(x, t, cond, look=torch.tensor([0, 1, -1])), expected)  # zero vectors
+    with torch.no_grad():
+        looks.look_embedding[1] = torch.randn(64, generator=generator, dtype=torch.float64) / 64
+    painted = looks(x, t, cond, look=torch.tensor([0, 1, -1]))
+    torch.testing.assert_close(painted[0], expected[0])  # look "a" is still zero
+    assert (painted[1] - expected[1]).abs().mean() > 1e-3  # look "b" moved
+    torch.testing.assert_close(painted[2], expected[2])  # no look
+    torch.testing.assert_close(looks(x, t, cond), expected)  # no look given at all
+    assert looks.config.look_index("b") == 1 and looks.config.look_index("any") == looks.config.look_index(None) == -1
+    with pytest.raises(ValueError, match="look 'c': this renderer paints any, a, b"):
+        looks.config.look_index("c")
+    with pytest.raises(ValueError, match=r"look 'a': this renderer paints only 'any' \(it has no looks\)"):
+        plain.config.look_index("a")
+
+
+@pytest.mark.parametrize("bad", [("a", "a"), ("any",), ("",), "ab", (3,)])
+def test_bad_looks_are_refused_naming_the_rule(bad):
+    with pytest.raises(ValueError, match=r"RendererConfig.looks = .*; must be a list of distinct non-empty names"):
+        build_renderer("tiny", image_size=32, looks=bad)

@@ -6,6 +6,8 @@ import torch
 
 from neural_render import ConditionStats, FlowMatching, StreamingRenderer, build_renderer
 
+from .conftest import randomize
+
 
 def _random_video(cfg, batch, framelets, generator):
     shape = (batch, framelets * cfg.patch_frames, cfg.image_size, cfg.image_size, 3)
@@ -290,3 +292,27 @@ def test_consecutive_framelets_draw_correlated_noise_and_a_reset_starts_afresh(t
     assert abs(float(torch.corrcoef(torch.stack([after[1].flatten(), first[1].flatten()]))[0, 1])) < 0.05
     with pytest.raises(ValueError, match="noise_correlation must lie in \\[0, 1\\]"):
         StreamingRenderer(tiny_model, noise_correlation=1.5)
+
+
+def test_a_stream_paints_the_look_it_is_given():
+    """The sampler hands every pass its look: a learnt look vector changes the frames, no look (the default, or
+    "any") gives the look-less network's frames, and an unknown look is refused naming the renderer's."""
+    options = dict(image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64)
+    plain = randomize(build_renderer("tiny", **options))
+    model = build_renderer("tiny", looks=("sunny", "rainy"), **options)
+    model.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        model.look_embedding[1] = torch.linspace(-0.05, 0.05, 64, dtype=torch.float64)
+    depths, flows = _game_inputs(model.config, 1, 3, seed=0)
+
+    def frames(network, **look):
+        renderer = StreamingRenderer(network, num_steps=2, dtype=torch.float64, seed=4, **look)
+        return torch.cat([renderer.step_tensor(d, f) for d, f in zip(depths, flows, strict=True)], 1)
+
+    expected = frames(plain)
+    torch.testing.assert_close(frames(model), expected)
+    torch.testing.assert_close(frames(model, look="any"), expected)
+    torch.testing.assert_close(frames(model, look="sunny"), expected)  # its vector is still zero
+    assert (frames(model, look="rainy") - expected).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="look 'snowy': this renderer paints any, sunny, rainy"):
+        StreamingRenderer(model, look="snowy")

@@ -200,8 +200,8 @@ class ClipBatches:
 
     def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
         """This process's share of the next batch of `batch_size` clips (all of it in one process): "x"
-        (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, and "teacher" (b, t, gh, gw, c) when
-        asked for.
+        (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, "video" (b,) each clip's store (its index
+        in `stores`), and "teacher" (b, t, gh, gw, c) when asked for.
 
         The host only gathers the clips' streams as stored (uint8 frames and teacher codes, depth and flow
         in the store's dtype) and moves them; decoding and normalisation run on `device`, clip by clip,
@@ -224,4 +224,5 @@ class ClipBatches:
                 if key not in batch:
                     batch[key] = torch.empty((len(clips), *value.shape), dtype=value.dtype, device=device)
                 batch[key][row] = value
+        batch["video"] = torch.tensor([int(clip["video"]) for clip in clips], device=device)
         return batch

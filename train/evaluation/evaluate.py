@@ -43,8 +43,8 @@ from typing import Protocol
 
 import numpy as np
 
-from neural_render import ConditionSource, ConditionStats, StreamingRenderer, load_renderer
-from neural_render.checkpoint import NUM_STEPS_HELP, LoadedRenderer, checkpoint_num_steps
+from neural_render import ANY_LOOK, ConditionSource, ConditionStats, StreamingRenderer, load_renderer
+from neural_render.checkpoint import LOOK_HELP, NUM_STEPS_HELP, LoadedRenderer, checkpoint_num_steps
 from neural_render.sampler import NOISE_CORRELATION, NUM_STEPS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_env.output import check_output, write_png, write_video
@@ -196,6 +196,7 @@ def streaming_factory(
     seed: int,
     device: str = "cpu",
     noise_correlation: float = NOISE_CORRELATION,
+    look: str = ANY_LOOK,
 ):
     """`make_renderer` for `evaluate_clip`: a StreamingRenderer of `model` on the stats' "eval" source."""
 
@@ -210,6 +211,7 @@ def streaming_factory(
             seed=seed,
             device=device,
             noise_correlation=noise_correlation,
+            look=look,
         )
 
     return make
@@ -266,15 +268,16 @@ def evaluate(
     progress: bool = False,
     sheet: str | os.PathLike | None = None,
     video_out: str | os.PathLike | None = None,
+    look: str | None = None,
 ) -> dict:
     """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`, with the
-    extractors it was trained on (or `extractors`, by kind, instead), sampled with `num_steps` (None = the
-    checkpoint's) and each of `cache_steps` (None = `default_cache_steps`). With `sheet` (a .png) and `video_out`
+    extractors it was trained on (or `extractors`, by kind, instead), sampled with `num_steps` and `look` (None =
+    the checkpoint's) and each of `cache_steps` (None = `default_cache_steps`). With `sheet` (a .png) and `video_out`
     (an .mp4), also write a contact sheet (real | rendered | depth | flow, a few frames) and a video of real
     next to rendered, of the first `cache_steps` setting; both are checked before any work."""
     outputs = check_outputs(sheet=(sheet, ".png"), video_out=(video_out, ".mp4"))
     loaded = load_renderer(checkpoint, device=device)
-    num_steps = loaded.steps(num_steps)
+    num_steps, look = loaded.steps(num_steps), loaded.look_for(look)
     cache_steps = default_cache_steps(num_steps) if cache_steps is None else tuple(cache_steps)
     if any(step is not None and not 0 <= step < num_steps for step in cache_steps):
         raise ValueError(f"cache_steps={cache_steps}: each must be None or in [0, num_steps={num_steps})")
@@ -297,6 +300,7 @@ def evaluate(
     clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
     stats = with_eval_source(loaded.stats, store)
     options = dict(window=window, num_steps=num_steps, seed=seed, device=device, noise_correlation=noise_correlation)
+    options["look"] = look
     make = streaming_factory(loaded.model, stats, **options)
     rendered: dict = {}
     figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size, rendered)
@@ -312,6 +316,7 @@ def evaluate(
         "start": start,
         "size": cfg.image_size,
         "num_steps": num_steps,
+        "look": look,
         "window": window,
         "seed": seed,
         "stats_source": "the clip's own statistics (spokester_train.data.sources.video_source of its label store)",
@@ -334,6 +339,7 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--look", default=None, help=LOOK_HELP)
     parser.add_argument("--labels", default=None, help=LABEL_ROOT_HELP)
     add_extractor_options(parser)
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
@@ -380,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             progress=not args.json,
             sheet=args.sheet,
             video_out=args.mp4,
+            look=args.look,
         )
     if result["frames"] < args.frames:  # the clip ran out (or the count was cut to whole framelets)
         print(

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from neural_render import StreamingRenderer, load_renderer
-from neural_render.checkpoint import NUM_STEPS_HELP
+from neural_render.checkpoint import LOOK_HELP, NUM_STEPS_HELP
 from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_train.data.extractors.teacher import DeepLabFeatures
@@ -172,13 +172,14 @@ def semantic_agreement(
     threads: int | None = None,
     camera: str | None = None,
     scene: str | None = None,
+    look: str | None = None,
 ) -> dict:
     """Semantic agreement of a renderer checkpoint (None = the shipped default) on `rides` game rides seeded
     seed, seed + 1, ... with a camera and a scene (None = the renderer's own), painted together and sampled with
-    `num_steps` Euler steps per framelet (None = the checkpoint's); `threads`: torch CPU threads while rendering
-    (None = torch's default)."""
+    `num_steps` Euler steps per framelet and `look` (None = the checkpoint's); `threads`: torch CPU threads while
+    rendering (None = torch's default)."""
     loaded = load_renderer(checkpoint, device=device)
-    num_steps = loaded.steps(num_steps)
+    num_steps, look = loaded.steps(num_steps), loaded.look_for(look)
     cfg = loaded.model.config
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
@@ -195,6 +196,7 @@ def semantic_agreement(
         num_steps=num_steps,
         batch_size=rides,
         device=device,
+        look=look,
     )
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -228,6 +230,7 @@ def semantic_agreement(
         "seed": seed,
         "size": cfg.image_size,
         "num_steps": num_steps,
+        "look": look,
         "window": window,
         "rides": per_ride,
     }
@@ -242,6 +245,7 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="seeded rides painted together, seeds seed, seed + 1, ... (default 1)")  # fmt: skip
     parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
     parser.add_argument("--window", type=at_least(1), default=3, help="framelets of context, itself included (>= 1)")
+    parser.add_argument("--look", default=None, help=LOOK_HELP)
     parser.add_argument("--camera", choices=[*CAMERA_PRESETS, "all"], default=None,
                         help="game camera (default: the renderer's own); all: one report for every camera")  # fmt: skip
     parser.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
@@ -292,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 threads=args.threads,
                 camera=camera,
                 scene=args.scene,
+                look=args.look,
             )
             for camera in cameras
         }

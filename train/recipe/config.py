@@ -124,6 +124,13 @@ class TrainConfig:
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""
+    looks: bool = False
+    """Teach the network one look per training video (`neural_render.RendererConfig.looks`, named by the videos'
+    file stems): a learned vector, zero at the start, that tells it which footage a clip comes from, so that
+    the look can be chosen when painting instead of being guessed from the game's condition."""
+    look_drop: float = 0.2
+    """Probability that a clip is trained without its look (`ANY_LOOK`), so that the network also paints with
+    none."""
     balance_videos: bool = True
     """Draw the same number of clips from every training video per epoch (False: in proportion to length)."""
     lr: float = 3e-4
@@ -227,6 +234,8 @@ class TrainConfig:
             raise ValueError(f"skips={self.skips}: need one or more frame skips >= 1")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window={self.window}: must be >= 1 or None")
+        if not 0 <= self.look_drop <= 1:
+            raise ValueError(f"look_drop={self.look_drop}: need a probability in [0, 1]")
         if not 0 <= self.uncond_prob <= 1 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"uncond_prob={self.uncond_prob}, ema_decay={self.ema_decay}: need [0, 1] and [0, 1)")
         if self.lr <= 0 or not 0 <= self.cooldown_fraction <= 1 or self.warmup_steps < 0:

@@ -40,7 +40,7 @@ from spokester_train.recipe.distributed import Ranks, Stopped, join
 from spokester_train.recipe.optimizer_step import apply_update, clip_generators, learning_rate, step_loss
 from spokester_train.recipe.provenance import renderer_provenance
 from spokester_train.recipe.run_log import RunLog
-from spokester_train.recipe.setup import Networks, StageData, open_run
+from spokester_train.recipe.setup import Networks, StageData, look_rows, open_run
 
 __all__ = ["RENDERER", "NonFiniteLoss", "TrainResult", "exported_step", "train", "learning_rate"]
 
@@ -125,9 +125,12 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:
                 if data is not None:
                     data.close()
                 data = StageData.enter(config, index, stage, state, opened, ranks)
+                looks = look_rows(nets.model, data.stems, device)  # each store's look row, None without looks
 
             rows = batch_share(stage.batch_size, ranks.rank, ranks.world_size)
             batch = data.batches.next(stage.batch_size, device)
+            if looks is not None:
+                batch["look"] = looks[batch["video"]]  # (b,)
             loss, parts = step_loss(
                 forward, nets.model, diffusion, batch, config, clip=data.stats.clip, projector=projector,
                 generators=clip_generators(config.seed, step, rows, device), layer=nets.irepa_layer,

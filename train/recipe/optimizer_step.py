@@ -1,7 +1,8 @@
 """One optimiser step of the recipe, shared by the training loop (`spokester_train.recipe.loop`) and its
 benchmark (`spokester_train.recipe.bench`): what a step computes lives here once.
 
-`step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, the
+`step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, no look for a
+random `look_drop` of them (where the network has looks), the
 flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA
 (and on the CPU when the config asks for it: `uses_bf16`), plus
 `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
@@ -68,7 +69,7 @@ def step_loss(
     projector: Projector | None,
     layer: int,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of one batch ({"x", "cond", "teacher"?}) and its parts as floats. `forward` is the model
+    """The loss of one batch ({"x", "cond", "teacher"?, "look"?}) and its parts as floats. `forward` is the model
     or its compiled (or DistributedDataParallel) form; `clip` is the statistics' clip of the normalised
     condition; `generators` holds each clip's generator (`clip_generators`)."""
     x = batch["x"]
@@ -81,6 +82,10 @@ def step_loss(
     framelets = x.shape[1] // model.config.patch_frames
     t = torch.cat([diffusion.sample_time(1, framelets, generator=g, device=device) for g in generators])  # (b, n)
     noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=device, dtype=x.dtype) for g in generators])
+    look = batch.get("look")
+    if look is not None:  # drawn after the rest, so that a run without looks draws what it always drew
+        dropped = torch.stack([torch.rand((), generator=g, device=device) < config.look_drop for g in generators])
+        look = torch.where(dropped, torch.full_like(look, -1), look.to(device))  # (b,)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device)):
         result = diffusion.loss(
             forward,
@@ -91,6 +96,7 @@ def step_loss(
             drop_cond=drop,
             window=config.window,
             return_layers=(layer,) if projector is not None else (),
+            look=look,
         )
         loss, parts = result.loss, {"diffusion": result.loss.item()}
         if projector is not None:

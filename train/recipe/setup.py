@@ -37,7 +37,16 @@ from spokester_train.recipe.distributed import Ranks
 from spokester_train.recipe.irepa import TEACHER_CHANNELS, Projector
 from spokester_train.recipe.optimizer_step import make_optimizer
 
-__all__ = ["Networks", "StageData", "init_from_choices", "open_run", "prepare_stores", "video_file_name"]
+__all__ = [
+    "Networks",
+    "StageData",
+    "init_from_choices",
+    "look_names",
+    "look_rows",
+    "open_run",
+    "prepare_stores",
+    "video_file_name",
+]
 
 
 def open_run(config: TrainConfig, resume: bool, main: bool = True) -> tuple[Path, dict | None]:
@@ -89,13 +98,13 @@ def init_from_choices(path: str | Path) -> dict:
     config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
     (`sample_steps`; the in-run evaluation with a clean context pass and the cache at half of them,
     `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer), and how it reads the sky
-    (`sky_at_clip`)."""
+    (`sky_at_clip`), and whether it paints looks (`looks`)."""
     loaded = load_renderer(path)
     named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
     name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
     preset = dataclasses.asdict(RENDERER_PRESETS[name]())
     own = dataclasses.asdict(loaded.model.config)
-    overrides = {k: v for k, v in own.items() if k != "image_size" and v != preset[k]}
+    overrides = {k: v for k, v in own.items() if k not in ("image_size", "looks") and v != preset[k]}
     return {
         "renderer_preset": name,
         "renderer_overrides": overrides,
@@ -104,7 +113,45 @@ def init_from_choices(path: str | Path) -> dict:
         "sample_steps": loaded.num_steps,
         "eval_cache_steps": (None, loaded.num_steps // 2) if loaded.num_steps > 1 else (None,),
         "sky_at_clip": loaded.stats is not None and any(s.sky_at_clip for s in loaded.stats.sources.values()),
+        "looks": bool(loaded.model.config.looks),
     }
+
+
+def look_names(config: TrainConfig) -> tuple[str, ...]:
+    """The looks a run with `config.looks` teaches: its training videos' file stems, in order (a label store folder
+    given as a video goes by the stem of the video it was extracted from); () without."""
+    if not config.looks:
+        return ()
+    paths = [parse_video(video).path for video in config.videos]
+    names = tuple(Path(LabelStore(p).manifest["video"]["path"]).stem if p.is_dir() else p.stem for p in paths)
+    for name in names:
+        if names.count(name) > 1:  # as the videos' condition sources refuse it
+            raise ValueError(f"two training videos share the name {name!r}; rename one")
+    return names
+
+
+def look_rows(model: Renderer, stems: Sequence[str], device) -> torch.Tensor | None:
+    """Each training store's row in the network's look vectors (-1 where its video is not one of the looks), or
+    None for a network without looks."""
+    looks = model.config.looks
+    if not looks:
+        return None
+    return torch.tensor([looks.index(stem) if stem in looks else -1 for stem in stems], device=device)
+
+
+def _adopt_looks(weights: dict[str, torch.Tensor], looks: tuple[str, ...], model: Renderer) -> dict:
+    """Weights saved with looks `looks` for `model`, whose looks may differ: the vectors of the looks both have are
+    kept, the model's other looks start at zero (as a new network's), the rest are dropped."""
+    name = "look_embedding"
+    saved = weights.get(name)
+    weights = {k: v for k, v in weights.items() if k != name}
+    if not model.config.looks:
+        return weights
+    vectors = torch.zeros_like(model.look_embedding.detach())
+    for row, look in enumerate(model.config.looks):
+        if saved is not None and look in looks:
+            vectors[row] = saved[looks.index(look)]
+    return weights | {name: vectors}
 
 
 def _origin(loaded: LoadedRenderer) -> dict:
@@ -143,7 +190,8 @@ class Networks:
         renderer's weights), or those of a checkpoint's `state` at its stage's size."""
         torch.manual_seed(config.seed)  # the initial weights
         size = config.stages[0].image_size
-        model = build_renderer(config.renderer_preset, device=device, image_size=size, **config.renderer_overrides)
+        overrides = dict(config.renderer_overrides) | ({"looks": look_names(config)} if config.looks else {})
+        model = build_renderer(config.renderer_preset, device=device, image_size=size, **overrides)
         model.attention = config.attention
         projector = None
         if config.irepa:
@@ -161,7 +209,7 @@ class Networks:
             networks.origin = state.get("origin")
         elif config.init_from is not None:
             start = load_renderer(config.init_from, device=device)
-            weights = start.model.state_dict()
+            weights = _adopt_looks(start.model.state_dict(), start.model.config.looks, model)
             _check_network(weights, model, config, start.path)
             model.load_state_dict(weights)
             ema.load_state_dict(weights)
@@ -243,6 +291,8 @@ class StageData:
 
     index: int
     stores: list[LabelStore]
+    stems: list[str]
+    """Each training store's video file stem: its condition source is `video/<stem>`, its look `<stem>`."""
     eval_store: LabelStore
     stats: ConditionStats
     batches: ClipBatches
@@ -282,7 +332,7 @@ class StageData:
         opened.enter_context(batches)  # its loader workers stop with the run
         if state is not None and state["data"]["stage"] == index:
             batches.load_state(state["data"])
-        return cls(index, stores, eval_store, stats, batches)
+        return cls(index, stores, stems, eval_store, stats, batches)
 
     def close(self) -> None:
         """Stop this stage's loader workers (the next stage starts its own)."""

@@ -107,7 +107,11 @@ def test_command_prints_the_documented_json(tiny_checkpoint, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "code", "fragment"),
-    [(["--frames", "1"], 2, "--frames: must be >= 2, got 1"), (["--checkpoint", "missing.safetensors"], 1, "missing")],
+    [
+        (["--frames", "1"], 2, "--frames: must be >= 2, got 1"),
+        (["--checkpoint", "missing.safetensors"], 1, "missing"),
+        (["--look", "highway"], 1, "look 'highway': this renderer paints only 'any' (it has no looks)"),
+    ],
 )
 def test_command_errors_are_one_line(argv, code, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -4,6 +4,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from spokester_train.recipe import loop
 from spokester_train.recipe.checkpoint import CHECKPOINT, load_state
 from spokester_train.recipe.config import Augment, Stage
 from spokester_train.recipe.loop import NonFiniteLoss, train
-from spokester_train.recipe.setup import Networks, prepare_stores
+from spokester_train.recipe.setup import Networks, init_from_choices, prepare_stores
 
 
 def _fixed_loss(model, stats, store) -> float:
@@ -284,3 +285,26 @@ def test_a_run_that_reads_the_sky_at_clip_says_so_in_every_source_and_its_evalua
     assert not any(source.sky_at_clip for source in plain_stats.sources.values())
     for name, source in plain_stats.sources.items():  # the same statistics: only the flag differs
         assert dataclasses.replace(source, sky_at_clip=True) == stats.source(name)
+
+
+def test_a_run_with_looks_learns_one_per_video_from_zero_and_a_dropped_look_learns_nothing(tiny_config, tmp_path):
+    """`looks`: the network gets one look per training video (named by its stem), starting at zero on top of the
+    renderer it starts from; the trained look moves, and with every clip's look dropped it stays exactly zero."""
+    first = train(tiny_config(out=str(tmp_path / "first"), evaluate=False))
+    start = load_renderer(first.renderer)
+    video = tiny_config.base.videos[0].split("@")[0]
+    two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    config = tiny_config(out=str(tmp_path / "looks"), init_from=str(first.renderer), stages=two, looks=True,
+                         look_drop=0.0, evaluate=False)  # fmt: skip
+    nets = Networks.build(config, torch.device("cpu"))
+    stem = Path(video).stem
+    assert nets.model.config.looks == (stem,) and not nets.model.look_embedding.any()
+    for name, tensor in start.model.state_dict().items():
+        assert torch.equal(nets.model.state_dict()[name], tensor)
+    looked = load_renderer(train(config).renderer)
+    assert looked.model.config.looks == (stem,) and looked.look == "any"
+    assert looked.model.look_embedding.abs().sum() > 0
+    assert init_from_choices(looked.path)["looks"] is True and init_from_choices(first.renderer)["looks"] is False
+    dropped = tiny_config(out=str(tmp_path / "dropped"), init_from=str(first.renderer), stages=two, looks=True,
+                          look_drop=1.0, evaluate=False)  # fmt: skip
+    assert not load_renderer(train(dropped).renderer).model.look_embedding.any()
