@@ -19,6 +19,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from neural_render.checkpoint import (
+    ANY_LOOK,
     DEFAULT_GAME,
     EMBEDDED_JSON,
     checkpoint_info,
@@ -147,6 +148,19 @@ def _evaluation(provenance: dict, name: str) -> list[str]:
     return lines
 
 
+def _looks_row(config: dict, sampling: dict) -> list[str]:
+    """The card's row of the looks a renderer paints (none for a renderer without looks)."""
+    looks = config.get("looks") or []
+    if not looks:
+        return []
+    names = ", ".join(f"`{name}`" for name in looks)
+    chosen = sampling.get("look", ANY_LOOK)
+    return [
+        f"| looks | {names}, or `{ANY_LOOK}`: it paints `{chosen}` unless given `look=` / `--look` (one per training "
+        "video, learnt from which video each clip came from) |"
+    ]
+
+
 def renderer_card(checkpoint: str | os.PathLike) -> str:
     """The model card (Markdown) of a renderer checkpoint, from its JSON."""
     weights, _ = checkpoint_paths(checkpoint)
@@ -169,6 +183,7 @@ def renderer_card(checkpoint: str | os.PathLike) -> str:
         f"{config.get('heads')} heads, pixel head {config.get('pixel_head', 0) or 'none'}; "
         f"{_parameters(weights) / 1e6:.1f} M parameters |",
         f"| made for | the game's `{game['camera']}` camera and `{game['scene']}` scene |",
+        *_looks_row(config, info.get("sampling") or {}),
         f"| sampled with | {checkpoint_num_steps(weights)} Euler steps per framelet (its `num_steps`; the wrappers, "
         "players, recorders and evaluation commands use it unless given `num_steps` / `--steps`) |",
         f"| trained | {provenance.get('steps', '?')} steps of the `{provenance.get('preset', '?')}` preset in "

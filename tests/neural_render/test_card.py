@@ -31,3 +31,11 @@ def test_the_card_command_writes_beside_the_checkpoint_and_says_what_is_not_reco
     assert "Not evaluated: the JSON records no evaluation." in card
     assert "(not recorded in this checkpoint)" in card and "its JSON inside" in card
     assert json.loads((tmp_path / "mine.json").read_text())["provenance"]["steps"] == 7 and weights.is_file()
+
+
+def test_the_card_names_the_looks_and_the_one_painted_unless_another_is_asked_for(tmp_path):
+    model = build_renderer("tiny", image_size=32, num_blocks=1, looks=("highway", "walk"))
+    card = renderer_card(save_renderer(tmp_path / "looks", model, look="walk"))
+    assert "| looks | `highway`, `walk`, or `any`: it paints `walk` unless given `look=` / `--look`" in card
+    plain = renderer_card(save_renderer(tmp_path / "plain", build_renderer("tiny", image_size=32, num_blocks=1)))
+    assert "| looks |" not in plain
