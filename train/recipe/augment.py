@@ -2,8 +2,10 @@
 
 The game's depth and flow are exact and sharp; a video's pseudo-labels are blurry, noisy and quantised
 differently. Training on randomly degraded conditions (down/up-scale, blur, posterize, noise, clip) keeps
-the renderer from relying on the fine texture of either. Every random draw comes from the generator that
-is passed in, so augmentation is reproducible and resumes exactly.
+the renderer from relying on the fine texture of either. Every random draw comes from the generators that
+are passed in, so augmentation is reproducible and resumes exactly: the noise from the clip's own generator,
+the choices (which degradations, how strong) from `choices`, which for a clip on a GPU is a CPU generator,
+so that choosing never waits for the GPU (each choice is a Python number).
 
 Legend: b clips, t frames, H/W frame size, k condition channels (3).
 """
@@ -40,37 +42,47 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(padded, kernel.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
 
 
-def _augment_clip(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
+def _augment_clip(
+    cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator, choices: torch.Generator
+) -> torch.Tensor:
     """Degrade one clip's condition (t, k, H, W); each kind happens with probability `config.prob`."""
 
     def happens() -> bool:
-        return float(torch.rand((), generator=generator, device=generator.device)) < config.prob
+        return float(torch.rand((), generator=choices, device=choices.device)) < config.prob
 
     height, width = cond.shape[-2:]
     if happens():  # down- then up-scale: coarse labels, as from a network at a lower resolution
-        factor = _uniform(1.0, config.max_downscale, generator)
+        factor = _uniform(1.0, config.max_downscale, choices)
         small = (max(1, round(height / factor)), max(1, round(width / factor)))
         cond = F.interpolate(cond, size=small, mode="area")
         cond = F.interpolate(cond, size=(height, width), mode="bilinear", align_corners=False)
     if happens():
-        cond = gaussian_blur(cond, _uniform(0.0, config.max_blur_sigma, generator))
+        cond = gaussian_blur(cond, _uniform(0.0, config.max_blur_sigma, choices))
     if happens():  # posterize the [-clip, clip] range into a few levels
         low, high = config.posterize_levels
-        levels = int(torch.randint(low, high + 1, (), generator=generator, device=generator.device))
+        levels = int(torch.randint(low, high + 1, (), generator=choices, device=choices.device))
         unit = (cond + clip) / (2 * clip)
         cond = torch.round(unit * (levels - 1)) / (levels - 1) * (2 * clip) - clip
     if happens():
-        sigma = _uniform(0.0, config.max_noise, generator)
+        sigma = _uniform(0.0, config.max_noise, choices)
         cond = cond + sigma * torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
     if happens():
-        bound = _uniform(min(config.min_clip, clip), clip, generator)
+        bound = _uniform(min(config.min_clip, clip), clip, choices)
         cond = cond.clamp(-bound, bound)
     return cond.clamp(-clip, clip)
 
 
-def augment_clip(cond: torch.Tensor, config: Augment, clip: float, generator: torch.Generator) -> torch.Tensor:
-    """Randomly degraded copy of one clip's normalised condition (t, H, W, k); values stay in [-clip, clip]."""
+def augment_clip(
+    cond: torch.Tensor,
+    config: Augment,
+    clip: float,
+    generator: torch.Generator,
+    choices: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Randomly degraded copy of one clip's normalised condition (t, H, W, k); values stay in [-clip, clip].
+    `choices` draws the choices (None = `generator`, which then draws everything)."""
     if config.prob == 0:
         return cond
-    out = _augment_clip(rearrange(cond, "t h w k -> t k h w"), config, clip, generator)
+    choices = generator if choices is None else choices
+    out = _augment_clip(rearrange(cond, "t h w k -> t k h w"), config, clip, generator, choices)
     return rearrange(out, "t k h w -> t h w k")

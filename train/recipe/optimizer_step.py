@@ -7,7 +7,8 @@ flow-matching loss with diffusion forcing (neural_render's FlowMatching) under b
 (and on the CPU when the config asks for it: `uses_bf16`), plus
 `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
 Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes from its own
-generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`), so a clip
+generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`; on a GPU its
+augmentation's choices from a CPU twin of it, `choice_generators`), so a clip
 is trained the same whichever process holds it: one process with batch 2b and two with b each compute the
 same per-clip losses.
 `apply_update`: the learning rate of the step, backward, global-norm clipping, AdamW, and the EMA.
@@ -57,6 +58,12 @@ def clip_generators(seed: int, step: int, rows: range, device: torch.device) -> 
     return [torch.Generator(device).manual_seed(int(state) >> 1) for state in states]
 
 
+def choice_generators(generators: list[torch.Generator]) -> list[torch.Generator]:
+    """The generators of each clip's augmentation choices: the clip's own on the CPU; on a GPU a CPU generator
+    with the same seed, so that a choice (a Python number) never waits for the GPU."""
+    return [g if g.device.type == "cpu" else torch.Generator().manual_seed(g.initial_seed()) for g in generators]
+
+
 def step_loss(
     forward,
     model: Renderer,
@@ -76,8 +83,8 @@ def step_loss(
     device = x.device
     if len(generators) != x.shape[0]:
         raise ValueError(f"{len(generators)} clip generators for a batch of {x.shape[0]} clips")
-    conds = zip(batch["cond"], generators, strict=True)
-    cond = torch.stack([augment_clip(c, config.augment, clip, g) for c, g in conds])
+    conds = zip(batch["cond"], generators, choice_generators(generators), strict=True)
+    cond = torch.stack([augment_clip(c, config.augment, clip, g, choices) for c, g, choices in conds])
     drop = torch.stack([torch.rand((), generator=g, device=device) < config.uncond_prob for g in generators])  # (b,)
     framelets = x.shape[1] // model.config.patch_frames
     t = torch.cat([diffusion.sample_time(1, framelets, generator=g, device=device) for g in generators])  # (b, n)

@@ -14,3 +14,18 @@ def test_condition_augmentation_is_bounded_seeded_and_optional():
     assert changed.abs().max() <= 4.0 and not torch.allclose(changed, cond)
     torch.testing.assert_close(draw(0, 1.0), changed)
     assert not torch.equal(draw(1, 1.0), changed)
+
+
+def test_the_choices_come_from_their_own_generator_and_on_the_cpu_it_is_the_clips_own():
+    """Which degradations happen and how strong depends on `choices` alone (noise off here); on the CPU a clip's
+    choices are drawn from its own generator, so CPU runs draw what they always drew."""
+    from spokester_train.recipe.optimizer_step import choice_generators
+
+    cond = torch.randn(4, 16, 16, 3).clamp(-4, 4)
+    config = Augment(prob=0.5, max_noise=0.0)
+    seeded = lambda seed: torch.Generator().manual_seed(seed)  # noqa: E731
+    picked = [augment_clip(cond, config, 4.0, seeded(0), choices=seeded(s)) for s in range(6)]
+    assert all(torch.equal(augment_clip(cond, config, 4.0, seeded(9), choices=seeded(s)), picked[s]) for s in range(6))
+    assert len({tuple(p.flatten()[:64].tolist()) for p in picked}) > 2  # the choices differ from seed to seed
+    own = [seeded(3), seeded(4)]
+    assert choice_generators(own) == own
