@@ -6,7 +6,7 @@
 # Euler steps (its checkpoint's `num_steps`), the clip with a clean context pass and the cache at half its steps.
 #   bash scripts/renderer_figures.sh RUN_OR_CHECKPOINT [...]      (default data: ../shared/data/road)
 # Writes FIGURES_DIR/<name>.{eval,semantic}.json and <name>.game.txt (default runs/figures) and prints a
-# summary line per renderer.
+# summary line per renderer. LOOK: the look to paint (default: each renderer's own).
 set -euo pipefail
 D=${DATA:-../shared/data/road}
 OUT=${FIGURES_DIR:-runs/figures}
@@ -18,8 +18,8 @@ for target in "$@"; do
   [ -d "$target" ] && name=$(basename "$target")
   steps=$(python -c "import sys; from neural_render.checkpoint import checkpoint_num_steps as n; print(n(sys.argv[1]))" "$checkpoint")
   python -m spokester_train.evaluation.evaluate --checkpoint "$checkpoint" --video "$D/udacity_project_video_part3.mp4" \
-    --frames 64 --cache-at-step "none,$((steps / 2))" --json > "$OUT/$name.eval.json"
-  python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --rides "${RIDES:-1}" --json > "$OUT/$name.semantic.json"
+    --frames 64 --cache-at-step "none,$((steps / 2))" ${LOOK:+--look "$LOOK"} --json > "$OUT/$name.eval.json"
+  python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --rides "${RIDES:-1}" ${LOOK:+--look "$LOOK"} --json > "$OUT/$name.semantic.json"
   python -m neural_render.bench --game --checkpoint "$checkpoint" --device cpu --threads 1 --framelets 60 \
     > "$OUT/$name.game.txt" 2>/dev/null
   python - "$OUT/$name" <<'PY'

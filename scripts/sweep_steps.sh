@@ -5,7 +5,7 @@
 # Markdown row per renderer and step count, means over the seeds.
 #   bash scripts/sweep_steps.sh RUN_OR_CHECKPOINT [...]      (default data: ../shared/data/road)
 # STEPS (default "4 6 8 12"), EVAL_SEEDS ("0 1"), SEMANTIC_SEEDS ("0 1 2"); every result is appended to
-# FIGURES_DIR/steps.jsonl (default runs/figures).
+# FIGURES_DIR/steps.jsonl (default runs/figures). LOOK: the look to paint (default: each renderer's own).
 set -euo pipefail
 D=${DATA:-../shared/data/road}
 OUT=${FIGURES_DIR:-runs/figures}
@@ -18,12 +18,13 @@ for target in "$@"; do
   for steps in ${STEPS:-4 6 8 12}; do
     for seed in ${EVAL_SEEDS:-0 1}; do
       python -m spokester_train.evaluation.evaluate --checkpoint "$checkpoint" --video "$D/udacity_project_video_part3.mp4" \
-        --frames 64 --steps "$steps" --cache-at-step "none,$((steps / 2))" --seed "$seed" --json \
+        --frames 64 --steps "$steps" --cache-at-step "none,$((steps / 2))" --seed "$seed" ${LOOK:+--look "$LOOK"} --json \
         | python -c "import json, sys; print(json.dumps({'target': sys.argv[1], 'eval': json.load(sys.stdin)}))" "$target" \
         >> "$rows.new"
     done
     for seed in ${SEMANTIC_SEEDS:-0 1 2}; do
       python -m spokester_train.evaluation.semantic --checkpoint "$checkpoint" --frames 48 --steps "$steps" --seed "$seed" \
+        ${LOOK:+--look "$LOOK"} \
         --json | python -c "import json, sys; print(json.dumps({'target': sys.argv[1], 'semantic': json.load(sys.stdin)}))" \
         "$target" >> "$rows.new"
     done
@@ -39,7 +40,7 @@ for line in open(sys.argv[1]):
     if row["target"] not in wanted:
         continue
     result = row.get("eval") or row["semantic"]
-    into = figures[row["target"], result["num_steps"]]
+    into = figures[row["target"], result["num_steps"], result.get("look", "any")]
     if "eval" in row:
         for key in ("psnr", "psnr_colour_matched", "warp_error", "seam_ratio", "boundary_ratio"):
             for at, value in enumerate(result[key].values()):
@@ -50,12 +51,12 @@ for line in open(sys.argv[1]):
         into["hallucinated"].append(result["vehicles"]["neural"]["hallucinated"])
         into["class mean"].append(result["neural"]["class_mean"])
 mean = lambda values: statistics.mean(values) if values else float("nan")
-print("| renderer | steps | PSNR dB | colour-matched dB | warp error | seam ratio | boundary ratio "
+print("| renderer | steps | look | PSNR dB | colour-matched dB | warp error | seam ratio | boundary ratio "
       "| car agreement / hallucinated | class mean |")
-print("|---|---|---|---|---|---|---|---|---|")
-for (target, steps), f in sorted(figures.items()):
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (target, steps, look), f in sorted(figures.items()):
     pair = lambda key: f"{mean(f[key, 0]):.2f} / {mean(f[key, 1]):.2f}"
-    print(f"| {target} | {steps} | {pair('psnr')} | {pair('psnr_colour_matched')} | {pair('warp_error')} "
+    print(f"| {target} | {steps} | {look} | {pair('psnr')} | {pair('psnr_colour_matched')} | {pair('warp_error')} "
           f"| {pair('seam_ratio')} | {pair('boundary_ratio')} | {mean(f['cars']):.3f} / {mean(f['hallucinated']):.3f} "
           f"| {mean(f['class mean']):.3f} |")
 PY
