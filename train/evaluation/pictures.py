@@ -4,9 +4,11 @@ A seeded game ride (`spokester_train.data.game`), with the camera and scene the 
 by the streaming sampler from its depth and flow (the renderer's "game" statistics); `contact_sheet` lays out a
 few of its frames (cube view | depth | flow | neural view) and the command writes that picture, and the ride as
 an mp4 if asked. Given several checkpoints (of one frame size and game), it paints the same ride with each,
-one neural column per checkpoint, named by its run folder (or file):
+one neural column per checkpoint, named by its run folder (or file); given several looks (`--look`), one column
+per checkpoint and look:
 
-    python -m spokester_train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH ...] [--mp4 PATH]
+    python -m spokester_train.evaluation.pictures --out docs/cube_vs_neural.png [--checkpoint PATH ...] \
+        [--look NAME ...] [--mp4 PATH]
 
 Legend: t frames, s side, F frames per framelet.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from neural_render import StreamingRenderer, load_renderer
-from neural_render.checkpoint import NUM_STEPS_HELP
+from neural_render.checkpoint import LOOK_HELP, NUM_STEPS_HELP
 from spokester_env import depth_to_rgb, flow_to_rgb
 from spokester_env.commandline import CommandLine, at_least, user_errors
 from spokester_env.output import check_output, write_png, write_video
@@ -103,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--across", action="store_true", help="one frame per column (default: per row)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=at_least(1), default=None, help=NUM_STEPS_HELP)
+    parser.add_argument("--look", nargs="+", default=[None], help=f"{LOOK_HELP}; several: a column for each")
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error(f"--out {args.out!r}: must end in .png")
@@ -126,10 +129,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         ride = game_ride(size, args.frames, seed=args.seed, camera=game["camera"], scene=game["scene"])
         neural = {}
         for i, (checkpoint, loaded) in enumerate(zip(args.checkpoint, renderers, strict=True)):
-            steps = loaded.steps(args.steps)
-            renderer = StreamingRenderer(loaded.model, stats=loaded.stats, source="game", num_steps=steps)
-            name = _name(checkpoint) if len(renderers) > 1 else "neural view"
-            neural[f"{name} ({i + 1})" if name in neural else name] = render_ride(renderer, ride, args.seed)
+            for look in args.look:
+                options = dict(source="game", num_steps=loaded.steps(args.steps), look=loaded.look_for(look))
+                renderer = StreamingRenderer(loaded.model, stats=loaded.stats, **options)
+                name = _name(checkpoint) if len(renderers) > 1 else "neural view"
+                name = name if look is None else f"{name}, {look}" if len(renderers) > 1 else look
+                neural[f"{name} ({i + 1})" if name in neural else name] = render_ride(renderer, ride, args.seed)
         views = ride_views(ride, next(iter(neural.values())), args.conditions)
         views.pop("neural view")
         views |= neural

@@ -78,3 +78,21 @@ def test_rides_painted_together_are_each_what_one_stream_paints(tiny_checkpoint)
         assert "2 equally long rides" in str(error)
     else:
         raise AssertionError("a two-ride batch on a one-stream renderer was accepted")
+
+
+def test_several_looks_paint_the_same_ride_a_column_each_and_an_unknown_one_is_one_line(tmp_path):
+    model = build_renderer("tiny", image_size=32, width=64, num_blocks=1, heads=1, looks=("dusk", "noon"))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(0.2 * torch.randn(param.shape, generator=generator))
+    path = save_renderer(tmp_path / "looks", model)
+    out = tmp_path / "looks.png"
+    result = _pictures("--out", out, "--checkpoint", path, "--look", "any", "noon", "--frames", 4, "--shown", 1)
+    assert result.returncode == 0, result.stderr
+    sheet = cv2.imread(str(out))[..., ::-1].astype(int)
+    assert sheet.shape == (18 + 32, 3 * 32, 3)  # cube | any | noon
+    assert np.abs(sheet[18:, 32:64] - sheet[18:, 64:]).mean() > 5, "each look paints its own column"
+    refused = _pictures("--out", tmp_path / "x.png", "--checkpoint", path, "--look", "dawn", "--frames", 4)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "look 'dawn': this renderer paints any, dusk, noon" in refused.stderr and not (tmp_path / "x.png").exists()
