@@ -284,3 +284,16 @@ def test_sigterm_during_record_exits_cleanly_and_leaves_nothing(tmp_path):
     _, err = child.communicate(timeout=60)
     assert child.returncode == 143 and err.strip().splitlines()[-1] == "spokester record: terminated", err
     assert list(out.iterdir()) == []
+
+
+def test_record_and_play_paint_the_look_asked_for_and_refuse_one_the_renderer_lacks(tiny_checkpoint, tmp_path):
+    """(The untrained checkpoint's warning that it has no statistics aside, the refusal is one line.)"""
+    options = ["--view", "neural", "--checkpoint", tiny_checkpoint, "--render-steps", 1]
+    result = run_cli("record", *options, "--look", "any", "--out", tmp_path / "rec", "--max-steps", 2)
+    assert result.returncode == 0, result.stderr
+    for command in (["record", "--out", tmp_path / "bad", "--max-steps", 2], ["play", "--max-frames", 2]):
+        result = run_cli(*command, *options, "--look", "highway")
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert result.returncode == 1 and "Traceback" not in result.stderr and len(errors) == 1
+        assert errors[0].endswith("error: look 'highway': this renderer paints only 'any' (it has no looks)")
+    assert not (tmp_path / "bad").exists()
