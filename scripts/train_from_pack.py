@@ -95,12 +95,13 @@ def join_weights(folder: Path) -> Path:
     return folder / WEIGHTS
 
 
-def plan_steps(config, seconds_left: float) -> tuple[int, float]:
-    """(steps that fit in `seconds_left`, timed seconds per step) for `config`'s only stage on its device."""
+def plan_steps(config, seconds_left: float, margin: float = READ_MARGIN) -> tuple[int, float]:
+    """(steps that fit in `seconds_left`, timed seconds per step) for `config`'s only stage on its device, planned
+    at `margin` of the timed rate."""
     from spokester_train.recipe.bench import time_stage
 
     timing = time_stage(config, config.stages[0], steps=10, warmup=3)
-    return max(1, int((seconds_left - EXPORT_SECONDS) * READ_MARGIN / timing.seconds)), timing.seconds
+    return max(1, int((seconds_left - EXPORT_SECONDS) * margin / timing.seconds)), timing.seconds
 
 
 def train_from_pack(args, started: float) -> dict:
@@ -145,7 +146,7 @@ def train_from_pack(args, started: float) -> dict:
         seconds_per_step = None
         steps = args.steps
         if steps is None:
-            steps, seconds_per_step = plan_steps(config, 60 * args.minutes - (time.time() - started))
+            steps, seconds_per_step = plan_steps(config, 60 * args.minutes - (time.time() - started), args.margin)
         config = config.with_total_steps(steps)
         minutes_left = args.minutes - (time.time() - started) / 60 - EXPORT_SECONDS / 60
         config = dataclasses.replace(config, max_minutes=max(minutes_left, 0.1))
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")
+    parser.add_argument("--margin", type=more_than(0), default=READ_MARGIN,
+                        help=f"share of the timed step rate the steps are planned at (default {READ_MARGIN}; two runs "
+                        "on one host: 0.7)")  # fmt: skip
     parser.add_argument("--batch", type=at_least(1), default=None, help="clips per step (default: the preset's)")
     parser.add_argument("--device", type=device_option, default=None, help="torch device (default: cuda)")
     args = parser.parse_args(argv)

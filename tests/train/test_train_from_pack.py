@@ -121,6 +121,7 @@ def test_the_steps_fill_the_time_left_after_the_export_at_the_timed_rate_with_a_
     config = make_config("gpu-tiny", device="cpu")
     assert script.plan_steps(config, 130.0) == (int((130 - 30) * 0.85 / 0.5), 0.5) == (170, 0.5)
     assert script.plan_steps(config, 10.0)[0] == 1  # never none
+    assert script.plan_steps(config, 130.0, margin=0.7) == (140, 0.5)  # --margin
 
 
 def test_a_label_store_folder_given_as_a_video_is_used_as_it_is_and_must_fit_the_run(road_stores):
