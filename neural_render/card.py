@@ -19,13 +19,13 @@ from pathlib import Path
 from safetensors import safe_open
 
 from neural_render.checkpoint import (
-    ANY_LOOK,
     DEFAULT_GAME,
     EMBEDDED_JSON,
     checkpoint_info,
     checkpoint_num_steps,
     checkpoint_paths,
 )
+from neural_render.model import ANY_LOOK
 from spokester_env.commandline import per_file_command
 from spokester_env.output import atomic_write_text
 

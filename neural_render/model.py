@@ -51,6 +51,8 @@ Cached streaming passes need no mask and ignore this."""
 
 
 RGB_CHANNELS = 3
+"""Channels of a generated frame: the project's frames are RGB."""
+
 LOOK_SCALE = 64.0
 """What a look vector's stored values are multiplied by. The timestep embedding a look is added to is large (in
 the shipped default about 30 per channel, root mean square, over the sampling times), and a vector learnt from
@@ -61,7 +63,6 @@ times as fast."""
 ANY_LOOK = "any"
 """The look of no look in particular: the network's look vector left out, as training leaves it out for a share
 of the clips (`look_drop`); what a renderer with no looks always paints."""
-"""Channels of a generated frame: the project's frames are RGB."""
 
 
 def _is_integer(value) -> bool:
@@ -165,11 +166,9 @@ class RendererConfig:
         looks = self.looks
         if isinstance(looks, list):  # as JSON gives it
             object.__setattr__(self, "looks", looks := tuple(looks))
-        rule = f"a list of distinct non-empty names other than {ANY_LOOK!r}"
-        if not isinstance(looks, tuple) or not all(isinstance(n, str) and n and n != ANY_LOOK for n in looks):
-            raise ConfigFieldError("looks", looks, rule)
-        if len(set(looks)) != len(looks):
-            raise ConfigFieldError("looks", looks, rule)
+        names = isinstance(looks, tuple) and all(isinstance(n, str) and n and n != ANY_LOOK for n in looks)
+        if not names or len(set(looks)) != len(looks):
+            raise ConfigFieldError("looks", looks, f"a list of distinct non-empty names other than {ANY_LOOK!r}")
 
     @property
     def embedded_patch(self) -> int:

@@ -122,8 +122,7 @@ def look_names(config: TrainConfig) -> tuple[str, ...]:
     given as a video goes by the stem of the video it was extracted from); () without."""
     if not config.looks:
         return ()
-    paths = [parse_video(video).path for video in config.videos]
-    names = tuple(Path(LabelStore(p).manifest["video"]["path"]).stem if p.is_dir() else p.stem for p in paths)
+    names = tuple(Path(video_file_name(video)).stem for video in config.videos)
     for name in names:
         if names.count(name) > 1:  # as the videos' condition sources refuse it
             raise ValueError(f"two training videos share the name {name!r}; rename one")
@@ -240,11 +239,14 @@ class Networks:
         }
 
 
-def video_file_name(video: str, store: LabelStore) -> str:
-    """The file name a training video goes by (its stem names its condition source, `video/<stem>`): the
-    video's own, or for a label store folder given in its place, that of the video it was extracted from."""
+def video_file_name(video: str, store: LabelStore | None = None) -> str:
+    """The file name a training video goes by (its stem names its condition source, `video/<stem>`, and its
+    look): the video's own, or for a label store folder given in its place (`store`, opened here when not given),
+    that of the video it was extracted from."""
     path = parse_video(video).path
-    return Path(store.manifest["video"]["path"]).name if path.is_dir() else path.name
+    if not path.is_dir():
+        return path.name
+    return Path((store or LabelStore(path)).manifest["video"]["path"]).name
 
 
 def _given_store(video: str, size: int, config: TrainConfig) -> LabelStore:
