@@ -17,8 +17,8 @@ as 0 (sky, no motion). With `sky_at_clip` the floor (the sky) reads -clip in eve
 statistics.
 
 A `ConditionSource` is one source (the game seen by one camera, one video, the videos pooled): its
-statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `clip`, `sky_at_clip`). It is fitted here from
-depth and flow arrays (`fit`, `pool`) by every caller, and it is saved in the checkpoint's JSON as data
+statistics and the flags of its transform (`log_depth`, `sky_to_zero`, `car_slabs`, `clip`, `sky_at_clip`). It is
+fitted here from depth and flow arrays (`fit`, `pool`) by every caller, and it is saved in the checkpoint's JSON as data
 (`to_dict` / `from_dict`), never as constants elsewhere. `ConditionStats` is a checkpoint's named sources.
 """
 
@@ -118,6 +118,10 @@ class ConditionSource:
     """The source's depth was read as 0 where its sky mask says sky (a video's, `spokester_train.data.sky`) when these
     statistics were fitted, and must be read so wherever the source is used again (evaluation). The game's
     sky is 0 already."""
+    car_slabs: bool = False
+    """The source's depth was read with each car its teacher found as a flat slab at the depth where it meets the
+    road (a video's, `spokester_train.data.video_depth`), and must be read so wherever the source is used again.
+    The game's cars are boxes already."""
     clip: float = DEFAULT_CLIP
     """Normalised values are clipped to [-clip, clip] standard deviations."""
     sky_at_clip: bool = False
@@ -147,7 +151,7 @@ class ConditionSource:
         if not isinstance(self.frames, numbers.Integral) or isinstance(self.frames, bool) or self.frames < 0:
             refuse("frames", "an integer >= 0")
         object.__setattr__(self, "frames", int(self.frames))
-        for name in ("log_depth", "sky_to_zero", "sky_at_clip"):
+        for name in ("log_depth", "sky_to_zero", "car_slabs", "sky_at_clip"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 refuse(name, "true or false")
             object.__setattr__(self, name, bool(getattr(self, name)))
@@ -158,6 +162,7 @@ class ConditionSource:
         return {
             "log_depth": self.log_depth,
             "sky_to_zero": self.sky_to_zero,
+            "car_slabs": self.car_slabs,
             "clip": self.clip,
             "sky_at_clip": self.sky_at_clip,
         }
@@ -180,8 +185,9 @@ class ConditionSource:
         """Fit a source from its depth (N, H, W, 1) and flow (N', H, W, 2) (memmaps welcome: read `chunk`
         frames at a time, sums in float64). `flow` may be a list of arrays, the equally likely parts of a
         mixture (a video's flow at each frame skip a training clip may be drawn with); its statistics are
-        the mixture's. `flags` are the transform's (`log_depth`, `sky_to_zero`, `clip`, `sky_at_clip`; the
-        fields' defaults where not given); `sky_to_zero=True` records that `depth` already reads 0 at the sky."""
+        the mixture's. `flags` are the transform's (`log_depth`, `sky_to_zero`, `car_slabs`, `clip`, `sky_at_clip`;
+        the fields' defaults where not given); `sky_to_zero=True` records that `depth` already reads 0 at the sky,
+        `car_slabs=True` that its cars are already slabs."""
         unknown = sorted(set(flags) - set(cls.unit().flags))
         if unknown:
             raise TypeError(f"ConditionSource.fit: unknown flags {unknown}; the flags are {sorted(cls.unit().flags)}")

@@ -58,6 +58,12 @@ def parse_args(argv: Sequence[str] | None = None):
         help="keep the depth network's sky depth (default: 0 where the deeplab teacher sees sky)",
     )
     parser.add_argument(
+        "--car-slabs",
+        action="store_true",
+        help="read each car the deeplab teacher finds in a video as a flat slab where it meets the road, as the game "
+        "draws its cars (default: the depth network's depth, or as the --init-from renderer does)",
+    )
+    parser.add_argument(
         "--sky-at-clip",
         action="store_true",
         help="read the sky as the lowest depth value in every source (default: its own standardised floor, "
@@ -115,6 +121,7 @@ def parse_args(argv: Sequence[str] | None = None):
             "init_from",
             "lr",
             "sky_at_clip",
+            "car_slabs",
             "looks",
         )
         if getattr(args, name)
@@ -126,7 +133,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate, sky code and looks"
+            "learning rate, sky code, car slabs and looks"
         )
     return args
 
@@ -145,6 +152,7 @@ def build_config(args):
         if args.init_from is not None:
             overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
         overrides["sky_at_clip"] = args.sky_at_clip or overrides.get("sky_at_clip", False)  # a start's, or asked
+        overrides["car_slabs"] = args.car_slabs or overrides.get("car_slabs", False)
         overrides["looks"] = args.looks or overrides.get("looks", False)
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}

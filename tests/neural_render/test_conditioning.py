@@ -79,6 +79,20 @@ def test_sky_at_clip_reads_the_sky_alike_in_every_source_and_leaves_the_rest():
         ConditionSource.pool([a, dataclasses.replace(b, sky_at_clip=True)])
 
 
+def test_car_slabs_is_a_flag_of_the_source_that_old_statistics_lack():
+    depth, flow = _road(n=4)
+    source = ConditionSource.fit(depth, flow, car_slabs=True)
+    assert source.car_slabs and source.flags["car_slabs"]
+    assert ConditionSource.from_dict(json.loads(json.dumps(source.to_dict()))) == source
+    old = source.to_dict()
+    del old["car_slabs"]  # statistics saved before the flag: their videos' depth was read as stored
+    assert not ConditionSource.from_dict(old).car_slabs
+    with pytest.raises(ValueError, match="different transforms"):
+        ConditionSource.pool([source, dataclasses.replace(source, car_slabs=False)])
+    with pytest.raises(ValueError, match="car_slabs = 1; must be true or false"):
+        dataclasses.replace(source, car_slabs=1)
+
+
 def test_statistics_survive_json_and_refuse_unknown_fields():
     depth, flow = _road()
     video = ConditionSource.fit(3 * depth, flow, sky_to_zero=True, clip=3.0)

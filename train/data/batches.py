@@ -1,7 +1,7 @@
 """Batches of training clips from several label stores, in a reproducible, resumable order.
 
 Each store's clips are normalised with its video's own condition source (`spokester_train.data.sources`), whose
-`sky_to_zero` flag also says how the store's depth is read. With `balance`, every video gives the same
+`sky_to_zero` and `car_slabs` flags also say how the store's depth is read. With `balance`, every video gives the same
 number of clips per epoch (the mean over the videos), so a long video does not outweigh the others;
 otherwise each video gives as many clips as fit end to end in it.
 
@@ -126,10 +126,11 @@ class ClipBatches:
         self.rank, self.world_size = rank, world_size
         if len(stores) != len(sources):
             raise ValueError(f"{len(stores)} label stores but {len(sources)} condition source names")
-        self.datasets = [
-            StoredClips(store, clip_frames, skips=skips, seed=seed + i, sky_to_zero=stats.source(name).sky_to_zero)
-            for i, (store, name) in enumerate(zip(stores, sources, strict=True))
-        ]
+        self.datasets = []
+        for i, (store, name) in enumerate(zip(stores, sources, strict=True)):
+            source = stats.source(name)
+            flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs}
+            self.datasets.append(StoredClips(store, clip_frames, skips=skips, seed=seed + i, **flags))
         if balance:  # every video the same number of clips per epoch: the mean of what they hold
             clips = max(1, round(float(np.mean([len(d) for d in self.datasets]))))
             for dataset in self.datasets:

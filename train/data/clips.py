@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spokester_train.data.sky import read_depth
 from spokester_train.data.store import LabelStore, flow_stream
 from spokester_train.data.video import ClipSpec, sample_clip
+from spokester_train.data.video_depth import read_depth
 
 
 class StoredClips(Dataset):
@@ -29,7 +29,8 @@ class StoredClips(Dataset):
     - ``frames`` (t, s, s, 3) uint8 RGB;
     - ``flow`` (t, s, s, 2) float32, pixels per clip frame (the flow at the clip's skip; frame 0's flow
       is its motion from the source frame one skip before the clip, which always exists);
-    - ``depth`` (t, s, s, 1) float32 relative inverse depth, if stored (0 at the sky with `sky_to_zero`);
+    - ``depth`` (t, s, s, 1) float32 relative inverse depth, if stored (0 at the sky with `sky_to_zero`, its
+      cars as slabs with `car_slabs`);
     - ``teacher`` (t, gh, gw, c) float32 and ``sky`` (t, s, s, 1) bool, if stored;
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
@@ -40,6 +41,7 @@ class StoredClips(Dataset):
         seed: base seed of the clip draws.
         clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
         sky_to_zero: read depth as 0 where the store's sky mask says sky (`spokester_train.data.sky`).
+        car_slabs: read each car of the store's car mask as a slab (`spokester_train.data.video_depth`).
     """
 
     def __init__(
@@ -50,13 +52,11 @@ class StoredClips(Dataset):
         seed: int = 0,
         clips_per_epoch: int | None = None,
         sky_to_zero: bool = False,
+        car_slabs: bool = False,
     ):
         self.store = LabelStore.of(store)
-        self.sky_to_zero = sky_to_zero
-        if sky_to_zero and "sky" not in self.store.streams:
-            raise ValueError(
-                f"{self.store.dir}: sky_to_zero needs a sky mask in the label store (extract with teacher deeplab)"
-            )
+        self.sky_to_zero, self.car_slabs = sky_to_zero, car_slabs
+        read_depth(self.store, sky_to_zero, car_slabs)  # a missing mask is said here, not in a worker
         self.skips = tuple(skips) if skips is not None else self.store.skips
         missing = [k for k in self.skips if flow_stream(k) not in self.store.streams]
         if missing or not self.skips:
@@ -118,8 +118,8 @@ class StoredClips(Dataset):
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
             self._arrays = {name: self.store.stream(name) for name in self.store.streams}
-            if "depth" in self._arrays:  # (n, s, s, 1), the sky at 0 with sky_to_zero
-                self._arrays["depth"] = read_depth(self.store, self.sky_to_zero)
+            if "depth" in self._arrays:  # (n, s, s, 1), the sky at 0 with sky_to_zero, cars as slabs with car_slabs
+                self._arrays["depth"] = read_depth(self.store, self.sky_to_zero, self.car_slabs)
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ unpacks into ordinary label stores that training reads as it reads any other:
 - teacher features: their `teacher_components` principal components over the store (the basis is in the
   pack), on a `teacher_grid` x `teacher_grid` grid, 8 bits each; unpacked to the store's own grid,
   channels and codes;
-- sky masks (the extracted one and the grown one, `spokester_train.data.sky`): one bit a pixel;
+- masks (the sky, extracted and grown (`spokester_train.data.sky`), and the cars): one bit a pixel;
 - the game's condition statistics at the stores' frame size, every camera preset in one scene
   (`spokester_train.data.sources.game_sources_record`), so that a host without pybullet need not ride the
   game.
@@ -25,10 +25,10 @@ The zip holds `pack.json` (format version, options, the game's statistics, and p
 the codecs' ranges) and, per store folder name, one entry per stream: `frames.jpg` and `frames.index.npy`
 (JPEGs of `FRAMES_PER_JPEG` frames stacked top to bottom, back to back, and their byte offsets), likewise
 `depth.jpg` and `flow_K.jpg`; `teacher.codes.npy` and `teacher.basis.npy`; `sky.bits.npy`,
-`sky_grown.bits.npy`. Making a pack reads what it wrote back and reports, per store, each stream's bytes in
-the zip and its fidelity: frames PSNR (dB), median relative depth error, flow RMSE (pixels) per skip, the
-mean cosine similarity of the unpacked teacher features to the stored ones after iREPA's per-clip
-normalisation (`spokester_train.recipe.irepa.normalise_teacher`), and the share of sky pixels kept.
+`sky_grown.bits.npy`, `cars.bits.npy`. Making a pack reads what it wrote back and reports, per store, each
+stream's bytes in the zip and its fidelity: frames PSNR (dB), median relative depth error, flow RMSE (pixels) per
+skip, the mean cosine similarity of the unpacked teacher features to the stored ones after iREPA's per-clip
+normalisation (`spokester_train.recipe.irepa.normalise_teacher`), and the share of mask pixels kept.
 
 Unpacking writes the game's statistics as a JSON file beside the stores (`game_stats_name`), for
 training's `--game-stats`. An unpacked store keeps its folder name and manifest (identity, statistics of the
@@ -70,7 +70,7 @@ PACK_VERSION = 1
 """Layout version of a pack; a pack of another version is refused."""
 PACK_MANIFEST = "pack.json"
 """The pack's own manifest, first entry of the zip."""
-SKY_STREAMS = ("sky", "sky_grown")
+MASK_STREAMS = ("sky", "sky_grown", "cars")
 """The one-bit masks a pack carries; `sky_grown` is the grown mask stored beside a store (not a stream)."""
 EPS = 1e-6
 FRAMES_PER_JPEG = 16
@@ -258,7 +258,7 @@ def _pack_store(store: LabelStore, options: PackOptions) -> tuple[dict[str, byte
             add(stream, *_encode_flow(flow, options.flow_factor, options.label_quality, name))
         elif stream == "teacher":
             add(stream, *_encode_teacher(store, options))
-        elif stream == "sky":
+        elif stream in MASK_STREAMS:
             add(stream, _encode_bits(store.stream(stream)))
         else:
             raise ValueError(f"{name}: no pack codec for stream {stream!r}")
@@ -286,8 +286,10 @@ def _decode_store(entries: dict[str, bytes], record: dict) -> dict[str, np.ndarr
             values = _decode_teacher_values(mine, codec)
             scale, offset = spec["scale"], spec["offset"]
             arrays[stream] = np.clip(np.round((values - offset) / scale), 0, 255).astype(np.uint8)
-        elif stream in SKY_STREAMS:
-            arrays[stream] = _decode_bits(mine, (n, *manifest["streams"]["sky"]["shape"]))
+        elif stream in MASK_STREAMS:
+            arrays[stream] = _decode_bits(
+                mine, (n, *manifest["streams"]["sky" if stream == "sky_grown" else stream]["shape"])
+            )
     for stream, array in arrays.items():
         if len(array) != n:
             raise ValueError(f"{record['folder']}/{stream}: {len(array)} frames in the pack, its manifest says {n}")
@@ -326,7 +328,7 @@ def _fidelity(store: LabelStore, arrays: dict[str, np.ndarray]) -> dict[str, Any
         elif stream == "teacher":
             spec = store.spec("teacher")
             figures["teacher_cosine"] = round(_teacher_cosine(spec.decode(original), spec.decode(array)), 4)
-        elif stream in SKY_STREAMS:
+        elif stream in MASK_STREAMS:
             figures[f"{stream}_agreement"] = round(float(np.mean((original > 0) == (array > 0))), 5)
     return figures
 

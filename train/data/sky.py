@@ -2,8 +2,8 @@
 
 A depth network's relative inverse depth does not reach 0 at the sky (PyDNet puts it a little nearer than
 the horizon), while the game's sky is exactly 0 (infinitely far). Training with `sky_to_zero` reads a
-video's depth as 0 wherever its sky mask says sky, so that both sources meet the conditioning's depth floor
-there and the renderer learns "floor = sky".
+video's depth as 0 wherever its sky mask says sky (`spokester_train.data.video_depth.read_depth`), so that both
+sources meet the conditioning's depth floor there and the renderer learns "floor = sky".
 
 The mask starts from the DeepLab teacher's Cityscapes segmentation (the label store's `sky` stream), which
 finds hazy and cloudy skies but misses much of a deep blue one (Cityscapes has few). `grow_sky` extends it
@@ -22,7 +22,7 @@ import numpy as np
 from spokester_env.output import atomic_path
 from spokester_train.data.store import LabelStore, LabelStoreError, verify_array
 
-__all__ = ["GROWN_SKY_FILE", "SkyZeroDepth", "grow_sky", "read_depth", "sky_mask"]
+__all__ = ["GROWN_SKY_FILE", "grow_sky", "sky_mask"]
 
 GROWN_SKY_FILE = "sky_grown.npy"
 """The grown sky mask of a label store, (n, s, s) uint8, written beside its streams on first use."""
@@ -75,40 +75,3 @@ def sky_mask(store: LabelStore) -> np.ndarray:
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
         np.save(file, grown.astype(np.uint8))
     return np.load(path, mmap_mode="r")
-
-
-class SkyZeroDepth:
-    """A label store's depth stream (n, s, s, 1) read as float32 with the sky (`sky_mask`) at 0.
-
-    Slices are lazy views; `np.asarray` (or an index array) reads only the frames asked for, so memory maps
-    stay on disk.
-    """
-
-    def __init__(self, depth: np.ndarray, sky: np.ndarray):
-        if depth.shape != sky.shape:
-            raise ValueError(f"depth {depth.shape} and sky mask {sky.shape} differ in shape")
-        self.depth, self.sky = depth, sky
-        self.shape = (*depth.shape, 1)
-
-    @classmethod
-    def of(cls, store: LabelStore) -> SkyZeroDepth:
-        return cls(store.stream("depth"), sky_mask(store))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return SkyZeroDepth(self.depth[index], self.sky[index])
-        return np.asarray(SkyZeroDepth(self.depth[index], self.sky[index]))
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        depth = np.where(np.asarray(self.sky) > 0, np.float32(0), np.asarray(self.depth, dtype=np.float32))
-        return depth[..., None] if dtype is None else depth[..., None].astype(dtype)
-
-
-def read_depth(store: LabelStore, sky_to_zero: bool):
-    """A label store's depth stream (n, s, s, 1), with the sky at 0 if asked (`SkyZeroDepth`)."""
-    if sky_to_zero and "sky" not in store.streams:
-        raise ValueError(f"{store.dir}: sky_to_zero needs a sky mask in the label store (extract with teacher deeplab)")
-    return SkyZeroDepth.of(store) if sky_to_zero else store.stream("depth")[..., None]

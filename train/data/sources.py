@@ -25,8 +25,8 @@ from pathlib import Path
 from neural_render import ConditionSource
 from spokester_env import CAMERA_PRESETS, DEFAULT_CAMERA, DEFAULT_SCENE
 from spokester_train.data.game import game_ride
-from spokester_train.data.sky import read_depth
 from spokester_train.data.store import LabelStore, flow_stream
+from spokester_train.data.video_depth import read_depth
 
 __all__ = [
     "GAME",
@@ -55,11 +55,11 @@ def video_source_name(stem: str) -> str:
 
 
 def video_source(store: LabelStore, skips: Sequence[int] | None = None, **flags) -> ConditionSource:
-    """The condition source of one video from its label store; `flags` (`log_depth`, `sky_to_zero`, `clip`)
-    go to `ConditionSource.fit`."""
+    """The condition source of one video from its label store; `flags` (`log_depth`, `sky_to_zero`, `car_slabs`,
+    `clip`, `sky_at_clip`) go to `ConditionSource.fit` and say how the depth is read (`read_depth`)."""
     store = LabelStore.of(store)
     skips = tuple(skips) if skips is not None else store.skips
-    depth = read_depth(store, flags.get("sky_to_zero", False))  # (n, s, s, 1)
+    depth = read_depth(store, flags.get("sky_to_zero", False), flags.get("car_slabs", False))  # (n, s, s, 1)
     flows = [store.stream(flow_stream(k))[k:] for k in skips if k < store.n_frames]  # (n - k, s, s, 2) each
     return ConditionSource.fit(depth, flows, **flags)
 

@@ -43,8 +43,9 @@ def run_evaluation(
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     window = config.window or 3
-    sky_to_zero = video_flags(stats)["sky_to_zero"]
-    clip = load_eval_clip(eval_store, config.eval_frames, cfg.patch_frames, sky_to_zero=sky_to_zero)
+    flags = video_flags(stats)
+    read = {"sky_to_zero": flags["sky_to_zero"], "car_slabs": flags["car_slabs"]}
+    clip = load_eval_clip(eval_store, config.eval_frames, cfg.patch_frames, **read)
     make = streaming_factory(
         model,
         with_eval_source(stats, eval_store),

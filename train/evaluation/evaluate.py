@@ -21,8 +21,8 @@ measure):
     boundary_ratio      {cache_at_step: x}   mean |frame difference| across framelet boundaries / within
                                              framelets (about 1: no jump as a framelet starts; null for one framelet)
     warp_error_real, seam_ratio_real, boundary_ratio_real   the same measures of the real frames
-    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, extractors,
-    noise_correlation
+    frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, car_slabs,
+    extractors, noise_correlation
 
 `--sheet PNG` and `--mp4 PATH` also write a contact sheet (real | rendered | depth | flow, four frames) and
 a video of real next to rendered, for the first `--cache-at-step` value, atomically.
@@ -50,9 +50,9 @@ from spokester_env.commandline import CommandLine, at_least, device_option, user
 from spokester_env.output import check_output, write_png, write_video
 from spokester_train.data.extract import add_extractor_options, extract, extractor_specs
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
-from spokester_train.data.sky import read_depth
 from spokester_train.data.sources import VIDEOS, video_source
 from spokester_train.data.store import LABEL_ROOT_HELP, LabelStore, flow_stream
+from spokester_train.data.video_depth import read_depth
 from spokester_train.evaluation.metrics import (
     ar_loss,
     boundary_ratio,
@@ -122,17 +122,23 @@ class EvalClip:
 
 
 def load_eval_clip(
-    store: LabelStore, frames: int, patch_frames: int, first: int = 1, sky_to_zero: bool = False
+    store: LabelStore,
+    frames: int,
+    patch_frames: int,
+    first: int = 1,
+    sky_to_zero: bool = False,
+    car_slabs: bool = False,
 ) -> EvalClip:
     """`frames` (rounded down to whole framelets) consecutive stored frames from `first` on (frame 0 has no
-    flow), depth with the sky at 0 if asked; an error names the store when it is too short."""
+    flow), depth with the sky at 0 and the cars as slabs if asked; an error names the store when it is too
+    short."""
     n = min(frames, store.n_frames - first) // patch_frames * patch_frames
     if n < patch_frames:
         raise ValueError(f"{store.dir}: {store.n_frames} frames; evaluation needs at least {first + patch_frames}")
     picks = slice(first, first + n)
     return EvalClip(
         frames=np.asarray(store.stream("frames")[picks]),
-        depth=np.array(read_depth(store, sky_to_zero)[picks], dtype=np.float32),  # a copy: writable
+        depth=np.array(read_depth(store, sky_to_zero, car_slabs)[picks], dtype=np.float32),  # a copy: writable
         flow=np.asarray(store.stream(flow_stream(1))[picks], dtype=np.float32),
     )
 
@@ -237,7 +243,12 @@ def video_flags(stats: ConditionStats | None) -> dict:
     if stats is None or not stats.sources:
         return ConditionSource.unit().flags
     reference = stats.sources.get(VIDEOS) or next(iter(stats.sources.values()))
-    return {**reference.flags, "sky_to_zero": reference.sky_to_zero and VIDEOS in stats.sources}
+    videos = VIDEOS in stats.sources
+    return {
+        **reference.flags,
+        "sky_to_zero": reference.sky_to_zero and videos,
+        "car_slabs": reference.car_slabs and videos,
+    }
 
 
 def with_eval_source(stats: ConditionStats | None, store: LabelStore) -> ConditionStats:
@@ -291,13 +302,15 @@ def evaluate(
             size=cfg.image_size,
             flow=extractors["flow"],
             depth=extractors["depth"],
-            teacher=extractors["teacher"] if flags["sky_to_zero"] else None,  # its segmentation is the sky mask
+            teacher=extractors["teacher"] if flags["sky_to_zero"] or flags["car_slabs"] else None,  # sky, car masks
             start=start,
             max_frames=frames + 1,
             progress=progress,
         )
     )
-    clip = load_eval_clip(store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"])
+    clip = load_eval_clip(
+        store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"], car_slabs=flags["car_slabs"]
+    )
     stats = with_eval_source(loaded.stats, store)
     options = dict(window=window, num_steps=num_steps, seed=seed, device=device, noise_correlation=noise_correlation)
     options["look"] = look
@@ -321,6 +334,7 @@ def evaluate(
         "seed": seed,
         "stats_source": "the clip's own statistics (spokester_train.data.sources.video_source of its label store)",
         "sky_to_zero": flags["sky_to_zero"],
+        "car_slabs": flags["car_slabs"],
         "noise_correlation": noise_correlation,
         "extractors": {kind: extractors[kind] for kind in ("flow", "depth")},
     }

@@ -63,10 +63,10 @@ __all__ = ["AGREEMENT", "TOP", "segment", "confusion", "agreement_figures", "sem
 
 CITYSCAPES = DeepLabFeatures.CLASSES
 AGREEMENT = {
-    "sky": ("sky",),
+    "sky": DeepLabFeatures.MASKS["sky"],
     "ground": ("road", "sidewalk"),
     "buildings": ("building", "wall", "fence", "vegetation", "terrain", "pole"),
-    "cars": ("car", "truck", "bus"),
+    "cars": DeepLabFeatures.MASKS["cars"],  # what the label store's car mask holds
     "rider": ("person", "rider", "bicycle", "motorcycle"),
 }
 """Game class -> the Cityscapes classes that agree with it (see the module docstring for why)."""

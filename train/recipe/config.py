@@ -121,6 +121,10 @@ class TrainConfig:
     """Read the videos' inverse depth as 0 (the game's sky) where the teacher's segmentation says sky; the depth
     network's sky is otherwise a little nearer than the horizon, unlike the game's (needs the deeplab teacher,
     whose label store holds the sky mask)."""
+    car_slabs: bool = False
+    """Read each car the teacher's segmentation finds in a video as a flat slab at the inverse depth where it meets
+    the road (`spokester_train.data.video_depth`), as the game draws its cars; the depth network blurs a car
+    into the road around it (needs the deeplab teacher, whose label store holds the car mask)."""
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""
@@ -259,11 +263,12 @@ class TrainConfig:
             raise ValueError(f"attention='flex' needs a CUDA device (no backward on the CPU), got {self.device!r}")
         if self.irepa and not self.extractors.get("teacher"):
             raise ValueError("irepa=True needs a teacher extractor in extractors")
-        if self.sky_to_zero and extractor_name(self.extractors.get("teacher")) != "deeplab":
-            raise ValueError(
-                f"sky_to_zero=True needs the deeplab teacher (its segmentation gives the sky mask), "
-                f"got teacher={self.extractors.get('teacher')!r}; set sky_to_zero=False"
-            )
+        for flag, mask in (("sky_to_zero", "sky"), ("car_slabs", "car")):
+            if getattr(self, flag) and extractor_name(self.extractors.get("teacher")) != "deeplab":
+                raise ValueError(
+                    f"{flag}=True needs the deeplab teacher (its segmentation gives the {mask} mask), "
+                    f"got teacher={self.extractors.get('teacher')!r}; set {flag}=False"
+                )
 
     @property
     def total_steps(self) -> int:

@@ -98,7 +98,7 @@ def init_from_choices(path: str | Path) -> dict:
     config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
     (`sample_steps`; the in-run evaluation with a clean context pass and the cache at half of them,
     `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer), and how it reads the sky
-    (`sky_at_clip`), and whether it paints looks (`looks`)."""
+    (`sky_at_clip`) and the cars of its videos (`car_slabs`), and whether it paints looks (`looks`)."""
     loaded = load_renderer(path)
     named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
     name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
@@ -113,6 +113,7 @@ def init_from_choices(path: str | Path) -> dict:
         "sample_steps": loaded.num_steps,
         "eval_cache_steps": (None, loaded.num_steps // 2) if loaded.num_steps > 1 else (None,),
         "sky_at_clip": loaded.stats is not None and any(s.sky_at_clip for s in loaded.stats.sources.values()),
+        "car_slabs": loaded.stats is not None and any(s.car_slabs for s in loaded.stats.sources.values()),
         "looks": bool(loaded.model.config.looks),
     }
 
@@ -322,7 +323,9 @@ class StageData:
         stems = [Path(video_file_name(video, store)).stem for video, store in zip(config.videos, stores, strict=True)]
         game = (stage.image_size, config.game_stats_frames, config.seed, config.camera, config.scene)
         sources = load_game_sources(config.game_stats, *game) if config.game_stats else game_sources(*game)
-        sources |= video_sources(stores, stems, config.skips, sky_to_zero=config.sky_to_zero)
+        sources |= video_sources(
+            stores, stems, config.skips, sky_to_zero=config.sky_to_zero, car_slabs=config.car_slabs
+        )
         if config.sky_at_clip:  # a flag of the transform only: the statistics are the same
             sources = {name: dataclasses.replace(source, sky_at_clip=True) for name, source in sources.items()}
         stats = ConditionStats(sources=sources)

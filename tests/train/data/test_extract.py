@@ -93,12 +93,13 @@ def test_default_extractors_fill_a_store(road_clip, tmp_path):
     store = LabelStore(store_dir)
     assert store.manifest["extractors"]["depth"]["name"] == "pydnet"
     assert store.manifest["extractors"]["teacher"]["name"] == "deeplab"
-    assert set(store.streams) == {"frames", "flow_1", "depth", "teacher", "sky"}
+    assert set(store.streams) == {"frames", "flow_1", "depth", "teacher", "sky", "cars"}
     assert store.stream("teacher").shape == (5, 33, 33, 128) and store.stream("teacher").dtype == np.uint8
     stats = store.stats
     cuts = [stats["depth"]["log_inverse_depth"]["percentiles"][f"p{p}"] for p in PERCENTILES]
     assert cuts == sorted(cuts) and cuts[0] < cuts[-1] < 0  # relative inverse depth of PyDNet is below 1
     assert stats["teacher"]["values"]["mean"] > 0 and 0 < stats["sky"]["values"]["mean"] < 0.6
+    assert stats["cars"]["values"]["mean"] < 0.3 and not np.any(store.stream("cars") & store.stream("sky"))
 
 
 def test_command_line_extracts_and_then_finds_the_store(road_clip, tmp_path, capsys):

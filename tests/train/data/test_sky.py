@@ -8,10 +8,11 @@ import pytest
 
 from spokester_train.data.clips import StoredClips
 from spokester_train.data.extract import extract
-from spokester_train.data.sky import SkyZeroDepth, grow_sky, sky_mask
+from spokester_train.data.sky import grow_sky, sky_mask
 from spokester_train.data.sources import video_source
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import ClipSpec
+from spokester_train.data.video_depth import read_depth
 
 
 def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_path):
@@ -22,9 +23,9 @@ def test_sky_to_zero_reads_the_depth_networks_sky_as_the_games(road_clip, tmp_pa
     sky = np.asarray(sky_mask(store)) > 0
     assert (store_dir / "sky_grown.npy").is_file() and np.all(sky[seed])  # grown from deeplab's sky, stored
     assert 0.02 < sky.mean() < 0.6 and raw[sky].min() > 0.01  # PyDNet's sky is not 0, the mask finds some
-    masked = np.asarray(SkyZeroDepth.of(store))[..., 0]
+    masked = np.asarray(read_depth(store, sky_to_zero=True))[..., 0]
     assert np.all(masked[sky] == 0) and np.array_equal(masked[~sky], raw[~sky])
-    assert np.array_equal(np.asarray(SkyZeroDepth.of(store)[1:3]), masked[1:3, ..., None])  # a lazy slice
+    assert np.array_equal(np.asarray(read_depth(store, sky_to_zero=True)[1:3]), masked[1:3, ..., None])  # a lazy slice
     depth = StoredClips(store_dir, clip_len=2, sky_to_zero=True).clip(ClipSpec(1, 1, 2))["depth"][..., 0].numpy()
     assert np.array_equal(depth, masked[1:3])
     plain, zeroed = video_source(store), video_source(store, sky_to_zero=True)

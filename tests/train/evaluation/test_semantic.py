@@ -31,7 +31,7 @@ def test_mapping_names_every_game_class_and_only_cityscapes_classes():
     assert CLASS_NAMES == ("sky", "ground", "buildings", "cars", "rider")
     assert set(AGREEMENT) == set(CLASS_NAMES)
     assert all(name in CITYSCAPES for names in AGREEMENT.values() for name in names)
-    assert CITYSCAPES[DeepLabFeatures.SKY_CLASS] == "sky" and len(CITYSCAPES) == 19
+    assert AGREEMENT["sky"] == ("sky",) and AGREEMENT["cars"] == ("car", "truck", "bus") and len(CITYSCAPES) == 19
 
 
 def test_agreement_arithmetic_on_hand_made_maps():

@@ -123,19 +123,20 @@ def test_the_peak_learning_rate_is_chosen_on_the_command_line_and_kept_on_resume
 
 
 @pytest.mark.filterwarnings("ignore:.*unit statistics")
-def test_the_sky_is_read_at_the_clip_when_asked_or_when_the_start_renderer_did(tmp_path, capsys):
-    base = ["--video", "v.mp4", "--out", "o"]
-    assert build_config(parse_args([*base, "--sky-at-clip"])).sky_at_clip
-    assert not build_config(parse_args(base)).sky_at_clip and not make_config("cpu-tiny").sky_at_clip
+@pytest.mark.parametrize("flag", ["sky_at_clip", "car_slabs"])
+def test_a_depth_reading_flag_holds_when_asked_or_when_the_start_renderer_had_it(tmp_path, capsys, flag):
+    base, option = ["--video", "v.mp4", "--out", "o"], "--" + flag.replace("_", "-")
+    assert getattr(build_config(parse_args([*base, option])), flag)
+    assert not getattr(build_config(parse_args(base)), flag) and not getattr(make_config("cpu-tiny"), flag)
     network = build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2)
     for flagged in (False, True):
-        source = dataclasses.replace(ConditionSource.unit(), sky_at_clip=flagged)
+        source = dataclasses.replace(ConditionSource.unit(), **{flag: flagged})
         start = save_renderer(tmp_path / f"start-{flagged}.safetensors", network, ConditionStats({"game": source}))
-        assert build_config(parse_args([*base, "--init-from", str(start)])).sky_at_clip is flagged
-        assert build_config(parse_args([*base, "--init-from", str(start), "--sky-at-clip"])).sky_at_clip
+        assert getattr(build_config(parse_args([*base, "--init-from", str(start)])), flag) is flagged
+        assert getattr(build_config(parse_args([*base, "--init-from", str(start), option])), flag)
     with pytest.raises(SystemExit) as stop:
-        parse_args(["--resume", "--out", "o", "--sky-at-clip"])
-    assert stop.value.code == 2 and "--sky-at-clip: a resumed run keeps" in capsys.readouterr().err
+        parse_args(["--resume", "--out", "o", option])
+    assert stop.value.code == 2 and f"{option}: a resumed run keeps" in capsys.readouterr().err
 
 
 def test_a_host_without_the_game_is_told_so_on_the_command_line():

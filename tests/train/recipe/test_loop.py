@@ -287,6 +287,18 @@ def test_a_run_that_reads_the_sky_at_clip_says_so_in_every_source_and_its_evalua
         assert dataclasses.replace(source, sky_at_clip=True) == stats.source(name)
 
 
+def test_a_run_with_car_slabs_reads_every_videos_cars_as_slabs_and_its_evaluation_follows(tiny_config, tmp_path):
+    """car_slabs flags each video's source (fitted on the slabbed depth), not the game's (its cars are boxes), and
+    evaluation reads a held-out clip's cars so too."""
+    two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    run = train(tiny_config(out=str(tmp_path / "slabs"), stages=two, car_slabs=True, evaluate=False))
+    stats = load_renderer(run.renderer).stats
+    videos = {name: source for name, source in stats.sources.items() if name.startswith("video")}
+    assert videos and all(source.car_slabs for source in videos.values()) and not stats.source("game").car_slabs
+    assert video_flags(stats)["car_slabs"] and not video_flags(stats)["sky_at_clip"]
+    assert load_state(f"{run.out}/{CHECKPOINT}")["config"]["car_slabs"] is True
+
+
 def test_a_run_with_looks_learns_one_per_video_from_zero_and_a_dropped_look_learns_nothing(tiny_config, tmp_path):
     """`looks`: the network gets one look per training video (named by its stem), starting at zero on top of the
     renderer it starts from; the trained look moves, and with every clip's look dropped it stays exactly zero."""

@@ -39,8 +39,10 @@ class DeepLabFeatures(FrameLabeler):
     through LiteRT, shipped in ``train/weights``.
 
     Writes ``teacher``: the intermediate tensor ``concat_projection/Relu`` (33, 33, 128) as its uint8
-    codes (a quantised stream: ``StreamSpec.decode`` gives the dequantised activations), and
-    ``sky``: 1 where its 19-class segmentation says sky (Cityscapes class 10), on the clip square.
+    codes (a quantised stream: ``StreamSpec.decode`` gives the dequantised activations), and one mask per
+    entry of `MASKS`, on the clip square: ``sky`` (1 where its 19-class segmentation says sky) and ``cars``
+    (1 where it says car, truck or bus). The masks come from the full-resolution square the features see:
+    read from a 128 x 128 frame blown up to 513, DeepLab finds cars on much of a sunlit road.
 
     Args:
         threads: CPU threads for LiteRT (default: up to 4).
@@ -55,7 +57,8 @@ class DeepLabFeatures(FrameLabeler):
         "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
     )  # fmt: skip
     """The 19 Cityscapes training classes, in the order of the segmentation's class indices."""
-    SKY_CLASS = CLASSES.index("sky")
+    MASKS = {"sky": ("sky",), "cars": ("car", "truck", "bus")}
+    """The mask streams written, each 1 where the segmentation gives one of its Cityscapes classes."""
 
     def __init__(self, threads: int | None = None):
         self._net = load_litert(weight_file(self.WEIGHTS), threads, preserve_all_tensors=True)
@@ -71,7 +74,7 @@ class DeepLabFeatures(FrameLabeler):
         self._segmentation = self._net.get_output_details()[0]["index"]
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "weights": self.WEIGHTS, "tensor": self.FEATURES}
+        return {"name": self.name, "weights": self.WEIGHTS, "tensor": self.FEATURES, "masks": list(self.MASKS)}
 
     def streams(self, size: int) -> dict[str, StreamSpec]:
         return {
@@ -82,7 +85,9 @@ class DeepLabFeatures(FrameLabeler):
                 scale=float(self._feat_scale),
                 offset=-float(self._feat_scale) * float(self._feat_zero),
             ),
-            "sky": StreamSpec((size, size), "uint8", "1 = sky by the Cityscapes segmentation, else 0"),
+        } | {
+            name: StreamSpec((size, size), "uint8", f"1 = {' / '.join(classes)} by the Cityscapes segmentation, else 0")
+            for name, classes in self.MASKS.items()
         }
 
     def features(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,13 +102,15 @@ class DeepLabFeatures(FrameLabeler):
     def __call__(self, frames: np.ndarray, box: CropBox, size: int) -> dict[str, np.ndarray]:
         import cv2
 
-        feats, sky = [], []
+        ids = {name: [self.CLASSES.index(c) for c in classes] for name, classes in self.MASKS.items()}
+        feats, masks = [], {name: [] for name in self.MASKS}
         for frame in frames:
             f, classes = self.features(_square(frame, box, self.INPUT_SIDE))
             feats.append(f)
-            mask = (classes == self.SKY_CLASS).astype(np.float32)
-            sky.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 0.5)
-        return {"teacher": np.stack(feats), "sky": np.stack(sky).astype(np.uint8)}
+            for name, wanted in ids.items():
+                mask = np.isin(classes, wanted).astype(np.float32)
+                masks[name].append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 0.5)
+        return {"teacher": np.stack(feats)} | {name: np.stack(m).astype(np.uint8) for name, m in masks.items()}
 
 
 @register("teacher", "dinov2")

@@ -1,0 +1,130 @@
+"""A video's depth as the renderer is taught it: the sky at the game's 0, and cars as the game draws them.
+
+A depth network's relative inverse depth is smooth where the game's is not. Two reads of a label store's
+depth bring it nearer to what the game hands the renderer:
+
+    sky_to_zero   the sky (`spokester_train.data.sky.sky_mask`) reads 0, the game's sky (infinitely far).
+    car_slabs     every car the DeepLab teacher finds (the store's ``cars`` mask) reads one inverse depth, that
+                  of its lowest rows, where it stands on the road: the flat rear face of a box, as the game
+                  draws its cars. PyDNet blurs a car into the road around it: over the six training videos a
+                  seen car's median standardised log inverse depth is 0.02-0.07 standard deviations from the
+                  road around it (0.68 only in the video whose cars fill the frame), while a game car stands
+                  0.39 out, with edges 4.5x as steep as the picture's mean. The renderer never saw a car in the
+                  footage's depth, so it reads the game's boxes as road (`condition_gap` prints these figures).
+
+Both are lazy per-frame reads (`VideoDepth`): slices are views, `np.asarray` (or an index array) reads only the
+frames asked for, so memory maps stay on disk. Letters: ``n`` frames, ``s`` side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spokester_train.data.sky import sky_mask
+from spokester_train.data.store import LabelStore
+
+__all__ = [
+    "SLAB_MAX_ASPECT",
+    "SLAB_MAX_WIDTH",
+    "SLAB_MIN_FILL",
+    "SLAB_MIN_PIXELS",
+    "VideoDepth",
+    "car_blobs",
+    "car_slabs",
+    "read_depth",
+]
+
+SLAB_MIN_PIXELS = 8
+"""A car blob smaller than this (pixels) is left as the depth network has it: too small to have a shape."""
+SLAB_MIN_FILL = 0.55
+"""A car blob must fill at least this share of its bounding box, and"""
+SLAB_MAX_ASPECT = 2.0
+"""be at most this many times as wide as it is high, and"""
+SLAB_MAX_WIDTH = 0.5
+"""at most this share of the frame wide. The teacher's int8 segmentation reads patches of a sunlit road as car:
+wide, ragged blobs (fill 0.35-0.5, up to the frame's width), where the cars it finds are compact (fill 0.55-0.85,
+1-1.6 times as wide as high)."""
+
+
+def car_blobs(cars: np.ndarray) -> list[np.ndarray]:
+    """The car-shaped blobs of a car mask (s, s): one (s, s) bool mask each. A blob is 8-connected and shaped
+    like a car (`SLAB_MIN_PIXELS`, `SLAB_MIN_FILL`, `SLAB_MAX_ASPECT`, `SLAB_MAX_WIDTH`); a blob touching the
+    frame's bottom edge is left out: it is the camera's own car (a dashcam's bonnet) or a car cut off below,
+    whose contact with the road is not in the picture."""
+    import cv2  # here, not at import: a GPU host training from a pack has no OpenCV
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(np.asarray(cars, np.uint8), connectivity=8)
+    side = cars.shape[0]
+    blobs = []
+    for blob in range(1, count):
+        top, width, height, area = (
+            int(stats[blob, k]) for k in (cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA)
+        )
+        carlike = area / (width * height) >= SLAB_MIN_FILL and width <= SLAB_MAX_ASPECT * height
+        if area >= SLAB_MIN_PIXELS and carlike and width <= SLAB_MAX_WIDTH * side and top + height < side:
+            blobs.append(labels == blob)
+    return blobs
+
+
+def car_slabs(depth: np.ndarray, cars: np.ndarray) -> np.ndarray:
+    """Depth (s, s) float32 with every car blob (`car_blobs`) of `cars` (s, s) at one inverse depth: the median
+    over its lowest eighth of rows (at least one row), where it meets the road."""
+    out = np.array(depth, dtype=np.float32)
+    for blob in car_blobs(cars):
+        rows = np.flatnonzero(blob.any(axis=1))
+        low = blob.copy()
+        low[: rows[-1] + 1 - max(1, len(rows) // 8)] = False
+        out[blob] = np.median(out[low])
+    return out
+
+
+class VideoDepth:
+    """A label store's depth stream (n, s, s, 1) read as float32, with the sky (a mask (n, s, s)) at 0 and the
+    cars (a mask (n, s, s)) as slabs (`car_slabs`) where given."""
+
+    def __init__(self, depth: np.ndarray, sky: np.ndarray | None = None, cars: np.ndarray | None = None):
+        for name, mask in (("sky", sky), ("cars", cars)):
+            if mask is not None and mask.shape != depth.shape:
+                raise ValueError(f"depth {depth.shape} and {name} mask {mask.shape} differ in shape")
+        self.depth, self.sky, self.cars = depth, sky, cars
+        self.shape = (*depth.shape, 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _part(self, index) -> VideoDepth:
+        def pick(mask):
+            return None if mask is None else mask[index]
+
+        return VideoDepth(self.depth[index], pick(self.sky), pick(self.cars))
+
+    def __getitem__(self, index):
+        return self._part(index) if isinstance(index, slice) else np.asarray(self._part(index))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        depth = np.asarray(self.depth, dtype=np.float32)
+        single = depth.ndim == 2
+        depth = depth[None] if single else depth.copy()
+        if self.cars is not None:
+            cars = np.asarray(self.cars).reshape(depth.shape)
+            for frame in np.flatnonzero(cars.reshape(len(depth), -1).any(axis=1)):
+                depth[frame] = car_slabs(depth[frame], cars[frame] > 0)
+        if self.sky is not None:
+            depth[np.asarray(self.sky).reshape(depth.shape) > 0] = 0
+        depth = depth[0] if single else depth
+        return depth[..., None] if dtype is None else depth[..., None].astype(dtype)
+
+
+def read_depth(store: LabelStore, sky_to_zero: bool, car_slabs: bool = False):
+    """A label store's depth (n, s, s, 1): as stored, or a `VideoDepth` with the sky at 0 and / or the cars as
+    slabs; a mask the store lacks is one ValueError naming the store and how to get it."""
+    for wanted, stream, flag in ((sky_to_zero, "sky", "sky_to_zero"), (car_slabs, "cars", "car_slabs")):
+        if wanted and stream not in store.streams:
+            raise ValueError(
+                f"{store.dir}: {flag} needs a {stream} mask in the label store (extract it again with teacher deeplab)"
+            )
+    if not (sky_to_zero or car_slabs):
+        return store.stream("depth")[..., None]
+    return VideoDepth(
+        store.stream("depth"), sky_mask(store) if sky_to_zero else None, store.stream("cars") if car_slabs else None
+    )
