@@ -79,7 +79,9 @@ class ObservationSettings:
 
 def make_env(settings: ObservationSettings, *, max_episode_steps: int | None = None) -> gym.Env:
     """One env giving the agent's observations (packed or neural) for `settings`."""
-    keys = ("depth", "flow") if settings.view == "neural" else settings.keys
+    from neural_render.wrapper import PAINTED_FROM  # here: a packed view needs no torch
+
+    keys = PAINTED_FROM if settings.view == "neural" else settings.keys
     kwargs = dict(settings.env_kwargs)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps

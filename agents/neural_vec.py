@@ -44,11 +44,12 @@ class NeuralSB3VecEnv(VecEnv):
 
     def __init__(self, settings: ObservationSettings, n_envs: int, device: str = "cpu"):
         from neural_render import NeuralRenderVectorEnv
+        from neural_render.wrapper import PAINTED_FROM
 
         if settings.view != "neural":
             raise ValueError(f"NeuralSB3VecEnv needs view='neural', got {settings.view!r}")
         size = settings.size
-        make = lambda: gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow"), **settings.env_kwargs)
+        make = lambda: gym.make(ENV_ID, width=size, height=size, observations=PAINTED_FROM, **settings.env_kwargs)
         self.venv = NeuralRenderVectorEnv(
             [make] * n_envs, settings.checkpoint, device=device, num_steps=settings.render_steps, pixels_only=True
         )

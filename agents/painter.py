@@ -1,10 +1,10 @@
 """Neural frames for a game played one frame at a time: `FrameletPainter`, and `ThreadedPainter` for play.
 
-The renderer paints a framelet of F (= `patch_frames`) frames at once from their depth and flow, so a game
-that steps frame by frame hands the painter each frame's depth and flow and gets F neural frames back every
-F frames. The reset frame is painted as a framelet of F copies of itself (as `NeuralRenderObservation`
-does); an episode that ends inside a framelet is finished by `flush()`, which repeats the last frame's
-depth and flow and keeps only the frames that happened.
+The renderer paints a framelet of F (= `patch_frames`) frames at once from their depth and flow (and their car
+mask, for a renderer that wants one), so a game that steps frame by frame hands the painter each frame's
+observation and gets F neural frames back every F frames. The reset frame is painted as a framelet of F copies
+of itself (as `NeuralRenderObservation` does); an episode that ends inside a framelet is finished by `flush()`,
+which repeats the last frame's observation and keeps only the frames that happened.
 
 `ThreadedPainter` runs a `FrameletPainter` in a worker thread so a window's input loop never waits for the
 network: framelets are queued, and when the painter falls behind, whole framelets are dropped and the next
@@ -52,7 +52,8 @@ def game_setting(camera: str | None, scene: str | None, painter: FrameletPainter
 
 
 class FrameletPainter:
-    """Paints neural frames of one stream from per-frame depth (S, S, 1) and flow (S, S, 2)."""
+    """Paints neural frames of one stream from per-frame observations: depth (S, S, 1) and flow (S, S, 2), and the
+    car mask "cars" (S, S, 1) for a renderer that wants it (`inputs` names what it reads)."""
 
     def __init__(
         self,
@@ -92,40 +93,42 @@ class FrameletPainter:
         self.size = loaded.model.config.image_size
         self.patch = loaded.model.config.patch_size
         self.frames = loaded.model.config.patch_frames
-        self._depth: list[np.ndarray] = []
-        self._flow: list[np.ndarray] = []
+        self.inputs = ("depth", "flow", "cars") if loaded.model.config.wants_cars else ("depth", "flow")
+        self._pushed: list[dict[str, np.ndarray]] = []
 
-    def reset(self, depth: np.ndarray, flow: np.ndarray, seed: int | None = None) -> np.ndarray:
-        """Start a stream at the reset frame; returns its neural frame (S, S, 3) uint8."""
-        self._check(depth, flow)
+    def reset(self, observation: dict, seed: int | None = None) -> np.ndarray:
+        """Start a stream at the reset frame's observation; returns its neural frame (S, S, 3) uint8."""
+        frame = self._take(observation)
         self.renderer.reset(seed)
-        self._depth, self._flow = [], []
-        frames = self.renderer.step(np.stack([depth] * self.frames), np.stack([flow] * self.frames))
-        return frames[-1]
+        self._pushed = []
+        return self.renderer.step(**{key: np.stack([value] * self.frames) for key, value in frame.items()})[-1]
 
-    def push(self, depth: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    def push(self, observation: dict) -> np.ndarray:
         """Add one frame; returns the painted frames (F, S, S, 3) once a framelet is full, else (0, S, S, 3)."""
-        self._check(depth, flow)
-        self._depth.append(depth)
-        self._flow.append(flow)
-        if len(self._depth) < self.frames:
+        self._pushed.append(self._take(observation))
+        if len(self._pushed) < self.frames:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
         return self.flush()
 
     def flush(self) -> np.ndarray:
         """Paint the frames pushed since the last framelet (padding with the last one); (k, S, S, 3)."""
-        k = len(self._depth)
+        k = len(self._pushed)
         if k == 0:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
-        depth, flow = pad_frames(self._depth, self.frames), pad_frames(self._flow, self.frames)
-        self._depth, self._flow = [], []
-        return self.renderer.step(np.stack(depth), np.stack(flow))[:k]
+        padded, self._pushed = pad_frames(self._pushed, self.frames), []
+        return self.renderer.step(**{key: np.stack([frame[key] for frame in padded]) for key in self.inputs})[:k]
 
-    def _check(self, depth: np.ndarray, flow: np.ndarray) -> None:
-        if depth.shape != (self.size, self.size, 1) or flow.shape != (self.size, self.size, 2):
-            raise ValueError(
-                f"the renderer paints {self.size}x{self.size} frames; got depth {depth.shape} and flow {flow.shape}"
-            )
+    def _take(self, observation: dict) -> dict[str, np.ndarray]:
+        """What the renderer reads of one observation, checked: {key: (S, S, k)}."""
+        channels = {"depth": 1, "flow": 2, "cars": 1}
+        missing = [key for key in self.inputs if key not in observation]
+        if missing:
+            raise ValueError(f"the renderer paints from {', '.join(self.inputs)}; the observation lacks {missing}")
+        wrong = {key: observation[key].shape for key in self.inputs}
+        if any(shape != (self.size, self.size, channels[key]) for key, shape in wrong.items()):
+            got = ", ".join(f"{key} {shape}" for key, shape in wrong.items())
+            raise ValueError(f"the renderer paints {self.size}x{self.size} frames; got {got}")
+        return {key: observation[key] for key in self.inputs}
 
 
 class ThreadedPainter:
@@ -136,7 +139,7 @@ class ThreadedPainter:
         self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._latest: np.ndarray | None = None
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending: list[dict] = []
         self._stop = False
         self.painted = 0
         self.dropped = 0
@@ -144,14 +147,16 @@ class ThreadedPainter:
         self._thread = threading.Thread(target=self._work, name="neural-painter", daemon=True)
         self._thread.start()
 
-    def reset(self, depth: np.ndarray, flow: np.ndarray, seed: int | None = None) -> None:
-        """Start a new stream (queued like a framelet; older queued work is dropped)."""
+    def reset(self, observation: dict, seed: int | None = None) -> None:
+        """Start a new stream at the reset frame's observation (queued like a framelet; older queued work is
+        dropped)."""
         self._pending = []
-        self._put(("reset", depth, flow, seed), replace=True)
+        self._put(("reset", observation, seed), replace=True)
 
-    def submit(self, depth: np.ndarray, flow: np.ndarray) -> None:
-        """Hand over one game frame; a full framelet is queued, or dropped when the worker is behind."""
-        self._pending.append((depth, flow))
+    def submit(self, observation: dict) -> None:
+        """Hand over one game frame's observation; a full framelet is queued, or dropped when the worker is
+        behind."""
+        self._pending.append(observation)
         if len(self._pending) == self.painter.frames:
             framelet, self._pending = self._pending, []
             self._put(("framelet", framelet), replace=False)
@@ -185,9 +190,9 @@ class ThreadedPainter:
                 continue
             try:
                 if job[0] == "reset":
-                    frames = self.painter.reset(job[1], job[2], job[3])[None]
+                    frames = self.painter.reset(job[1], job[2])[None]
                 else:  # a full framelet: its last push paints it
-                    frames = [self.painter.push(depth, flow) for depth, flow in job[1]][-1]
+                    frames = [self.painter.push(observation) for observation in job[1]][-1]
             except BaseException as error:  # shown by the window; the game goes on without neural frames
                 self.error = error
                 return

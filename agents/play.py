@@ -169,7 +169,9 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
         painter.close()
         raise ValueError(f"--size {config.size}: the renderer paints {size} px frames")
     game = game_setting(config.camera, config.scene, painter.painter if painter is not None else None)
-    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"), **game)
+    wanted = painter.painter.inputs if painter is not None else ()
+    observations = ("depth", "flow", "rgb") + (("cars",) if "cars" in wanted else ())
+    env = gym.make(ENV_ID, width=size, height=size, observations=observations, **game)
     fps = float(env.metadata["render_fps"])
     scale = config.scale or max(1, PANEL // size)
     pygame.display.init()  # not pygame.init(): no audio wanted (and none on headless machines)
@@ -181,7 +183,7 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
         seed = config.seed
         obs, info = env.reset(seed=seed)
         if painter is not None:
-            painter.reset(obs["depth"], obs["flow"], seed)
+            painter.reset(obs, seed)
         queued: deque[int] = deque()
         pause, banner = 0, None
         times: deque[float] = deque(maxlen=int(fps))
@@ -208,7 +210,7 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
                 obs, _, terminated, truncated, info = env.step(queued.popleft() if queued else KEEP)
                 stats.lanes.append(info["lane"])
                 if painter is not None:
-                    painter.submit(obs["depth"], obs["flow"])
+                    painter.submit(obs)
                 if terminated or truncated:
                     stats.rides.append(info["distance"])
                     stats.crashes += int(info["crashed"])
@@ -220,7 +222,7 @@ def play_loop(config: PlayConfig, script: dict[int, list[int]] | None = None) ->
                 seed = None if seed is None else seed + 1
                 obs, info = env.reset(seed=seed)
                 if painter is not None:
-                    painter.reset(obs["depth"], obs["flow"], seed)
+                    painter.reset(obs, seed)
                 queued.clear()
                 pause, banner = 0, None
             times.append(time.perf_counter())

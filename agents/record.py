@@ -160,7 +160,7 @@ def _play(agent, env, video, seed, view, painter, max_steps) -> tuple[dict, dict
     agent_obs = agent.env.reset(seed=seed)[0] if separate else obs
     record = {key: [obs[key]] for key in ("depth", "flow", "rgb")}
     infos = {key: [info[key]] for key in INFO_KEYS}
-    neural = [painter.reset(obs["depth"], obs["flow"], seed)] if painter is not None else None
+    neural = [painter.reset(obs, seed)] if painter is not None else None
     actions, rewards = [], []
     video.write(_picture(view, obs["rgb"], neural[0] if neural else None))
     pending: list[np.ndarray] = []  # cube frames waiting for their framelet's neural frames
@@ -189,7 +189,7 @@ def _play(agent, env, video, seed, view, painter, max_steps) -> tuple[dict, dict
             video.write(obs["rgb"])
             continue
         pending.append(obs["rgb"])
-        painted = painter.push(obs["depth"], obs["flow"])
+        painted = painter.push(obs)
         if done and len(painted) == 0:
             painted = painter.flush()
         for rgb, frame in zip(pending[: len(painted)], painted, strict=True):
@@ -259,7 +259,8 @@ def record(config: RecordConfig, console: Console | None = None) -> list[dict]:
             raise ValueError(f"--size {config.size}: the renderer {painter.path} paints {painter.size} px frames")
         size = painter.size
     game = game_setting(config.camera, config.scene, painter)
-    env = gym.make(ENV_ID, width=size, height=size, observations=("depth", "flow", "rgb"), **game)
+    observations = ("depth", "flow", "rgb") + (("cars",) if painter is not None and "cars" in painter.inputs else ())
+    env = gym.make(ENV_ID, width=size, height=size, observations=observations, **game)
     builtin = config.agent in AGENT_NAMES
     agent = load_agent(config.agent, env=env if builtin else None)
     agent.deterministic = not config.stochastic

@@ -88,20 +88,21 @@ def _inputs(config: RendererConfig, seed: int = 0, batch: int = 1):
     shape = shape if batch == 1 else (batch, *shape)
     depth = rng.uniform(0.0, 10.0, (*shape, 1)).astype(np.float32)
     flow = rng.normal(0.0, 4.0, (*shape, 2)).astype(np.float32)
-    return depth, flow
+    inputs = {"depth": depth, "flow": flow}
+    return inputs | ({"cars": (depth > 8.0).astype(np.uint8)} if config.wants_cars else {})
 
 
 def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -> tuple[BenchResult, bool]:
     """Time `framelets` cached steps; also report whether the cache tensors never moved."""
     cfg, cache = renderer.config, renderer.cache
-    depth, flow = _inputs(cfg, batch=renderer.batch_size)
+    inputs = _inputs(cfg, batch=renderer.batch_size)
     for _ in range(warmup):
-        renderer.step(depth, flow)
+        renderer.step(**inputs)
     pointers = [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
     times = []
     for _ in range(framelets):
         start = time.perf_counter()
-        renderer.step(depth, flow)
+        renderer.step(**inputs)
         times.append(time.perf_counter() - start)
     still = pointers == [t.data_ptr() for t in (cache.keys, cache.values, cache.staged_keys, cache.staged_values)]
     s, w = cfg.tokens_per_framelet, renderer.window
@@ -114,9 +115,8 @@ def bench_cached(renderer: StreamingRenderer, framelets: int, warmup: int = 3) -
 def bench_uncached(renderer: StreamingRenderer, framelets: int, warmup: int = 2) -> BenchResult:
     """Time the baseline that reruns the whole window in every denoising pass (same steps, same model)."""
     model, cfg, window, b = renderer.network, renderer.config, renderer.window, renderer.batch_size
-    depth, flow = _inputs(cfg, batch=b)
-    depth, flow = (depth[None], flow[None]) if b == 1 else (depth, flow)
-    cond = renderer.stats.normalize(depth, flow, renderer.source).to(renderer.device, renderer.dtype)
+    inputs = {key: value[None] if b == 1 else value for key, value in _inputs(cfg, batch=b).items()}
+    cond = renderer.stats.normalize(source=renderer.source, **inputs).to(renderer.device, renderer.dtype)
     context: list[tuple[torch.Tensor, float]] = []
     times = []
     for index in range(warmup + framelets):
@@ -159,14 +159,14 @@ def profile_framelets(renderer: StreamingRenderer, framelets: int) -> tuple[floa
     from torch.profiler import ProfilerActivity, profile
 
     cuda = renderer.device.type == "cuda"
-    depth, flow = _inputs(renderer.config, batch=renderer.batch_size)
+    inputs = _inputs(renderer.config, batch=renderer.batch_size)
     for _ in range(3):
-        renderer.step(depth, flow)
+        renderer.step(**inputs)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         start = time.perf_counter()
         for _ in range(framelets):
-            renderer.step(depth, flow)  # returns host frames: every framelet ends synchronised
+            renderer.step(**inputs)  # returns host frames: every framelet ends synchronised
         wall = (time.perf_counter() - start) / framelets * 1e6
     totals: dict[str, list[float]] = {}
     if cuda:

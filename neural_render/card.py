@@ -25,6 +25,7 @@ from neural_render.checkpoint import (
     checkpoint_num_steps,
     checkpoint_paths,
 )
+from neural_render.conditioning import CAR_MASK_CHANNELS
 from neural_render.model import ANY_LOOK
 from spokester_env.commandline import per_file_command
 from spokester_env.output import atomic_write_text
@@ -182,6 +183,9 @@ def renderer_card(checkpoint: str | os.PathLike) -> str:
         f"patches of {config.get('patch_frames')} frames, width {config.get('width')}, {blocks} blocks, "
         f"{config.get('heads')} heads, pixel head {config.get('pixel_head', 0) or 'none'}; "
         f"{_parameters(weights) / 1e6:.1f} M parameters |",
+        "| paints from | the game's inverse depth and optical flow"
+        + (" and its car mask (the `cars` observation)" if config.get("cond_channels") == CAR_MASK_CHANNELS else "")
+        + " |",
         f"| made for | the game's `{game['camera']}` camera and `{game['scene']}` scene |",
         *_looks_row(config, info.get("sampling") or {}),
         f"| sampled with | {checkpoint_num_steps(weights)} Euler steps per framelet (its `num_steps`; the wrappers, "

@@ -34,10 +34,13 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-__all__ = ["CONDITION_CHANNELS", "DEFAULT_CLIP", "ConditionSource", "ConditionStats"]
+__all__ = ["CAR_MASK_CHANNELS", "CONDITION_CHANNELS", "DEFAULT_CLIP", "ConditionSource", "ConditionStats"]
 
 CONDITION_CHANNELS = 3
 """Channels of a normalised condition: depth, flow x, flow y."""
+CAR_MASK_CHANNELS = CONDITION_CHANNELS + 1
+"""Channels of a condition with a car mask after them: 1 where a car is (the game's own cars; a video's, as its
+teacher found them), else 0."""
 DEFAULT_CLIP = 4.0
 """Normalised values are clipped to [-clip, clip] standard deviations."""
 DEFAULT_FLOOR_FRACTION = 1e-2
@@ -248,14 +251,19 @@ class ConditionSource:
             **parts[0].flags,
         )
 
-    def normalize(self, depth, flow) -> torch.Tensor:
+    def normalize(self, depth, flow, cars=None) -> torch.Tensor:
         """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2), arrays or tensors
-        (tensors stay on their device)."""
+        (tensors stay on their device); with a car mask `cars` (..., 1), (..., 4): the mask (0 / 1) after them."""
         depth = torch.as_tensor(depth, dtype=torch.float32)
         flow = torch.as_tensor(flow, dtype=torch.float32, device=depth.device)
         if depth.shape[-1] != 1 or flow.shape[-1] != 2 or depth.shape[:-1] != flow.shape[:-1]:
             shapes = f"{tuple(depth.shape)} and {tuple(flow.shape)}"
             raise ValueError(f"need depth (..., 1) and flow (..., 2), got {shapes}")
+        if cars is not None:
+            cars = torch.as_tensor(cars, device=depth.device)
+            if cars.shape != depth.shape:
+                raise ValueError(f"need a car mask of the depth's shape {tuple(depth.shape)}, got {tuple(cars.shape)}")
+            return torch.cat([self.normalize(depth, flow), (cars > 0).to(torch.float32)], dim=-1)
         d = _transform_depth(depth, self.depth_floor, self.log_depth)
         d = _standardise(d, self.depth_mean, self.depth_std, self.clip)
         if self.sky_at_clip:
@@ -315,9 +323,10 @@ class ConditionStats:
         """A copy with `name` added (or replaced)."""
         return ConditionStats(sources={**self.sources, name: source})
 
-    def normalize(self, depth, flow, source: str = "game") -> torch.Tensor:
-        """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2) of `source`."""
-        return self.source(source).normalize(depth, flow)
+    def normalize(self, depth, flow, source: str = "game", cars=None) -> torch.Tensor:
+        """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2) of `source`; (..., 4) with
+        a car mask `cars` (..., 1) (`ConditionSource.normalize`)."""
+        return self.source(source).normalize(depth, flow, cars)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: {"sources": {name: every field of the source}}."""

@@ -27,7 +27,7 @@ from einops import rearrange, repeat
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from neural_render.conditioning import CONDITION_CHANNELS
+from neural_render.conditioning import CAR_MASK_CHANNELS, CONDITION_CHANNELS
 from neural_render.kv_cache import KVCache
 from neural_render.layers import DiTBlock, FinalLayer, PixelHead, TimestepEmbedder
 from neural_render.layout import framelet_block_mask, framelet_mask, patchify, rope_tables, unpatchify
@@ -106,7 +106,8 @@ class RendererConfig:
     channels: int = RGB_CHANNELS
     """Channels of a generated frame (RGB: 3, the only value the project can use)."""
     cond_channels: int = CONDITION_CHANNELS
-    """Channels of the normalised condition (depth, flow x, flow y: 3, the only value the condition has)."""
+    """Channels of the normalised condition: 3 (depth, flow x, flow y), the seed's design, or 4 (`CAR_MASK_CHANNELS`:
+    and a car mask, 1 where a car is), for a renderer told where the cars are (`wants_cars`)."""
     shared_adaln: bool = True
     """One AdaLN projection shared by all blocks (plus a learned offset per block), as the seed pins it."""
     qk_norm: bool = True
@@ -148,8 +149,9 @@ class RendererConfig:
             raise ConfigFieldError("mlp_ratio", self.mlp_ratio, rule)
         if not _is_integer(self.channels) or self.channels != RGB_CHANNELS:
             raise ConfigFieldError("channels", self.channels, f"{RGB_CHANNELS} (RGB frames)")
-        if not _is_integer(self.cond_channels) or self.cond_channels != CONDITION_CHANNELS:
-            raise ConfigFieldError("cond_channels", self.cond_channels, f"{CONDITION_CHANNELS} (depth, flow x, flow y)")
+        if not _is_integer(self.cond_channels) or self.cond_channels not in (CONDITION_CHANNELS, CAR_MASK_CHANNELS):
+            rule = f"{CONDITION_CHANNELS} (depth, flow x, flow y) or {CAR_MASK_CHANNELS} (and a car mask)"
+            raise ConfigFieldError("cond_channels", self.cond_channels, rule)
         for name in ("shared_adaln", "qk_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigFieldError(name, getattr(self, name), "true or false")
@@ -169,6 +171,11 @@ class RendererConfig:
         names = isinstance(looks, tuple) and all(isinstance(n, str) and n and n != ANY_LOOK for n in looks)
         if not names or len(set(looks)) != len(looks):
             raise ConfigFieldError("looks", looks, f"a list of distinct non-empty names other than {ANY_LOOK!r}")
+
+    @property
+    def wants_cars(self) -> bool:
+        """The condition ends with a car mask (`cond_channels` = `CAR_MASK_CHANNELS`): painting needs the game's."""
+        return self.cond_channels == CAR_MASK_CHANNELS
 
     @property
     def embedded_patch(self) -> int:

@@ -193,22 +193,29 @@ class StreamingRenderer:
         for slot, value in zip(slots, seeds, strict=True):
             self.generators[slot].manual_seed(int(value))
 
-    def _condition(self, depth, flow) -> torch.Tensor:
-        """Normalised condition (B, F, H, W, 3) on the device, from inputs with or without the B axis."""
+    def _condition(self, depth, flow, cars=None) -> torch.Tensor:
+        """Normalised condition (B, F, H, W, k) on the device, from inputs with or without the B axis; `cars`, the
+        car mask (as depth), is for a network that wants it (`RendererConfig.wants_cars`) and no other."""
         cfg = self.config
         frame = (cfg.patch_frames, cfg.image_size, cfg.image_size)
+        if cfg.wants_cars != (cars is not None):
+            said = "this renderer paints from a car mask too: give cars=" if cfg.wants_cars else "no car mask"
+            raise ValueError(f"{said} (its condition has {cfg.cond_channels} channels)")
         depth = torch.as_tensor(depth).to(self.device)
         flow = torch.as_tensor(flow).to(self.device)
+        cars = None if cars is None else torch.as_tensor(cars).to(self.device)
         if depth.ndim == 4:
             depth, flow = depth[None], flow[None]
+            cars = None if cars is None else cars[None]
         expected = (self.batch_size, *frame)
-        if tuple(depth.shape) != (*expected, 1) or tuple(flow.shape) != (*expected, 2):
+        shapes_ok = tuple(depth.shape) == (*expected, 1) and tuple(flow.shape) == (*expected, 2)
+        if not shapes_ok or (cars is not None and tuple(cars.shape) != (*expected, 1)):
             lead = "(F, H, W, *)" if self.batch_size == 1 else "(B, F, H, W, *)"
-            raise ValueError(
-                f"need depth and flow of shape {lead} = {expected} + (1,) and (2,), "
-                f"got {tuple(depth.shape)} and {tuple(flow.shape)}"
-            )
-        return self.stats.normalize(depth, flow, self.source).to(self.dtype)
+            given = {"depth": depth, "flow": flow} | ({} if cars is None else {"cars": cars})
+            names, channels = " and ".join(given), " and ".join(("(1,)", "(2,)", "(1,)")[: len(given)])
+            got = " and ".join(str(tuple(value.shape)) for value in given.values())
+            raise ValueError(f"need {names} of shape {lead} = {expected} + {channels}, got {got}")
+        return self.stats.normalize(depth, flow, self.source, cars).to(self.dtype)
 
     def noise(self) -> torch.Tensor:
         """The noise of the next framelet of every stream (B, F, H, W, 3): fresh draws from each stream's own
@@ -274,9 +281,9 @@ class StreamingRenderer:
         return frames.clone()
 
     @torch.no_grad()
-    def step_tensor(self, depth, flow, *, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def step_tensor(self, depth, flow, cars=None, *, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Render the next framelet of every stream as a float tensor (B, F, H, W, 3) in [-1, 1]."""
-        cond = self._condition(depth, flow)  # (B, F, H, W, 3)
+        cond = self._condition(depth, flow, cars)  # (B, F, H, W, k)
         z = self.noise() if noise is None else noise.to(device=self.device, dtype=self.dtype)
         self._previous_noise = z
         self._noise_goes_on[:] = True
@@ -288,8 +295,11 @@ class StreamingRenderer:
         self.cache.commit()
         return frames
 
-    def step(self, depth: np.ndarray, flow: np.ndarray, *, noise: torch.Tensor | None = None) -> np.ndarray:
+    def step(
+        self, depth: np.ndarray, flow: np.ndarray, cars: np.ndarray | None = None, *, noise: torch.Tensor | None = None
+    ) -> np.ndarray:
         """Render the next framelet: depth (F, H, W, 1) and flow (F, H, W, 2) float32 (with a leading B axis
-        for several streams) give uint8 frames (F, H, W, 3) (or (B, F, H, W, 3))."""
-        frames = to_uint8(self.step_tensor(depth, flow, noise=noise)).cpu().numpy()
+        for several streams), and for a renderer that wants it (`RendererConfig.wants_cars`) the car mask `cars`
+        (F, H, W, 1) (the game's `cars` observation), give uint8 frames (F, H, W, 3) (or (B, F, H, W, 3))."""
+        frames = to_uint8(self.step_tensor(depth, flow, cars, noise=noise)).cpu().numpy()
         return frames if np.ndim(depth) == 5 else frames[0]

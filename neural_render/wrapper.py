@@ -31,7 +31,11 @@ from neural_render.checkpoint import load_renderer
 from neural_render.sampler import StreamingRenderer
 from spokester_env import camera_name, pad_frames, play_decision, scene_name
 
-__all__ = ["NeuralRenderObservation", "NeuralRenderVectorEnv"]
+__all__ = ["PAINTED_FROM", "NeuralRenderObservation", "NeuralRenderVectorEnv"]
+
+PAINTED_FROM = ("depth", "flow", "cars")
+"""The observations any renderer paints from (the car mask only if it wants one): what an env made only to be
+painted should observe."""
 
 
 def _streaming_renderer(
@@ -65,15 +69,24 @@ def _streaming_renderer(
     )
 
 
-def _check_space(space: gym.Space, image_size: int) -> None:
-    """The wrapped env must give depth (S, S, 1) and flow (S, S, 2) at the renderer's size S."""
-    expected = {"depth": (image_size, image_size, 1), "flow": (image_size, image_size, 2)}
+def _inputs(renderer: StreamingRenderer) -> tuple[str, ...]:
+    """The observation keys a renderer paints from: depth and flow, and the car mask if it wants one."""
+    return PAINTED_FROM if renderer.config.wants_cars else PAINTED_FROM[:2]
+
+
+def _check_space(space: gym.Space, image_size: int, keys: tuple[str, ...]) -> None:
+    """The wrapped env must give depth (S, S, 1) and flow (S, S, 2) (and cars (S, S, 1) for a renderer that wants
+    them) at the renderer's size S."""
+    channels = {"depth": 1, "flow": 2, "cars": 1}
+    expected = {key: (image_size, image_size, channels[key]) for key in keys}
     if not isinstance(space, spaces.Dict) or any(
         key not in space.spaces or space.spaces[key].shape != shape for key, shape in expected.items()
     ):
+        wanted = " and ".join(f"{key!r} {shape}" for key, shape in expected.items())
+        listed = ", ".join(repr(key) for key in keys)
         raise ValueError(
-            f"the env must observe 'depth' {expected['depth']} and 'flow' {expected['flow']} (make it with "
-            f"width=height={image_size}, observations including 'depth' and 'flow'); got {space}"
+            f"the env must observe {wanted} (make it with width=height={image_size}, observations including "
+            f"{listed}); got {space}"
         )
 
 
@@ -83,25 +96,30 @@ def _observation_space(space: spaces.Dict, image_size: int, pixels_only: bool) -
 
 
 class _Framelets:
-    """Advances one env a framelet at a time and gathers the depth and flow of its frames."""
+    """Advances one env a framelet at a time and gathers what the renderer paints from of its frames (`keys`):
+    {key: (F, S, S, k)}, the renderer's `step` arguments."""
 
-    def __init__(self, env: gym.Env, frames: int):
-        self.env, self.frames = env, frames
+    def __init__(self, env: gym.Env, frames: int, keys: tuple[str, ...]):
+        self.env, self.frames, self.keys = env, frames, keys
 
-    @staticmethod
-    def _stack(observations: list[dict], frames: int) -> tuple[np.ndarray, np.ndarray]:
-        padded = pad_frames(observations, frames)
-        return np.stack([o["depth"] for o in padded]), np.stack([o["flow"] for o in padded])
+    def _stack(self, observations: list[dict]) -> dict[str, np.ndarray]:
+        padded = pad_frames(observations, self.frames)
+        return {key: np.stack([o[key] for o in padded]) for key in self.keys}
 
-    def reset(self, **kwargs) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    def reset(self, **kwargs) -> tuple[dict, dict, dict[str, np.ndarray]]:
         observation, info = self.env.reset(**kwargs)
-        return observation, {**info, "frames": 0}, *self._stack([observation], self.frames)
+        return observation, {**info, "frames": 0}, self._stack([observation])
 
     def step(self, action) -> tuple:
         played = play_decision(self.env, action, self.frames)
-        depth, flow = self._stack(played.observations, self.frames)
         info = {**played.info, "frames": played.frames}
-        return played.observations[-1], played.reward, played.terminated, played.truncated, info, depth, flow
+        inputs = self._stack(played.observations)
+        return played.observations[-1], played.reward, played.terminated, played.truncated, info, inputs
+
+
+def _batched(inputs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several envs' renderer inputs as one batch: {key: (N, F, S, S, k)}."""
+    return {key: np.stack([one[key] for one in inputs]) for key in inputs[0]}
 
 
 class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -112,7 +130,8 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
     env's fps / F, or use `info["neural_frames"]` for full rate).
 
     Arguments:
-        env: a Spokester env observing depth and flow at the renderer's size (width = height = S).
+        env: a Spokester env observing depth and flow at the renderer's size (width = height = S), and the car
+            mask ("cars") for a renderer that paints from one (`RendererConfig.wants_cars`).
         checkpoint: a renderer checkpoint path; None = the project's shipped default.
         device: where the renderer runs.
         window, num_steps, cache_at_step: streaming options, see `StreamingRenderer`; num_steps None = the
@@ -155,13 +174,13 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         gym.ObservationWrapper.__init__(self, env)
         self.renderer = _streaming_renderer(checkpoint, env, batch_size=1, **options)
         size = self.renderer.config.image_size
-        _check_space(env.observation_space, size)
+        _check_space(env.observation_space, size, _inputs(self.renderer))
         self.pixels_only = pixels_only
         self.frames_per_step = self.renderer.config.patch_frames
         self.observation_space = _observation_space(env.observation_space, size, pixels_only)
         fps = env.metadata.get("render_fps", 24) / self.frames_per_step
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"], "render_fps": fps}
-        self._framelets = _Framelets(env, self.frames_per_step)
+        self._framelets = _Framelets(env, self.frames_per_step, _inputs(self.renderer))
         self._frame: np.ndarray | None = None
 
     @property
@@ -173,15 +192,15 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         return self._frame if self.pixels_only else {**observation, "neural": self._frame}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        observation, info, depth, flow = self._framelets.reset(seed=seed, options=options)
+        observation, info, inputs = self._framelets.reset(seed=seed, options=options)
         self.renderer.reset(seed)
-        frames = self.renderer.step(depth, flow)  # (F, S, S, 3)
+        frames = self.renderer.step(**inputs)  # (F, S, S, 3)
         self._frame = frames[-1]
         return self.observation(observation), {**info, "neural_frames": frames[-1:]}
 
     def step(self, action):
-        observation, reward, terminated, truncated, info, depth, flow = self._framelets.step(action)
-        frames = self.renderer.step(depth, flow)
+        observation, reward, terminated, truncated, info, inputs = self._framelets.step(action)
+        frames = self.renderer.step(**inputs)
         advanced = info["frames"]
         self._frame = frames[advanced - 1]
         info["neural_frames"] = frames[:advanced]
@@ -234,7 +253,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         )
         size = self.renderer.config.image_size
         for env in self.envs:
-            _check_space(env.observation_space, size)
+            _check_space(env.observation_space, size, _inputs(self.renderer))
         self.pixels_only = pixels_only
         self.frames_per_step = self.renderer.config.patch_frames
         self.single_observation_space = _observation_space(self.envs[0].observation_space, size, pixels_only)
@@ -244,7 +263,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         fps = self.envs[0].metadata.get("render_fps", 24) / self.frames_per_step
         self.metadata = {**type(self).metadata, "render_fps": fps}
         self.render_mode = "rgb_array"
-        self._framelets = [_Framelets(env, self.frames_per_step) for env in self.envs]
+        self._framelets = [_Framelets(env, self.frames_per_step, _inputs(self.renderer)) for env in self.envs]
         self._ended = np.zeros(self.num_envs, dtype=bool)
         self._frames: np.ndarray | None = None
 
@@ -267,7 +286,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         for j, s in enumerate(seeds):
             if s is not None:
                 self.renderer.reset(s, slots=[j])
-        frames = self.renderer.step(np.stack([r[2] for r in results]), np.stack([r[3] for r in results]))
+        frames = self.renderer.step(**_batched([r[2] for r in results]))
         self._frames = frames[:, -1]
         self._ended[:] = False
         infos: dict = {}
@@ -276,22 +295,21 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         return self._batch([r[0] for r in results]), infos
 
     def step(self, actions):
-        observations, depths, flows, infos, advanced = [], [], [], {}, []
+        observations, inputs, infos, advanced = [], [], {}, []
         rewards = np.zeros(self.num_envs)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
         for j, (framelets, action) in enumerate(zip(self._framelets, actions, strict=True)):
             if self._ended[j]:  # NEXT_STEP autoreset: this step only resets env j and its cache slot
-                observation, info, depth, flow = framelets.reset()
+                observation, info, painted = framelets.reset()
                 self.renderer.reset(None, slots=[j])
             else:
-                observation, rewards[j], terminations[j], truncations[j], info, depth, flow = framelets.step(action)
+                observation, rewards[j], terminations[j], truncations[j], info, painted = framelets.step(action)
             observations.append(observation)
-            depths.append(depth)
-            flows.append(flow)
+            inputs.append(painted)
             advanced.append(info["frames"])
             infos = self._add_info(infos, info, j)
-        frames = self.renderer.step(np.stack(depths), np.stack(flows))  # (N, F, S, S, 3)
+        frames = self.renderer.step(**_batched(inputs))  # (N, F, S, S, 3)
         self._frames = np.stack([frames[j, max(a, 1) - 1] for j, a in enumerate(advanced)])
         self._ended = terminations | truncations
         return self._batch(observations), rewards, terminations, truncations, infos

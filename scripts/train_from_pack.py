@@ -123,6 +123,8 @@ def train_from_pack(args, started: float) -> dict:
             network |= {"camera": args.camera} if args.camera else {}
         network |= {"looks": True} if args.looks else {}
         network |= {"sky_at_clip": True} if args.sky_at_clip else {}
+        network |= {"car_slabs": True} if args.car_slabs else {}
+        network |= {"car_masks": True} if args.car_masks else {}
         network |= {"lr": args.lr} if args.lr else {}
         config = make_config(
             "gpu-tiny",
@@ -185,6 +187,17 @@ def main(argv: list[str] | None = None) -> dict:
         "--sky-at-clip",
         action="store_true",
         help="read the sky as the lowest depth value in every source (default: as --init-from's)",
+    )
+    parser.add_argument(
+        "--car-slabs",
+        action="store_true",
+        help="read each car of the videos as a slab where it meets the road (the pack carries the slabs; default: as "
+        "--init-from's)",
+    )
+    parser.add_argument(
+        "--car-masks",
+        action="store_true",
+        help="tell the network where the cars are, a car mask after depth and flow (default: as --init-from's)",
     )
     parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")

@@ -16,9 +16,9 @@ from .camera import CameraPose, FollowCamera, Intrinsics
 from .config import ACTION_MEANINGS, DEFAULT_IMAGE_SIZE, CameraConfig, GameConfig, camera_config, with_scene
 from .game import Game
 from .gl import context_error
-from .scene import BACKENDS, SKY_RGB, Scene
+from .scene import BACKENDS, CLASS_NAMES, SKY_RGB, Scene
 
-OBSERVATION_KEYS = ("depth", "flow", "rgb")
+OBSERVATION_KEYS = ("depth", "flow", "rgb", "cars")
 RENDER_MODES = ("human", "rgb_array")
 
 
@@ -94,6 +94,8 @@ class SpokesterEnv(gym.Env):
     | `flow`  | float32 | (H, W, 2) | optical flow, pixels per frame, x right, y down, clipped to       |
     |         |         |           | +-max(H, W)                                                       |
     | `rgb`   | uint8   | (H, W, 3) | the cube view, [0, 255]                                           |
+    | `cars`  | uint8   | (H, W, 1) | 1 where a car is seen, else 0 (for a renderer told where the cars |
+    |         |         |           | are, `neural_render.RendererConfig.wants_cars`)                    |
 
     Flow at a pixel is the position now minus the position one frame earlier of the surface point seen
     there now; sky pixels carry the flow of points at infinity. It is computed analytically from the
@@ -133,7 +135,7 @@ class SpokesterEnv(gym.Env):
     A bad argument is one line: a `TypeError` for the wrong kind of value, a `ValueError` for a value out
     of range, each naming the argument and what it may be.
     - `width`, `height` (int > 0, default 320, `spokester_env.DEFAULT_IMAGE_SIZE`): image size in pixels.
-    - `observations` (tuple of `"depth"`, `"flow"`, `"rgb"`, default `("depth", "flow")`).
+    - `observations` (tuple of `"depth"`, `"flow"`, `"rgb"`, `"cars"`, default `("depth", "flow")`).
     - `render_mode` (`None`, `"rgb_array"`, `"human"`): the cube view, or a pygame window showing it.
     - `fps` (finite number > 0, default 24): frames per second; one step advances `dt = 1 / fps` seconds.
     - `backend` (`"gl"` or `"tiny"`): who draws the camera images; pybullet keeps the geometry and contacts
@@ -235,6 +237,7 @@ class SpokesterEnv(gym.Env):
             "depth": spaces.Box(0.0, 1.0 / cam.near, (height, width, 1), np.float32),
             "flow": spaces.Box(-self.flow_limit, self.flow_limit, (height, width, 2), np.float32),
             "rgb": spaces.Box(0, 255, (height, width, 3), np.uint8),
+            "cars": spaces.Box(0, 1, (height, width, 1), np.uint8),
         }
         self.observation_space = spaces.Dict({k: boxes[k] for k in observations})
 
@@ -348,6 +351,8 @@ class SpokesterEnv(gym.Env):
         self._rgb = None  # the cube view is composed on demand (render() or the "rgb" observation)
         if "rgb" in self.observation_keys:
             obs["rgb"] = self._cube_view()
+        if "cars" in self.observation_keys:
+            obs["cars"] = (self.scene.classes(seg) == CLASS_NAMES.index("cars")).astype(np.uint8)[..., None]
         self._pose = pose
         return obs
 

@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .config import frame_actions
+from .env import OBSERVATION_KEYS
 
 DEPTH_LOG_GAIN = 20.0
 """Packed depth = 255 * log(1 + g * inv_depth) / log(1 + g * max_inv_depth) with g = this gain (1/m)^-1."""
@@ -59,14 +60,14 @@ class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     """Packs the observation dict into one channel-first uint8 image, ready for SB3's `CnnPolicy`.
 
     Channels, in the env's key order: depth -> 1 (log-scaled inverse depth, 0 = sky), flow -> 2
-    (`128 + 4 * flow`, saturating at +-31.75 px/frame), rgb -> 3.
+    (`128 + 4 * flow`, saturating at +-31.75 px/frame), rgb -> 3, cars -> 1 (255 where a car is).
     """
 
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
-        if not isinstance(space, spaces.Dict) or not set(space.spaces) <= {"depth", "flow", "rgb"}:
+        if not isinstance(space, spaces.Dict) or not set(space.spaces) <= set(OBSERVATION_KEYS):
             raise ValueError(f"PackedObservation needs a Spokester Dict observation space, got {space}")
         self.keys = tuple(space.spaces)
         h, w = next(iter(space.spaces.values())).shape[:2]
@@ -83,6 +84,8 @@ class PackedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
                 x = np.log1p(DEPTH_LOG_GAIN * x) * (255.0 / np.log1p(DEPTH_LOG_GAIN * self._max_inv))
             elif key == "flow":
                 x = 128.0 + FLOW_SCALE * x
+            elif key == "cars":
+                x = x * 255
             parts.append(np.clip(x, 0, 255).round().astype(np.uint8) if key != "rgb" else x)
         return np.ascontiguousarray(np.concatenate(parts, axis=-1).transpose(2, 0, 1))
 

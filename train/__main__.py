@@ -64,6 +64,12 @@ def parse_args(argv: Sequence[str] | None = None):
         "draws its cars (default: the depth network's depth, or as the --init-from renderer does)",
     )
     parser.add_argument(
+        "--car-masks",
+        action="store_true",
+        help="tell the network where the cars are: a car mask after depth and flow (the videos' from the deeplab "
+        "teacher, the game's own cars; default: none, or as the --init-from renderer does)",
+    )
+    parser.add_argument(
         "--sky-at-clip",
         action="store_true",
         help="read the sky as the lowest depth value in every source (default: its own standardised floor, "
@@ -122,6 +128,7 @@ def parse_args(argv: Sequence[str] | None = None):
             "lr",
             "sky_at_clip",
             "car_slabs",
+            "car_masks",
             "looks",
         )
         if getattr(args, name)
@@ -133,7 +140,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate, sky code, car slabs and looks"
+            "learning rate, sky code, car slabs, car masks and looks"
         )
     return args
 
@@ -153,6 +160,7 @@ def build_config(args):
             overrides |= init_from_choices(args.init_from) | {"init_from": args.init_from}
         overrides["sky_at_clip"] = args.sky_at_clip or overrides.get("sky_at_clip", False)  # a start's, or asked
         overrides["car_slabs"] = args.car_slabs or overrides.get("car_slabs", False)
+        overrides["car_masks"] = args.car_masks or overrides.get("car_masks", False)
         overrides["looks"] = args.looks or overrides.get("looks", False)
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}

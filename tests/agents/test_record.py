@@ -137,3 +137,37 @@ def test_a_full_disk_is_one_error_naming_the_file_and_leaves_nothing(mounted):
     with pytest.raises(OSError, match=r"No space left on device: '.*/rec/ep000\.npz'"):
         record(RecordConfig(out=str(folder / "rec"), size=64, max_steps=60))
     assert list((folder / "rec").iterdir()) == []
+
+
+def test_a_renderer_told_where_the_cars_are_records_from_the_games_car_mask(tmp_path, tiny_checkpoint):
+    """With a renderer that paints from a car mask, `record` observes the game's "cars" and the painter hands it
+    on: deaf to the mask (its weights zeroed) the same network paints other frames; an observation without the
+    mask is refused in one line."""
+    import torch
+
+    from neural_render import build_renderer, load_renderer, save_renderer
+
+    start = load_renderer(tiny_checkpoint).model
+    weights = start.state_dict()
+    generator = torch.Generator().manual_seed(1)
+    saved = weights["cond_embedder.weight"].view(64, -1, 3)
+    car = 0.2 * torch.randn((*saved.shape[:2], 1), generator=generator)
+    paths = {}
+    for name, channel in (("told", car), ("deaf", torch.zeros_like(car))):
+        model = build_renderer("tiny", image_size=32, width=64, num_blocks=1, heads=1, cond_channels=4)
+        model.load_state_dict(weights | {"cond_embedder.weight": torch.cat([saved, channel], -1).reshape(64, -1)})
+        paths[name] = save_renderer(tmp_path / name, model)
+    painted = {}
+    for name, path in paths.items():
+        record(RecordConfig(out=str(tmp_path / f"out-{name}"), agent="heuristic", view="neural", max_steps=8,
+                            checkpoint=str(path), render_steps=1, seed=0))  # fmt: skip
+        data = np.load(tmp_path / f"out-{name}" / "ep000.npz")
+        painted[name] = data["neural"].astype(int)
+    assert np.abs(painted["told"] - painted["deaf"]).mean() > 0.5
+    painter = FrameletPainter(paths["told"], num_steps=1)
+    assert painter.inputs == ("depth", "flow", "cars")
+    frame = {"depth": np.zeros((32, 32, 1), np.float32), "flow": np.zeros((32, 32, 2), np.float32)}
+    with pytest.raises(
+        ValueError, match=r"the renderer paints from depth, flow, cars; the observation lacks \['cars'\]"
+    ):
+        painter.reset(frame)

@@ -264,7 +264,7 @@ HEADS = "a positive integer dividing width 256 into heads of a multiple of 4 cha
         ("mlp_ratio", 0.0, "a finite number with width 256 x mlp_ratio >= 1"),
         ("mlp_ratio", float("inf"), "a finite number with width 256 x mlp_ratio >= 1"),
         ("channels", 4, "3 (RGB frames)"),
-        ("cond_channels", 2, "3 (depth, flow x, flow y)"),
+        ("cond_channels", 2, "3 (depth, flow x, flow y) or 4 (and a car mask)"),
         ("shared_adaln", 1, "true or false"),
         ("qk_norm", "yes", "true or false"),
         ("rope_base", 0.0, "a finite number > 0"),

@@ -316,3 +316,38 @@ def test_a_stream_paints_the_look_it_is_given():
     assert (frames(model, look="rainy") - expected).abs().mean() > 1e-3
     with pytest.raises(ValueError, match="look 'snowy': this renderer paints any, sunny, rainy"):
         StreamingRenderer(model, look="snowy")
+
+
+def test_a_renderer_told_where_the_cars_are_paints_from_the_mask_and_needs_it():
+    """A network with a car mask channel (cond_channels 4) whose car weights are zero paints what the same network
+    without it paints; once they are not, the mask changes the frames where the cars are. It refuses to paint
+    without a mask, and a network without one refuses a mask."""
+    options = dict(image_size=32, num_blocks=2, width=64, heads=2, dtype=torch.float64)
+    plain = randomize(build_renderer("tiny", **options))
+    model = build_renderer("tiny", cond_channels=4, **options)
+    weights = plain.state_dict()
+    saved = weights["cond_embedder.weight"].view(64, -1, 3)  # (width, f*p*q, channels): channels innermost
+    weights["cond_embedder.weight"] = torch.cat([saved, torch.zeros_like(saved[..., :1])], -1).reshape(64, -1)
+    model.load_state_dict(weights)
+    assert model.config.wants_cars and not plain.config.wants_cars
+    depths, flows = _game_inputs(model.config, 1, 3, seed=0)
+    cars = [np.zeros(d.shape, np.uint8) for d in depths]
+    for mask in cars:
+        mask[..., 8:20, 4:16, :] = 1
+
+    def frames(network, masks):
+        renderer = StreamingRenderer(network, num_steps=2, dtype=torch.float64, seed=4)
+        return torch.cat([renderer.step_tensor(d, f, c) for d, f, c in zip(depths, flows, masks, strict=True)], 1)
+
+    expected = frames(plain, [None] * 3)
+    torch.testing.assert_close(frames(model, cars), expected)  # the new channel starts at zero
+    with torch.no_grad():
+        weight = model.cond_embedder.weight.view(64, -1, 4)
+        weight[:, :, 3] = 0.05 * torch.randn(weight.shape[:2], generator=torch.Generator().manual_seed(0))
+    told = frames(model, cars)
+    assert (told - expected).abs().mean() > 1e-3
+    torch.testing.assert_close(frames(model, [np.zeros_like(c) for c in cars]), expected)  # no car: as before
+    with pytest.raises(ValueError, match="this renderer paints from a car mask too: give cars="):
+        StreamingRenderer(model).step(depths[0], flows[0])
+    with pytest.raises(ValueError, match="no car mask"):
+        StreamingRenderer(plain).step(depths[0], flows[0], cars[0])

@@ -5,6 +5,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from neural_render import NeuralRenderObservation, NeuralRenderVectorEnv, build_renderer, save_renderer
@@ -135,3 +136,36 @@ def test_the_checkpoints_sampling_steps_are_used_unless_given(tmp_path):
         NeuralRenderObservation(_env(), checkpoint, cache_at_step=3)
     for env in (own, given, vector):
         env.close()
+
+
+def test_a_renderer_told_where_the_cars_are_gets_the_games_car_mask(tmp_path):
+    """A renderer with a car mask channel needs the env to observe "cars" (one line saying so otherwise) and paints
+    from it: the wrappers hand it each frame's mask, so a single env and a vector env paint alike, and the car
+    channel's weights change the picture."""
+    model = randomize(build_renderer("tiny", image_size=SIZE, num_blocks=2, width=64, heads=2, cond_channels=4))
+    checkpoint = save_renderer(tmp_path / "cars", model)
+    with pytest.raises(ValueError, match=r"observations including 'depth', 'flow', 'cars'"):
+        NeuralRenderObservation(_env(), checkpoint)
+
+    def cars_env(**kwargs):
+        return gym.make("Spokester-v0", width=SIZE, height=SIZE, observations=("depth", "flow", "cars"), **kwargs)
+
+    single = NeuralRenderObservation(cars_env(), checkpoint, num_steps=1, cache_at_step=0)
+    vector = NeuralRenderVectorEnv([cars_env], checkpoint, num_steps=1, cache_at_step=0)
+    reference, _ = single.reset(seed=3)
+    batched, _ = vector.reset(seed=3)
+    for _ in range(6):
+        reference = single.step(0)[0]
+        batched = vector.step(np.array([0]))[0]
+        assert np.abs(batched["neural"][0].astype(int) - reference["neural"]).max() <= 1
+    assert reference["cars"].any()  # a car is in view, so its mask reaches the renderer
+    blind = randomize(build_renderer("tiny", image_size=SIZE, num_blocks=2, width=64, heads=2, cond_channels=4))
+    blind.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        blind.cond_embedder.weight.view(64, -1, 4)[..., 3] = 0  # the same network, deaf to the mask
+    other = NeuralRenderObservation(cars_env(), save_renderer(tmp_path / "blind", blind), num_steps=1, cache_at_step=0)
+    other.reset(seed=3)
+    for _ in range(6):
+        painted = other.step(0)[0]
+    assert np.abs(painted["neural"].astype(int) - reference["neural"]).mean() > 0.5
+    vector.close()

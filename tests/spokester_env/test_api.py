@@ -36,7 +36,7 @@ def _assert_same(a, b):
 
 
 def test_gymnasium_check_env_passes_without_warnings(make_env):
-    env = make_env(observations=("depth", "flow", "rgb"), render_mode="rgb_array")
+    env = make_env(observations=("depth", "flow", "rgb", "cars"), render_mode="rgb_array")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=False)

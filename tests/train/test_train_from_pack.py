@@ -140,7 +140,8 @@ def test_a_label_store_folder_given_as_a_video_is_used_as_it_is_and_must_fit_the
 
 def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path, run_as_gpu_host):
     """--init-from: the GPU host trains that renderer's network from its weights, with its camera and steps; --looks,
-    --sky-at-clip and --lr change the recipe as they do for `python -m spokester_train`."""
+    --sky-at-clip, --car-slabs, --car-masks and --lr change the recipe as they do for `python -m spokester_train`
+    (the slabs and car masks come from the pack: the host has no OpenCV)."""
     from neural_render import build_renderer, save_renderer
 
     start = save_renderer(
@@ -153,7 +154,7 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
     make_pack(road_stores[:1], pack, scene="open", game_frames=8)
     out = tmp_path / "back"
     args = [str(pack), "--out", str(out), "--steps", "2", "--batch", "2", "--device", "cpu", "--init-from", str(start)]
-    result = run_as_gpu_host([*args, "--looks", "--sky-at-clip", "--lr", "2e-4"])
+    result = run_as_gpu_host([*args, "--looks", "--sky-at-clip", "--car-slabs", "--car-masks", "--lr", "2e-4"])
     assert result.returncode == 0, result.stderr
     assert run_as_gpu_host(["--join", str(out)]).returncode == 0
     renderer = load_renderer(out / "renderer.safetensors")
@@ -163,6 +164,8 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
         renderer.model.config.looks == (Path(road_stores[0].manifest["video"]["path"]).stem,) and renderer.look == "any"
     )
     assert all(source.sky_at_clip for source in renderer.stats.sources.values())
+    assert renderer.stats.source("video").car_slabs and not renderer.stats.source("game").car_slabs
+    assert renderer.model.config.wants_cars  # its car channel learnt from the pack's slabs, without OpenCV
     assert renderer.provenance["train_config"]["lr"] == 2e-4
     origin = renderer.provenance["init_from"]
     assert origin["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest() and origin["file"] == "start.safetensors"

@@ -54,7 +54,11 @@ class _RawClips(torch.utils.data.Dataset):
         video = int(np.searchsorted(self.offsets, index, side="right") - 1)
         dataset = self.datasets[video]
         item = dataset.raw_clip(dataset.spec(index - int(self.offsets[video]), epoch))
-        keys = ("frames", "depth", "flow") + (("teacher",) if self.teacher else ())
+        keys = (
+            ("frames", "depth", "flow")
+            + (("teacher",) if self.teacher else ())
+            + (("cars",) if dataset.car_masks else ())
+        )
         return {**{k: item[k] for k in keys}, "video": torch.tensor(video)}
 
 
@@ -116,9 +120,11 @@ class ClipBatches:
         workers: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        car_masks: bool = False,
     ):
         """`sources[i]` names the condition source in `stats` that normalises the clips of `stores[i]`;
-        process `rank` of `world_size` gets its share of every batch (`batch_share`)."""
+        process `rank` of `world_size` gets its share of every batch (`batch_share`); with `car_masks` every
+        clip's condition ends with its car mask (`StoredClips`)."""
         if workers < 0:
             raise ValueError(f"workers={workers}: must be >= 0")
         if not 0 <= rank < world_size:
@@ -129,7 +135,7 @@ class ClipBatches:
         self.datasets = []
         for i, (store, name) in enumerate(zip(stores, sources, strict=True)):
             source = stats.source(name)
-            flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs}
+            flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs, "car_masks": car_masks}
             self.datasets.append(StoredClips(store, clip_frames, skips=skips, seed=seed + i, **flags))
         if balance:  # every video the same number of clips per epoch: the mean of what they hold
             clips = max(1, round(float(np.mean([len(d) for d in self.datasets]))))
@@ -201,8 +207,8 @@ class ClipBatches:
 
     def next(self, batch_size: int, device) -> dict[str, torch.Tensor]:
         """This process's share of the next batch of `batch_size` clips (all of it in one process): "x"
-        (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised, "video" (b,) each clip's store (its index
-        in `stores`), and "teacher" (b, t, gh, gw, c) when asked for.
+        (b, t, s, s, 3) in [-1, 1], "cond" (b, t, s, s, 3) normalised (4 channels with `car_masks`), "video" (b,)
+        each clip's store (its index in `stores`), and "teacher" (b, t, gh, gw, c) when asked for.
 
         The host only gathers the clips' streams as stored (uint8 frames and teacher codes, depth and flow
         in the store's dtype) and moves them; decoding and normalisation run on `device`, clip by clip,
@@ -215,7 +221,9 @@ class ClipBatches:
             video = int(clip["video"])
             decoded = {
                 "x": from_uint8(clip["frames"]),  # (t, s, s, 3)
-                "cond": self.stats.normalize(clip["depth"].float(), clip["flow"].float(), self.sources[video]),
+                "cond": self.stats.normalize(
+                    clip["depth"].float(), clip["flow"].float(), self.sources[video], clip.get("cars")
+                ),
             }
             if self.teacher:
                 spec = self.datasets[video].store.spec("teacher")

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from spokester_train.data.store import LabelStore, flow_stream
 from spokester_train.data.video import ClipSpec, sample_clip
-from spokester_train.data.video_depth import read_depth
+from spokester_train.data.video_depth import read_depth, slab_map
 
 
 class StoredClips(Dataset):
@@ -32,6 +32,8 @@ class StoredClips(Dataset):
     - ``depth`` (t, s, s, 1) float32 relative inverse depth, if stored (0 at the sky with `sky_to_zero`, its
       cars as slabs with `car_slabs`);
     - ``teacher`` (t, gh, gw, c) float32 and ``sky`` (t, s, s, 1) bool, if stored;
+    - ``cars`` (t, s, s, 1) bool with `car_masks`: the car-shaped blobs of the store's car mask (where
+      `spokester_train.data.video_depth.slab_map` has a slab);
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
     Args:
@@ -42,6 +44,7 @@ class StoredClips(Dataset):
         clips_per_epoch: ``len()``; default: as many clips as fit end to end at skip 1.
         sky_to_zero: read depth as 0 where the store's sky mask says sky (`spokester_train.data.sky`).
         car_slabs: read each car of the store's car mask as a slab (`spokester_train.data.video_depth`).
+        car_masks: give each clip its car mask (``cars``).
     """
 
     def __init__(
@@ -53,10 +56,11 @@ class StoredClips(Dataset):
         clips_per_epoch: int | None = None,
         sky_to_zero: bool = False,
         car_slabs: bool = False,
+        car_masks: bool = False,
     ):
         self.store = LabelStore.of(store)
-        self.sky_to_zero, self.car_slabs = sky_to_zero, car_slabs
-        read_depth(self.store, sky_to_zero, car_slabs)  # a missing mask is said here, not in a worker
+        self.sky_to_zero, self.car_slabs, self.car_masks = sky_to_zero, car_slabs, car_masks
+        read_depth(self.store, sky_to_zero, car_slabs or car_masks)  # a missing mask is said here, not in a worker
         self.skips = tuple(skips) if skips is not None else self.store.skips
         missing = [k for k in self.skips if flow_stream(k) not in self.store.streams]
         if missing or not self.skips:
@@ -113,6 +117,8 @@ class StoredClips(Dataset):
             item["teacher"] = torch.from_numpy(np.asarray(arrays["teacher"][idx]))  # (t, gh, gw, c) as stored
         if "sky" in arrays:
             item["sky"] = torch.from_numpy(arrays["sky"][idx][..., None] > 0)  # (t, s, s, 1)
+        if "car_slabs" in arrays:
+            item["cars"] = torch.from_numpy(np.asarray(arrays["car_slabs"][idx])[..., None] > 0)  # (t, s, s, 1)
         return item
 
     def _open(self) -> dict[str, np.ndarray]:
@@ -120,6 +126,8 @@ class StoredClips(Dataset):
             self._arrays = {name: self.store.stream(name) for name in self.store.streams}
             if "depth" in self._arrays:  # (n, s, s, 1), the sky at 0 with sky_to_zero, cars as slabs with car_slabs
                 self._arrays["depth"] = read_depth(self.store, self.sky_to_zero, self.car_slabs)
+            if self.car_masks:
+                self._arrays["car_slabs"] = slab_map(self.store)  # (n, s, s): > 0 on the car-shaped blobs
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:

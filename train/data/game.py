@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spokester_env import DEFAULT_CAMERA, DEFAULT_SCENE, CameraConfig, SpokesterEnv
+from spokester_env import CLASS_NAMES, DEFAULT_CAMERA, DEFAULT_SCENE, CameraConfig, SpokesterEnv
 
 __all__ = ["Ride", "game_ride"]
 
@@ -22,13 +22,20 @@ __all__ = ["Ride", "game_ride"]
 @dataclass(frozen=True)
 class Ride:
     """A ride's observations: depth (t, s, s, 1) 1/m, flow (t, s, s, 2) px/frame, cube view (t, s, s, 3),
-    and if asked the game's class map (t, s, s) uint8, indices into `spokester_env.CLASS_NAMES`."""
+    and the game's class map (t, s, s) uint8, indices into `spokester_env.CLASS_NAMES` (None if not kept)."""
 
     depth: np.ndarray
     flow: np.ndarray
     rgb: np.ndarray
     fps: float
     classes: np.ndarray | None = None
+
+    @property
+    def cars(self) -> np.ndarray:
+        """The game's car mask (t, s, s, 1) bool, from its class map (a renderer with `wants_cars` paints from it)."""
+        if self.classes is None:
+            raise ValueError("this ride kept no class map: ride it with classes=True")
+        return (self.classes == CLASS_NAMES.index("cars"))[..., None]
 
 
 def game_ride(
@@ -37,12 +44,12 @@ def game_ride(
     seed: int = 0,
     change_every: int = 30,
     warmup: int = 12,
-    classes: bool = False,
+    classes: bool = True,
     camera: str | CameraConfig = DEFAULT_CAMERA,
     scene: str = DEFAULT_SCENE,
 ) -> Ride:
     """Ride `frames` frames (after `warmup` frames that are dropped) at `size` x `size` with a camera and a
-    scene (`spokester_env` presets); with `classes`, keep each frame's class map too."""
+    scene (`spokester_env` presets), keeping each frame's class map unless `classes` is False."""
     env = SpokesterEnv(width=size, height=size, observations=("depth", "flow", "rgb"), camera=camera, scene=scene)
     rng = np.random.default_rng(seed)
     depth, flow, rgb, labels = [], [], [], []

@@ -17,6 +17,8 @@ unpacks into ordinary label stores that training reads as it reads any other:
   pack), on a `teacher_grid` x `teacher_grid` grid, 8 bits each; unpacked to the store's own grid,
   channels and codes;
 - masks (the sky, extracted and grown (`spokester_train.data.sky`), and the cars): one bit a pixel;
+- the car slabs (`spokester_train.data.video_depth.slab_map`), as stored (float16, deflated: mostly zeros), so
+  that `--car-slabs` needs no OpenCV on the GPU host;
 - the game's condition statistics at the stores' frame size, every camera preset in one scene
   (`spokester_train.data.sources.game_sources_record`), so that a host without pybullet need not ride the
   game.
@@ -25,10 +27,11 @@ The zip holds `pack.json` (format version, options, the game's statistics, and p
 the codecs' ranges) and, per store folder name, one entry per stream: `frames.jpg` and `frames.index.npy`
 (JPEGs of `FRAMES_PER_JPEG` frames stacked top to bottom, back to back, and their byte offsets), likewise
 `depth.jpg` and `flow_K.jpg`; `teacher.codes.npy` and `teacher.basis.npy`; `sky.bits.npy`,
-`sky_grown.bits.npy`, `cars.bits.npy`. Making a pack reads what it wrote back and reports, per store, each
-stream's bytes in the zip and its fidelity: frames PSNR (dB), median relative depth error, flow RMSE (pixels) per
-skip, the mean cosine similarity of the unpacked teacher features to the stored ones after iREPA's per-clip
-normalisation (`spokester_train.recipe.irepa.normalise_teacher`), and the share of mask pixels kept.
+`sky_grown.bits.npy`, `cars.bits.npy`; `car_slabs.values.npy`. Making a pack reads what it wrote back and
+reports, per store, each stream's bytes in the zip and its fidelity: frames PSNR (dB), median relative depth
+error, flow RMSE (pixels) per skip, the mean cosine similarity of the unpacked teacher features to the stored
+ones after iREPA's per-clip normalisation (`spokester_train.recipe.irepa.normalise_teacher`), the share of mask
+pixels kept, and whether the car slabs came back exactly.
 
 Unpacking writes the game's statistics as a JSON file beside the stores (`game_stats_name`), for
 training's `--game-stats`. An unpacked store keeps its folder name and manifest (identity, statistics of the
@@ -63,6 +66,7 @@ from spokester_env.output import atomic_path, atomic_write_text, check_output, r
 from spokester_train.data.sky import GROWN_SKY_FILE, sky_mask
 from spokester_train.data.sources import GAME_STATS_FRAMES, game_sources_record
 from spokester_train.data.store import LABEL_ROOT_HELP, MANIFEST, LabelStore, default_label_root
+from spokester_train.data.video_depth import SLABS_FILE, slab_map
 
 __all__ = ["PACK_MANIFEST", "PACK_VERSION", "PackOptions", "game_stats_name", "make_pack", "read_pack", "unpack"]
 
@@ -70,6 +74,8 @@ PACK_VERSION = 1
 """Layout version of a pack; a pack of another version is refused."""
 PACK_MANIFEST = "pack.json"
 """The pack's own manifest, first entry of the zip."""
+SLABS = "car_slabs"
+"""The pack's name of a store's car slabs (`SLABS_FILE` beside the store, not a stream)."""
 MASK_STREAMS = ("sky", "sky_grown", "cars")
 """The one-bit masks a pack carries; `sky_grown` is the grown mask stored beside a store (not a stream)."""
 EPS = 1e-6
@@ -264,6 +270,8 @@ def _pack_store(store: LabelStore, options: PackOptions) -> tuple[dict[str, byte
             raise ValueError(f"{name}: no pack codec for stream {stream!r}")
     if "sky" in store.streams:
         add("sky_grown", _encode_bits(sky_mask(store)))
+    if "cars" in store.streams and "depth" in store.streams:
+        add(SLABS, {"values.npy": _npy(np.asarray(slab_map(store)))})
     manifest = dict(store.manifest)
     return entries, {"folder": store.dir.name, "manifest": manifest, "codecs": codecs}
 
@@ -286,6 +294,8 @@ def _decode_store(entries: dict[str, bytes], record: dict) -> dict[str, np.ndarr
             values = _decode_teacher_values(mine, codec)
             scale, offset = spec["scale"], spec["offset"]
             arrays[stream] = np.clip(np.round((values - offset) / scale), 0, 255).astype(np.uint8)
+        elif stream == SLABS:
+            arrays[stream] = np.load(io.BytesIO(mine["values.npy"]))
         elif stream in MASK_STREAMS:
             arrays[stream] = _decode_bits(
                 mine, (n, *manifest["streams"]["sky" if stream == "sky_grown" else stream]["shape"])
@@ -316,7 +326,8 @@ def _fidelity(store: LabelStore, arrays: dict[str, np.ndarray]) -> dict[str, Any
     """How close the unpacked streams are to the store's."""
     figures: dict[str, Any] = {}
     for stream, array in arrays.items():
-        original = np.asarray(store.stream(stream)) if stream != "sky_grown" else np.asarray(sky_mask(store))
+        derived = {"sky_grown": sky_mask, SLABS: slab_map}
+        original = np.asarray(derived[stream](store) if stream in derived else store.stream(stream))
         if stream == "frames":
             figures["frames_psnr"] = round(_psnr(original, array), 2)
         elif stream == "depth":
@@ -330,6 +341,8 @@ def _fidelity(store: LabelStore, arrays: dict[str, np.ndarray]) -> dict[str, Any
             figures["teacher_cosine"] = round(_teacher_cosine(spec.decode(original), spec.decode(array)), 4)
         elif stream in MASK_STREAMS:
             figures[f"{stream}_agreement"] = round(float(np.mean((original > 0) == (array > 0))), 5)
+        elif stream == SLABS:
+            figures["car_slabs_exact"] = bool(np.array_equal(original, array))
     return figures
 
 
@@ -435,7 +448,8 @@ def unpack(pack: str | os.PathLike, root: str | os.PathLike | None = None) -> di
         try:
             temporary.mkdir()
             for stream, array in _decode_store(entries, record).items():
-                name = GROWN_SKY_FILE if stream == "sky_grown" else manifest["streams"][stream]["file"]
+                derived = {"sky_grown": GROWN_SKY_FILE, SLABS: SLABS_FILE}
+                name = derived[stream] if stream in derived else manifest["streams"][stream]["file"]
                 np.save(temporary / name, array)
             (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1))
             LabelStore(temporary)  # every stream verified against the manifest before it is published

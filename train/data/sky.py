@@ -15,12 +15,9 @@ Letters: ``n`` frames, ``s`` side.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from spokester_env.output import atomic_path
-from spokester_train.data.store import LabelStore, LabelStoreError, verify_array
+from spokester_train.data.store import LabelStore
 
 __all__ = ["GROWN_SKY_FILE", "grow_sky", "sky_mask"]
 
@@ -58,20 +55,13 @@ def grow_sky(
 
 
 def sky_mask(store: LabelStore) -> np.ndarray:
-    """The grown sky mask (n, s, s) uint8 of a label store, computed once and stored beside it (atomically); a
-    damaged stored one (`verify_array`) is said on stderr in one line and made again."""
+    """The grown sky mask (n, s, s) uint8 of a label store, computed once and stored beside it
+    (`LabelStore.derived`)."""
     if "sky" not in store.streams:
         raise ValueError(f"{store.dir}: no sky mask in this label store (extract it with the deeplab teacher)")
-    path = store.dir / GROWN_SKY_FILE
-    if path.is_file():
-        try:
-            verify_array(path, (store.n_frames, *store.spec("sky").shape), np.uint8)
-        except LabelStoreError as error:
-            sys.stderr.write(f"{error.path}: {error.reason}; making it again\n")
-        else:
-            return np.load(path, mmap_mode="r")
-    frames, sky, depth = store.stream("frames"), store.stream("sky"), store.stream("depth")
-    grown = np.stack([grow_sky(frames[i], sky[i], depth[i].astype(np.float32)) for i in range(store.n_frames)])
-    with atomic_path(path) as temporary, open(temporary, "wb") as file:
-        np.save(file, grown.astype(np.uint8))
-    return np.load(path, mmap_mode="r")
+
+    def make():
+        frames, sky, depth = store.stream("frames"), store.stream("sky"), store.stream("depth")
+        return np.stack([grow_sky(frames[i], sky[i], depth[i].astype(np.float32)) for i in range(store.n_frames)])
+
+    return store.derived(GROWN_SKY_FILE, store.spec("sky").shape, np.uint8, make)

@@ -32,11 +32,14 @@ import io
 import json
 import math
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spokester_env.output import atomic_path
 from spokester_train.data.extractors import StreamSpec
 
 __all__ = [
@@ -190,3 +193,22 @@ class LabelStore:
         """(n_frames, ...) read-only memory map of one stream as stored (codes, for quantised streams)."""
         self.spec(name)
         return np.load(self.dir / self.manifest["streams"][name]["file"], mmap_mode="r")[: self.n_frames]
+
+    def derived(
+        self, file: str, shape: tuple[int, ...], dtype: str | np.dtype, make: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """A read-only memory map (n_frames, *shape) of an array made from the store's streams and kept beside them
+        as `file`: made by `make()` on first use and written atomically; a damaged one (`verify_array`) is said on
+        stderr in one line and made again."""
+        path = self.dir / file
+        if path.is_file():
+            try:
+                verify_array(path, (self.n_frames, *shape), dtype)
+            except LabelStoreError as error:
+                sys.stderr.write(f"{error.path}: {error.reason}; making it again\n")
+            else:
+                return np.load(path, mmap_mode="r")
+        array = np.asarray(make(), dtype=dtype)
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            np.save(handle, array)
+        return np.load(path, mmap_mode="r")

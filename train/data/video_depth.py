@@ -12,8 +12,10 @@ depth bring it nearer to what the game hands the renderer:
                   0.39 out, with edges 4.5x as steep as the picture's mean. The renderer never saw a car in the
                   footage's depth, so it reads the game's boxes as road (`condition_gap` prints these figures).
 
-Both are lazy per-frame reads (`VideoDepth`): slices are views, `np.asarray` (or an index array) reads only the
-frames asked for, so memory maps stay on disk. Letters: ``n`` frames, ``s`` side.
+The slabs of a store are made once (`slab_map`, with OpenCV) and kept beside its streams as `SLABS_FILE`, so that
+reading them is a lookup (a GPU host training from a pack, which carries the file, has no OpenCV). Both reads are
+lazy (`VideoDepth`): slices are views, `np.asarray` (or an index array) reads only the frames asked for, so memory
+maps stay on disk. Letters: ``n`` frames, ``s`` side.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ __all__ = [
     "SLAB_MAX_WIDTH",
     "SLAB_MIN_FILL",
     "SLAB_MIN_PIXELS",
+    "SLABS_FILE",
     "VideoDepth",
     "car_blobs",
     "car_slabs",
     "read_depth",
+    "slab_map",
+    "slab_values",
 ]
 
+SLABS_FILE = "car_slabs.npy"
+"""A label store's car slabs (n, s, s) float16: each slab's inverse depth on its pixels, 0 elsewhere."""
 SLAB_MIN_PIXELS = 8
 """A car blob smaller than this (pixels) is left as the depth network has it: too small to have a shape."""
 SLAB_MIN_FILL = 0.55
@@ -66,65 +73,84 @@ def car_blobs(cars: np.ndarray) -> list[np.ndarray]:
     return blobs
 
 
-def car_slabs(depth: np.ndarray, cars: np.ndarray) -> np.ndarray:
-    """Depth (s, s) float32 with every car blob (`car_blobs`) of `cars` (s, s) at one inverse depth: the median
-    over its lowest eighth of rows (at least one row), where it meets the road."""
-    out = np.array(depth, dtype=np.float32)
+def slab_values(depth: np.ndarray, cars: np.ndarray) -> np.ndarray:
+    """(s, s) float32: on every car blob (`car_blobs`) of `cars` (s, s), one inverse depth, the median of `depth`
+    (s, s) over the blob's lowest eighth of rows (at least one row), where it meets the road; 0 elsewhere."""
+    values = np.zeros(depth.shape, np.float32)
     for blob in car_blobs(cars):
         rows = np.flatnonzero(blob.any(axis=1))
         low = blob.copy()
         low[: rows[-1] + 1 - max(1, len(rows) // 8)] = False
-        out[blob] = np.median(out[low])
-    return out
+        values[blob] = np.median(np.asarray(depth, np.float32)[low])
+    return values
+
+
+def car_slabs(depth: np.ndarray, cars: np.ndarray) -> np.ndarray:
+    """Depth (s, s) float32 with every car blob of `cars` (s, s) a slab (`slab_values`)."""
+    values = slab_values(depth, cars)
+    return np.where(values > 0, values, np.asarray(depth, np.float32))
+
+
+def slab_map(store: LabelStore) -> np.ndarray:
+    """The car slabs (n, s, s) float16 of a label store (`slab_values` of its depth and car mask), computed once and
+    stored beside it as `SLABS_FILE` (`LabelStore.derived`)."""
+    if "cars" not in store.streams:
+        raise ValueError(
+            f"{store.dir}: car_slabs needs a cars mask in the label store (extract it again with teacher deeplab)"
+        )
+
+    def make():
+        depth, cars = store.stream("depth"), store.stream("cars")
+        slabs = np.zeros(depth.shape, np.float16)
+        for frame in np.flatnonzero(np.asarray(cars).reshape(len(cars), -1).any(axis=1)):
+            slabs[frame] = slab_values(depth[frame], cars[frame] > 0)
+        return slabs
+
+    return store.derived(SLABS_FILE, store.spec("depth").shape, np.float16, make)
 
 
 class VideoDepth:
-    """A label store's depth stream (n, s, s, 1) read as float32, with the sky (a mask (n, s, s)) at 0 and the
-    cars (a mask (n, s, s)) as slabs (`car_slabs`) where given."""
+    """A label store's depth stream (n, s, s, 1) read as float32, with the sky (a mask (n, s, s)) at 0 and the cars
+    as slabs (a `slab_map` (n, s, s): its value where it is > 0) where given."""
 
-    def __init__(self, depth: np.ndarray, sky: np.ndarray | None = None, cars: np.ndarray | None = None):
-        for name, mask in (("sky", sky), ("cars", cars)):
-            if mask is not None and mask.shape != depth.shape:
-                raise ValueError(f"depth {depth.shape} and {name} mask {mask.shape} differ in shape")
-        self.depth, self.sky, self.cars = depth, sky, cars
+    def __init__(self, depth: np.ndarray, sky: np.ndarray | None = None, slabs: np.ndarray | None = None):
+        for name, part in (("sky mask", sky), ("slab map", slabs)):
+            if part is not None and part.shape != depth.shape:
+                raise ValueError(f"depth {depth.shape} and {name} {part.shape} differ in shape")
+        self.depth, self.sky, self.slabs = depth, sky, slabs
         self.shape = (*depth.shape, 1)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def _part(self, index) -> VideoDepth:
-        def pick(mask):
-            return None if mask is None else mask[index]
+        def pick(part):
+            return None if part is None else part[index]
 
-        return VideoDepth(self.depth[index], pick(self.sky), pick(self.cars))
+        return VideoDepth(self.depth[index], pick(self.sky), pick(self.slabs))
 
     def __getitem__(self, index):
         return self._part(index) if isinstance(index, slice) else np.asarray(self._part(index))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         depth = np.asarray(self.depth, dtype=np.float32)
-        single = depth.ndim == 2
-        depth = depth[None] if single else depth.copy()
-        if self.cars is not None:
-            cars = np.asarray(self.cars).reshape(depth.shape)
-            for frame in np.flatnonzero(cars.reshape(len(depth), -1).any(axis=1)):
-                depth[frame] = car_slabs(depth[frame], cars[frame] > 0)
+        if self.slabs is not None:
+            slabs = np.asarray(self.slabs, dtype=np.float32)
+            depth = np.where(slabs > 0, slabs, depth)
         if self.sky is not None:
-            depth[np.asarray(self.sky).reshape(depth.shape) > 0] = 0
-        depth = depth[0] if single else depth
+            depth = np.where(np.asarray(self.sky) > 0, np.float32(0), depth)
         return depth[..., None] if dtype is None else depth[..., None].astype(dtype)
 
 
 def read_depth(store: LabelStore, sky_to_zero: bool, car_slabs: bool = False):
     """A label store's depth (n, s, s, 1): as stored, or a `VideoDepth` with the sky at 0 and / or the cars as
     slabs; a mask the store lacks is one ValueError naming the store and how to get it."""
-    for wanted, stream, flag in ((sky_to_zero, "sky", "sky_to_zero"), (car_slabs, "cars", "car_slabs")):
-        if wanted and stream not in store.streams:
-            raise ValueError(
-                f"{store.dir}: {flag} needs a {stream} mask in the label store (extract it again with teacher deeplab)"
-            )
+    if sky_to_zero and "sky" not in store.streams:
+        raise ValueError(
+            f"{store.dir}: sky_to_zero needs a sky mask in the label store (extract it again with teacher deeplab)"
+        )
     if not (sky_to_zero or car_slabs):
         return store.stream("depth")[..., None]
     return VideoDepth(
-        store.stream("depth"), sky_mask(store) if sky_to_zero else None, store.stream("cars") if car_slabs else None
+        store.stream("depth"), sky_mask(store) if sky_to_zero else None, slab_map(store) if car_slabs else None
     )

@@ -44,7 +44,7 @@ def run_evaluation(
     cfg = model.config
     window = config.window or 3
     flags = video_flags(stats)
-    read = {"sky_to_zero": flags["sky_to_zero"], "car_slabs": flags["car_slabs"]}
+    read = {"sky_to_zero": flags["sky_to_zero"], "car_slabs": flags["car_slabs"], "car_masks": cfg.wants_cars}
     clip = load_eval_clip(eval_store, config.eval_frames, cfg.patch_frames, **read)
     make = streaming_factory(
         model,

@@ -52,7 +52,7 @@ from spokester_train.data.extract import add_extractor_options, extract, extract
 from spokester_train.data.extractors import DEFAULT_EXTRACTORS
 from spokester_train.data.sources import VIDEOS, video_source
 from spokester_train.data.store import LABEL_ROOT_HELP, LabelStore, flow_stream
-from spokester_train.data.video_depth import read_depth
+from spokester_train.data.video_depth import read_depth, slab_map
 from spokester_train.evaluation.metrics import (
     ar_loss,
     boundary_ratio,
@@ -109,16 +109,18 @@ class FrameletRenderer(Protocol):
 
     def reset(self, seed: int | None = None) -> None: ...
 
-    def step(self, depth: np.ndarray, flow: np.ndarray) -> np.ndarray: ...
+    def step(self, depth: np.ndarray, flow: np.ndarray, cars: np.ndarray | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
 class EvalClip:
-    """Real frames (t, s, s, 3) uint8 with their depth (t, s, s, 1) and flow (t, s, s, 2) at skip 1."""
+    """Real frames (t, s, s, 3) uint8 with their depth (t, s, s, 1) and flow (t, s, s, 2) at skip 1, and their car
+    mask (t, s, s, 1) bool for a renderer that wants it."""
 
     frames: np.ndarray
     depth: np.ndarray
     flow: np.ndarray
+    cars: np.ndarray | None = None
 
 
 def load_eval_clip(
@@ -128,10 +130,11 @@ def load_eval_clip(
     first: int = 1,
     sky_to_zero: bool = False,
     car_slabs: bool = False,
+    car_masks: bool = False,
 ) -> EvalClip:
     """`frames` (rounded down to whole framelets) consecutive stored frames from `first` on (frame 0 has no
-    flow), depth with the sky at 0 and the cars as slabs if asked; an error names the store when it is too
-    short."""
+    flow), depth with the sky at 0 and the cars as slabs if asked, and with `car_masks` the car mask (where
+    `slab_map` has a slab); an error names the store when it is too short."""
     n = min(frames, store.n_frames - first) // patch_frames * patch_frames
     if n < patch_frames:
         raise ValueError(f"{store.dir}: {store.n_frames} frames; evaluation needs at least {first + patch_frames}")
@@ -140,16 +143,17 @@ def load_eval_clip(
         frames=np.asarray(store.stream("frames")[picks]),
         depth=np.array(read_depth(store, sky_to_zero, car_slabs)[picks], dtype=np.float32),  # a copy: writable
         flow=np.asarray(store.stream(flow_stream(1))[picks], dtype=np.float32),
+        cars=np.asarray(slab_map(store)[picks])[..., None] > 0 if car_masks else None,
     )
 
 
 def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, seed: int = 0) -> np.ndarray:
     """Render the clip from its depth and flow, framelet by framelet: (t, s, s, 3) uint8."""
     renderer.reset(seed)
-    out = [
-        renderer.step(clip.depth[i : i + patch_frames], clip.flow[i : i + patch_frames])
-        for i in range(0, len(clip.frames), patch_frames)
-    ]
+    out = []
+    for i in range(0, len(clip.frames), patch_frames):
+        part = slice(i, i + patch_frames)
+        out.append(renderer.step(clip.depth[part], clip.flow[part], None if clip.cars is None else clip.cars[part]))
     return np.concatenate(out)
 
 
@@ -302,15 +306,14 @@ def evaluate(
             size=cfg.image_size,
             flow=extractors["flow"],
             depth=extractors["depth"],
-            teacher=extractors["teacher"] if flags["sky_to_zero"] or flags["car_slabs"] else None,  # sky, car masks
+            teacher=extractors["teacher"] if flags["sky_to_zero"] or flags["car_slabs"] or cfg.wants_cars else None,
             start=start,
             max_frames=frames + 1,
             progress=progress,
         )
     )
-    clip = load_eval_clip(
-        store, frames, cfg.patch_frames, sky_to_zero=flags["sky_to_zero"], car_slabs=flags["car_slabs"]
-    )
+    read = {"sky_to_zero": flags["sky_to_zero"], "car_slabs": flags["car_slabs"], "car_masks": cfg.wants_cars}
+    clip = load_eval_clip(store, frames, cfg.patch_frames, **read)
     stats = with_eval_source(loaded.stats, store)
     options = dict(window=window, num_steps=num_steps, seed=seed, device=device, noise_correlation=noise_correlation)
     options["look"] = look

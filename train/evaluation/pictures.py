@@ -43,8 +43,12 @@ def render_rides(renderer: StreamingRenderer, rides: Sequence[Ride], seeds: Sequ
         raise ValueError(f"{len(rides)} equally long rides and seeds for a renderer of {renderer.batch_size} streams")
     f = renderer.config.patch_frames
     depth, flow = np.stack([r.depth for r in rides]), np.stack([r.flow for r in rides])  # (b, t, s, s, *)
+    cars = np.stack([r.cars for r in rides]) if renderer.config.wants_cars else None  # (b, t, s, s, 1)
     renderer.reset(list(seeds))
-    out = [renderer.step(depth[:, i : i + f], flow[:, i : i + f]) for i in range(0, depth.shape[1] - f + 1, f)]
+    out = []
+    for i in range(0, depth.shape[1] - f + 1, f):
+        part = slice(i, i + f)
+        out.append(renderer.step(depth[:, part], flow[:, part], None if cars is None else cars[:, part]))
     return np.concatenate(out, axis=1)
 
 

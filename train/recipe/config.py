@@ -125,6 +125,10 @@ class TrainConfig:
     """Read each car the teacher's segmentation finds in a video as a flat slab at the inverse depth where it meets
     the road (`spokester_train.data.video_depth`), as the game draws its cars; the depth network blurs a car
     into the road around it (needs the deeplab teacher, whose label store holds the car mask)."""
+    car_masks: bool = False
+    """Tell the network where the cars are: its condition gets a fourth channel, a car mask
+    (`neural_render.RendererConfig.cond_channels`), the videos' their teacher's car-shaped blobs
+    (`spokester_train.data.video_depth.car_blobs`), the game's its own cars (needs the deeplab teacher)."""
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""
@@ -263,7 +267,7 @@ class TrainConfig:
             raise ValueError(f"attention='flex' needs a CUDA device (no backward on the CPU), got {self.device!r}")
         if self.irepa and not self.extractors.get("teacher"):
             raise ValueError("irepa=True needs a teacher extractor in extractors")
-        for flag, mask in (("sky_to_zero", "sky"), ("car_slabs", "car")):
+        for flag, mask in (("sky_to_zero", "sky"), ("car_slabs", "car"), ("car_masks", "car")):
             if getattr(self, flag) and extractor_name(self.extractors.get("teacher")) != "deeplab":
                 raise ValueError(
                     f"{flag}=True needs the deeplab teacher (its segmentation gives the {mask} mask), "

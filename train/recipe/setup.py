@@ -25,6 +25,7 @@ import torch
 
 from neural_render import RENDERER_PRESETS, ConditionStats, Renderer, build_renderer, load_renderer
 from neural_render.checkpoint import LoadedRenderer
+from neural_render.conditioning import CAR_MASK_CHANNELS
 from spokester_env.output import check_output
 from spokester_train.data.batches import ClipBatches
 from spokester_train.data.extract import extract, file_record
@@ -98,13 +99,14 @@ def init_from_choices(path: str | Path) -> dict:
     config differs from that preset's, the frame size aside), its game (`camera`, `scene`) and its sampling steps
     (`sample_steps`; the in-run evaluation with a clean context pass and the cache at half of them,
     `eval_cache_steps`, as `scripts/renderer_figures.sh` measures a renderer), and how it reads the sky
-    (`sky_at_clip`) and the cars of its videos (`car_slabs`), and whether it paints looks (`looks`)."""
+    (`sky_at_clip`) and the cars of its videos (`car_slabs`), and whether it paints looks (`looks`) and is told where
+    the cars are (`car_masks`)."""
     loaded = load_renderer(path)
     named = loaded.preset or (loaded.provenance.get("train_config") or {}).get("renderer_preset")
     name = named if named in RENDERER_PRESETS else next(iter(RENDERER_PRESETS))  # any, with its differences
     preset = dataclasses.asdict(RENDERER_PRESETS[name]())
     own = dataclasses.asdict(loaded.model.config)
-    overrides = {k: v for k, v in own.items() if k not in ("image_size", "looks") and v != preset[k]}
+    overrides = {k: v for k, v in own.items() if k not in ("image_size", "looks", "cond_channels") and v != preset[k]}
     return {
         "renderer_preset": name,
         "renderer_overrides": overrides,
@@ -115,6 +117,7 @@ def init_from_choices(path: str | Path) -> dict:
         "sky_at_clip": loaded.stats is not None and any(s.sky_at_clip for s in loaded.stats.sources.values()),
         "car_slabs": loaded.stats is not None and any(s.car_slabs for s in loaded.stats.sources.values()),
         "looks": bool(loaded.model.config.looks),
+        "car_masks": loaded.model.config.wants_cars,
     }
 
 
@@ -154,6 +157,23 @@ def _adopt_looks(weights: dict[str, torch.Tensor], looks: tuple[str, ...], model
     return weights | {name: vectors}
 
 
+def _adopt_condition(weights: dict[str, torch.Tensor], model: Renderer) -> dict:
+    """Weights of a network without a car mask for `model`, which has one: the car channel's weights in the
+    condition embedding (and a pixel head's first convolution) start at zero, so that the network paints as
+    before until it learns what the mask means. Weights with as many condition channels are kept as they are."""
+    name = "cond_embedder.weight"
+    target = model.state_dict()[name]
+    if weights[name].shape == target.shape or not model.config.wants_cars:
+        return weights
+    k = model.config.cond_channels
+    saved = weights[name].reshape(target.shape[0], -1, k - 1)  # (width, f*p*q, 3): channels innermost
+    adopted = {name: torch.cat([saved, saved.new_zeros((*saved.shape[:2], 1))], dim=-1).reshape(target.shape)}
+    head = "pixel_head.conv_in.weight"
+    if head in weights:  # (hidden, 3 + 3, 3, 3): the frame's channels, then the condition's
+        adopted[head] = torch.cat([weights[head], weights[head].new_zeros((weights[head].shape[0], 1, 3, 3))], dim=1)
+    return weights | adopted
+
+
 def _origin(loaded: LoadedRenderer) -> dict:
     """What a run started from `loaded` records of it: its file, size and hash, its save's id and the steps and
     training wall time its own provenance gives."""
@@ -191,6 +211,7 @@ class Networks:
         torch.manual_seed(config.seed)  # the initial weights
         size = config.stages[0].image_size
         overrides = dict(config.renderer_overrides) | ({"looks": look_names(config)} if config.looks else {})
+        overrides |= {"cond_channels": CAR_MASK_CHANNELS} if config.car_masks else {}
         model = build_renderer(config.renderer_preset, device=device, image_size=size, **overrides)
         model.attention = config.attention
         projector = None
@@ -210,6 +231,7 @@ class Networks:
         elif config.init_from is not None:
             start = load_renderer(config.init_from, device=device)
             weights = _adopt_looks(start.model.state_dict(), start.model.config.looks, model)
+            weights = _adopt_condition(weights, model)
             _check_network(weights, model, config, start.path)
             model.load_state_dict(weights)
             ema.load_state_dict(weights)
@@ -332,7 +354,7 @@ class StageData:
         batches = ClipBatches(
             stores, [video_source_name(stem) for stem in stems], stats, stage.clip_frames, config.skips,
             config.seed, config.irepa, balance=config.balance_videos, workers=config.loader_workers,
-            rank=ranks.rank, world_size=ranks.world_size,
+            rank=ranks.rank, world_size=ranks.world_size, car_masks=config.car_masks,
         )  # fmt: skip
         opened.enter_context(batches)  # its loader workers stop with the run
         if state is not None and state["data"]["stage"] == index:

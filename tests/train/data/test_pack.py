@@ -18,6 +18,7 @@ from spokester_train.data.pack import PACK_MANIFEST, PackOptions, make_pack, rea
 from spokester_train.data.sky import GROWN_SKY_FILE, sky_mask
 from spokester_train.data.sources import game_sources, load_game_sources
 from spokester_train.data.store import MANIFEST, LabelStore
+from spokester_train.data.video_depth import SLABS_FILE, slab_map
 from spokester_train.recipe.irepa import normalise_teacher
 
 pytest.importorskip("PIL")
@@ -58,6 +59,9 @@ def test_unpacked_stores_hold_the_same_streams_close_to_the_originals(packed, ro
         assert np.sqrt(np.mean((flow[0] - flow[1]) ** 2)) < 0.25 * np.sqrt(np.mean(flow[0] ** 2)) + 0.02
         np.testing.assert_array_equal(np.asarray(again.stream("sky")), np.asarray(store.stream("sky")))
         np.testing.assert_array_equal(np.load(folder / GROWN_SKY_FILE), sky_mask(store))
+        np.testing.assert_array_equal(np.asarray(again.stream("cars")), np.asarray(store.stream("cars")))
+        np.testing.assert_array_equal(np.load(folder / SLABS_FILE), slab_map(store))  # read there without OpenCV
+        assert figures["fidelity"]["car_slabs_exact"] is True
         spec = store.spec("teacher")
         features = [torch.from_numpy(spec.decode(np.asarray(s.stream("teacher")))[None]) for s in (store, again)]
         cosine = torch.cosine_similarity(normalise_teacher(features[0]), normalise_teacher(features[1]), dim=-1)
@@ -71,7 +75,7 @@ def test_a_pack_is_a_fraction_of_its_stores_and_says_what_each_stream_takes(pack
     with zipfile.ZipFile(path) as archive:
         on_disk = sum(info.compress_size for info in archive.infolist() if info.filename != PACK_MANIFEST)
     assert sum(sum(s["bytes"].values()) for s in report["stores"]) == on_disk
-    assert set(report["stores"][0]["bytes"]) == {*road_stores[0].streams, "sky_grown"}
+    assert set(report["stores"][0]["bytes"]) == {*road_stores[0].streams, "sky_grown", "car_slabs"}
 
 
 def test_flow_keeps_its_direction_and_size_through_the_codec():

@@ -9,7 +9,7 @@ from spokester_train.data.extract import extract
 from spokester_train.data.sources import video_source
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import ClipSpec
-from spokester_train.data.video_depth import VideoDepth, car_blobs, car_slabs, read_depth
+from spokester_train.data.video_depth import SLABS_FILE, VideoDepth, car_blobs, car_slabs, read_depth, slab_values
 from spokester_train.evaluation.evaluate import load_eval_clip
 
 SIDE = 32
@@ -55,21 +55,23 @@ def test_only_car_shaped_blobs_not_cut_off_below_are_cars():
 
 
 def test_video_depth_reads_slabs_and_sky_lazily_frame_by_frame():
-    depth = np.stack([_road(), _road() * 2, _road()]).astype(np.float16)
-    cars = np.stack([_car(), np.zeros((SIDE, SIDE), bool), _car(left=20)]).astype(np.uint8)
-    sky = np.zeros_like(cars)
+    depth = np.stack([_road(), _road() * 2, _road()])
+    cars = np.stack([_car(), np.zeros((SIDE, SIDE), bool), _car(left=20)])
+    slabs = np.stack([slab_values(d, c) for d, c in zip(depth, cars, strict=True)])
+    assert (slabs[1] == 0).all() and (slabs[0][_car()] > 0).all() and (slabs[0][~_car()] == 0).all()
+    sky = np.zeros(cars.shape, np.uint8)
     sky[:, :3] = 1
-    view = VideoDepth(depth, sky=sky, cars=cars)
+    view = VideoDepth(depth, sky=sky, slabs=slabs)
     full = np.asarray(view)
     assert full.shape == (3, SIDE, SIDE, 1) and full.dtype == np.float32 and view.shape == full.shape
     for frame in range(3):
-        expected = car_slabs(depth[frame].astype(np.float32), cars[frame] > 0)
-        expected[:3] = 0
+        expected = car_slabs(depth[frame], cars[frame])
+        expected[:3] = 0  # the top three rows are sky
         np.testing.assert_array_equal(full[frame, ..., 0], expected)
     np.testing.assert_array_equal(np.asarray(view[1:]), full[1:])  # a lazy slice
     np.testing.assert_array_equal(view[np.array([2, 0])], full[[2, 0]])  # an index array reads those frames
-    with pytest.raises(ValueError, match=r"depth \(3, 32, 32\) and cars mask \(2, 32, 32\) differ in shape"):
-        VideoDepth(depth, cars=cars[:2])
+    with pytest.raises(ValueError, match=r"depth \(3, 32, 32\) and slab map \(2, 32, 32\) differ in shape"):
+        VideoDepth(depth, slabs=slabs[:2])
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +88,13 @@ def car_store(road_clip, tmp_path_factory):
     return LabelStore(store_dir)
 
 
-def test_clips_sources_and_evaluation_read_the_cars_as_slabs(car_store):
+def test_clips_sources_and_evaluation_read_the_cars_as_slabs(car_store, capsys):
     raw = car_store.stream("depth").astype(np.float32)
     slabbed = np.asarray(read_depth(car_store, sky_to_zero=False, car_slabs=True))[..., 0]
     car = np.zeros((SIDE, SIDE), bool)
     car[14:20, 10:18] = True
-    assert np.all(slabbed[:, car] == np.median(raw[:, 19, 10:18], axis=1)[:, None])  # its lowest row
+    lowest = np.median(raw[:, 19, 10:18], axis=1).astype(np.float16).astype(np.float32)  # kept as the depth is
+    assert np.all(slabbed[:, car] == lowest[:, None])  # its lowest row
     np.testing.assert_array_equal(slabbed[:, ~car], raw[:, ~car])
     clip = StoredClips(car_store, clip_len=2, car_slabs=True).clip(ClipSpec(1, 1, 2))["depth"][..., 0].numpy()
     np.testing.assert_array_equal(clip, slabbed[1:3])
@@ -102,6 +105,14 @@ def test_clips_sources_and_evaluation_read_the_cars_as_slabs(car_store):
     assert source.depth_mean != video_source(car_store).depth_mean  # fitted on the slabs
     evaluated = load_eval_clip(car_store, 4, 2, car_slabs=True).depth[..., 0]
     np.testing.assert_array_equal(evaluated, slabbed[1:5])
+    path = car_store.dir / SLABS_FILE  # made once, kept; a damaged one is made again
+    assert path.is_file()
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: size // 2])
+    capsys.readouterr()
+    again = np.asarray(read_depth(car_store, sky_to_zero=False, car_slabs=True))[..., 0]
+    np.testing.assert_array_equal(again, slabbed)
+    assert path.stat().st_size == size and capsys.readouterr().err.startswith(f"{path}: {size // 2} bytes, expected")
 
 
 def test_car_slabs_need_a_car_mask(small):

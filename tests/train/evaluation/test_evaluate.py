@@ -36,7 +36,7 @@ class ReplayRenderer:
     def reset(self, seed=None):
         self.index, self.rng = 0, np.random.default_rng(seed)
 
-    def step(self, depth, flow):
+    def step(self, depth, flow, cars=None):
         real = self.frames[self.index : self.index + len(depth)].astype(np.float64)
         self.index += len(depth)
         noisy = real + self.noise * self.rng.standard_normal(real.shape)

@@ -299,6 +299,30 @@ def test_a_run_with_car_slabs_reads_every_videos_cars_as_slabs_and_its_evaluatio
     assert load_state(f"{run.out}/{CHECKPOINT}")["config"]["car_slabs"] is True
 
 
+def test_a_run_with_car_masks_starts_from_a_renderer_without_one_as_it_and_feeds_the_masks(tiny_config, tmp_path):
+    """car_masks: the network gets a fourth condition channel whose weights start at zero on top of the renderer it
+    starts from (channels innermost in a token), every clip's condition ends with its car mask, and the export
+    wants cars when it paints."""
+    first = train(tiny_config(out=str(tmp_path / "first"), evaluate=False))
+    start = load_renderer(first.renderer).model
+    two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
+    config = tiny_config(out=str(tmp_path / "cars"), init_from=str(first.renderer), stages=two, car_masks=True,
+                         evaluate=False)  # fmt: skip
+    nets = Networks.build(config, torch.device("cpu"))
+    width = start.config.width
+    adopted = nets.model.cond_embedder.weight.detach().view(width, -1, 4)
+    torch.testing.assert_close(adopted[..., :3], start.cond_embedder.weight.detach().view(width, -1, 3))
+    assert adopted[..., 3].abs().max() == 0
+    run = train(config)
+    exported = load_renderer(run.renderer)
+    assert exported.model.config.cond_channels == 4 and exported.model.config.wants_cars
+    assert exported.model.cond_embedder.weight.detach().view(width, -1, 4)[..., 3].abs().max() > 0  # it learnt
+    [store] = prepare_stores(config.videos[:1], tiny_config.size, config)
+    batches = ClipBatches([store], ["video/road_clip"], exported.stats, 4, (1,), 0, False, car_masks=True)
+    batch = batches.next(2, "cpu")
+    assert batch["cond"].shape[-1] == 4 and set(batch["cond"][..., 3].unique().tolist()) <= {0.0, 1.0}
+
+
 def test_a_run_with_looks_learns_one_per_video_from_zero_and_a_dropped_look_learns_nothing(tiny_config, tmp_path):
     """`looks`: the network gets one look per training video (named by its stem), starting at zero on top of the
     renderer it starts from; the trained look moves, and with every clip's look dropped it stays exactly zero."""
