@@ -39,8 +39,9 @@ __all__ = ["CAR_MASK_CHANNELS", "CONDITION_CHANNELS", "DEFAULT_CLIP", "Condition
 CONDITION_CHANNELS = 3
 """Channels of a normalised condition: depth, flow x, flow y."""
 CAR_MASK_CHANNELS = CONDITION_CHANNELS + 1
-"""Channels of a condition with a car mask after them: 1 where a car is (the game's own cars; a video's, as its
-teacher found them), else 0."""
+"""Channels of a condition with a car mask after them: the clip (the largest value a channel reads) where a car is
+(the game's own cars; a video's, as its teacher found them), else 0, so that a car moves the condition's
+embedding as much as the most extreme depth or flow does."""
 DEFAULT_CLIP = 4.0
 """Normalised values are clipped to [-clip, clip] standard deviations."""
 DEFAULT_FLOOR_FRACTION = 1e-2
@@ -253,7 +254,8 @@ class ConditionSource:
 
     def normalize(self, depth, flow, cars=None) -> torch.Tensor:
         """Normalised condition (..., 3) float32 from depth (..., 1) and flow (..., 2), arrays or tensors
-        (tensors stay on their device); with a car mask `cars` (..., 1), (..., 4): the mask (0 / 1) after them."""
+        (tensors stay on their device); with a car mask `cars` (..., 1), (..., 4): the mask after them (`clip` on a
+        car, else 0: `CAR_MASK_CHANNELS`)."""
         depth = torch.as_tensor(depth, dtype=torch.float32)
         flow = torch.as_tensor(flow, dtype=torch.float32, device=depth.device)
         if depth.shape[-1] != 1 or flow.shape[-1] != 2 or depth.shape[:-1] != flow.shape[:-1]:
@@ -263,7 +265,7 @@ class ConditionSource:
             cars = torch.as_tensor(cars, device=depth.device)
             if cars.shape != depth.shape:
                 raise ValueError(f"need a car mask of the depth's shape {tuple(depth.shape)}, got {tuple(cars.shape)}")
-            return torch.cat([self.normalize(depth, flow), (cars > 0).to(torch.float32)], dim=-1)
+            return torch.cat([self.normalize(depth, flow), (cars > 0).to(torch.float32) * self.clip], dim=-1)
         d = _transform_depth(depth, self.depth_floor, self.log_depth)
         d = _standardise(d, self.depth_mean, self.depth_std, self.clip)
         if self.sky_at_clip:

@@ -44,6 +44,8 @@ def test_the_card_names_the_looks_and_the_one_painted_unless_another_is_asked_fo
 def test_the_card_says_what_the_renderer_paints_from(tmp_path):
     told = build_renderer("tiny", image_size=32, num_blocks=1, cond_channels=4)
     card = renderer_card(save_renderer(tmp_path / "cars", told))
-    assert "| paints from | the game's inverse depth and optical flow and its car mask (the `cars` observation) |" in card
+    assert (
+        "| paints from | the game's inverse depth and optical flow and its car mask (the `cars` observation) |" in card
+    )
     plain = renderer_card(save_renderer(tmp_path / "plain", build_renderer("tiny", image_size=32, num_blocks=1)))
     assert "| paints from | the game's inverse depth and optical flow |" in plain

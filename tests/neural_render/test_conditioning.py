@@ -170,3 +170,17 @@ def test_version_1_statistics_read_with_their_shared_flags():
     assert stats.sources["video"].depth_mean == video.depth_mean and stats.clip == 4.0
     with pytest.raises(ValueError, match="need fields log_depth, clip, sources"):
         ConditionStats.from_version_1({"sources": fields})
+
+
+def test_a_car_mask_comes_after_depth_and_flow_at_the_clip():
+    depth, flow = _road(n=2)
+    source = ConditionSource.fit(depth, flow)
+    cars = np.zeros(depth.shape, np.uint8)
+    cars[:, 3:5] = 1
+    told = source.normalize(depth, flow, cars)
+    assert told.shape == (*depth.shape[:-1], 4)
+    torch.testing.assert_close(told[..., :3], source.normalize(depth, flow))
+    assert (told[..., 3][torch.from_numpy(cars[..., 0] > 0)] == source.clip).all()
+    assert (told[..., 3][torch.from_numpy(cars[..., 0] == 0)] == 0).all()
+    with pytest.raises(ValueError, match="need a car mask of the depth's shape"):
+        source.normalize(depth, flow, cars[..., 0])

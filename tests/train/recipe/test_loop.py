@@ -4,14 +4,18 @@ import copy
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from neural_render import FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
 from spokester_train.data.batches import ClipBatches
+from spokester_train.data.store import LabelStore
+from spokester_train.data.video_depth import SLABS_FILE
 from spokester_train.evaluation.evaluate import video_flags
 from spokester_train.recipe import checkpoint as training_checkpoint
 from spokester_train.recipe import loop
@@ -318,9 +322,15 @@ def test_a_run_with_car_masks_starts_from_a_renderer_without_one_as_it_and_feeds
     assert exported.model.config.cond_channels == 4 and exported.model.config.wants_cars
     assert exported.model.cond_embedder.weight.detach().view(width, -1, 4)[..., 3].abs().max() > 0  # it learnt
     [store] = prepare_stores(config.videos[:1], tiny_config.size, config)
-    batches = ClipBatches([store], ["video/road_clip"], exported.stats, 4, (1,), 0, False, car_masks=True)
-    batch = batches.next(2, "cpu")
-    assert batch["cond"].shape[-1] == 4 and set(batch["cond"][..., 3].unique().tolist()) <= {0.0, 1.0}
+    copy = LabelStore(shutil.copytree(store.dir, tmp_path / store.dir.name))
+    slabs = np.zeros((copy.n_frames, tiny_config.size, tiny_config.size), np.float16)
+    slabs[:, 10:16, 4:12] = 0.5  # a car on every frame
+    np.save(copy.dir / SLABS_FILE, slabs)
+    batches = ClipBatches([copy], ["video/road_clip"], exported.stats, 4, (1,), 0, False, car_masks=True)
+    mask = batches.next(2, "cpu")["cond"][..., 3]  # (b, t, s, s)
+    expected = torch.zeros(mask.shape)
+    expected[..., 10:16, 4:12] = 4.0  # the clip on a car, 0 elsewhere
+    torch.testing.assert_close(mask, expected)
 
 
 def test_a_run_with_looks_learns_one_per_video_from_zero_and_a_dropped_look_learns_nothing(tiny_config, tmp_path):
