@@ -6,11 +6,10 @@ depth bring it nearer to what the game hands the renderer:
     sky_to_zero   the sky (`spokester_train.data.sky.sky_mask`) reads 0, the game's sky (infinitely far).
     car_slabs     every car the DeepLab teacher finds (the store's ``cars`` mask) reads one inverse depth, that
                   of its lowest rows, where it stands on the road: the flat rear face of a box, as the game
-                  draws its cars. PyDNet blurs a car into the road around it: over the six training videos a
-                  seen car's median standardised log inverse depth is 0.02-0.07 standard deviations from the
-                  road around it (0.68 only in the video whose cars fill the frame), while a game car stands
-                  0.39 out, with edges 4.5x as steep as the picture's mean. The renderer never saw a car in the
-                  footage's depth, so it reads the game's boxes as road (`condition_gap` prints these figures).
+                  draws its cars. PyDNet blurs a car into the road around it, so the renderer never saw a car
+                  in the footage's depth, and a game car is a shape it cannot read (`condition_gap` prints what
+                  a car looks like in each source's condition, with and without the slabs; the README has the
+                  figures).
 
 The slabs of a store are made once (`slab_map`, with OpenCV) and kept beside its streams as `SLABS_FILE`, so that
 reading them is a lookup (a GPU host training from a pack, which carries the file, has no OpenCV). Both reads are
