@@ -72,6 +72,7 @@ class FrameletPainter:
         import torch
 
         from neural_render import StreamingRenderer, load_renderer
+        from neural_render.wrapper import painted_from
 
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -93,7 +94,8 @@ class FrameletPainter:
         self.size = loaded.model.config.image_size
         self.patch = loaded.model.config.patch_size
         self.frames = loaded.model.config.patch_frames
-        self.inputs = ("depth", "flow", "cars") if loaded.model.config.wants_cars else ("depth", "flow")
+        self._shapes = painted_from(loaded.model.config)
+        self.inputs = tuple(self._shapes)
         self._pushed: list[dict[str, np.ndarray]] = []
 
     def reset(self, observation: dict, seed: int | None = None) -> np.ndarray:
@@ -120,12 +122,11 @@ class FrameletPainter:
 
     def _take(self, observation: dict) -> dict[str, np.ndarray]:
         """What the renderer reads of one observation, checked: {key: (S, S, k)}."""
-        channels = {"depth": 1, "flow": 2, "cars": 1}
         missing = [key for key in self.inputs if key not in observation]
         if missing:
             raise ValueError(f"the renderer paints from {', '.join(self.inputs)}; the observation lacks {missing}")
         wrong = {key: observation[key].shape for key in self.inputs}
-        if any(shape != (self.size, self.size, channels[key]) for key, shape in wrong.items()):
+        if any(shape != self._shapes[key] for key, shape in wrong.items()):
             got = ", ".join(f"{key} {shape}" for key, shape in wrong.items())
             raise ValueError(f"the renderer paints {self.size}x{self.size} frames; got {got}")
         return {key: observation[key] for key in self.inputs}

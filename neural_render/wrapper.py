@@ -28,10 +28,11 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from neural_render.checkpoint import load_renderer
+from neural_render.model import RendererConfig
 from neural_render.sampler import StreamingRenderer
 from spokester_env import camera_name, pad_frames, play_decision, scene_name
 
-__all__ = ["PAINTED_FROM", "NeuralRenderObservation", "NeuralRenderVectorEnv"]
+__all__ = ["PAINTED_FROM", "NeuralRenderObservation", "NeuralRenderVectorEnv", "painted_from"]
 
 PAINTED_FROM = ("depth", "flow", "cars")
 """The observations any renderer paints from (the car mask only if it wants one): what an env made only to be
@@ -69,23 +70,25 @@ def _streaming_renderer(
     )
 
 
-def _inputs(renderer: StreamingRenderer) -> tuple[str, ...]:
-    """The observation keys a renderer paints from: depth and flow, and the car mask if it wants one."""
-    return PAINTED_FROM if renderer.config.wants_cars else PAINTED_FROM[:2]
-
-
-def _check_space(space: gym.Space, image_size: int, keys: tuple[str, ...]) -> None:
-    """The wrapped env must give depth (S, S, 1) and flow (S, S, 2) (and cars (S, S, 1) for a renderer that wants
-    them) at the renderer's size S."""
+def painted_from(config: RendererConfig) -> dict[str, tuple[int, int, int]]:
+    """The observations a renderer paints from, each with its shape (S, S, k): depth and flow, and the car mask if it
+    wants one (`RendererConfig.wants_cars`)."""
+    side = config.image_size
     channels = {"depth": 1, "flow": 2, "cars": 1}
-    expected = {key: (image_size, image_size, channels[key]) for key in keys}
+    keys = PAINTED_FROM if config.wants_cars else PAINTED_FROM[:2]
+    return {key: (side, side, channels[key]) for key in keys}
+
+
+def _check_space(space: gym.Space, expected: dict[str, tuple[int, int, int]]) -> None:
+    """The wrapped env must give what the renderer paints from (`painted_from`) at the renderer's size."""
     if not isinstance(space, spaces.Dict) or any(
         key not in space.spaces or space.spaces[key].shape != shape for key, shape in expected.items()
     ):
         wanted = " and ".join(f"{key!r} {shape}" for key, shape in expected.items())
-        listed = ", ".join(repr(key) for key in keys)
+        listed = ", ".join(repr(key) for key in expected)
+        side = next(iter(expected.values()))[0]
         raise ValueError(
-            f"the env must observe {wanted} (make it with width=height={image_size}, observations including "
+            f"the env must observe {wanted} (make it with width=height={side}, observations including "
             f"{listed}); got {space}"
         )
 
@@ -174,13 +177,14 @@ class NeuralRenderObservation(gym.ObservationWrapper, gym.utils.RecordConstructo
         gym.ObservationWrapper.__init__(self, env)
         self.renderer = _streaming_renderer(checkpoint, env, batch_size=1, **options)
         size = self.renderer.config.image_size
-        _check_space(env.observation_space, size, _inputs(self.renderer))
+        inputs = painted_from(self.renderer.config)
+        _check_space(env.observation_space, inputs)
         self.pixels_only = pixels_only
         self.frames_per_step = self.renderer.config.patch_frames
         self.observation_space = _observation_space(env.observation_space, size, pixels_only)
         fps = env.metadata.get("render_fps", 24) / self.frames_per_step
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"], "render_fps": fps}
-        self._framelets = _Framelets(env, self.frames_per_step, _inputs(self.renderer))
+        self._framelets = _Framelets(env, self.frames_per_step, tuple(inputs))
         self._frame: np.ndarray | None = None
 
     @property
@@ -252,8 +256,9 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
             look=look,
         )
         size = self.renderer.config.image_size
+        inputs = painted_from(self.renderer.config)
         for env in self.envs:
-            _check_space(env.observation_space, size, _inputs(self.renderer))
+            _check_space(env.observation_space, inputs)
         self.pixels_only = pixels_only
         self.frames_per_step = self.renderer.config.patch_frames
         self.single_observation_space = _observation_space(self.envs[0].observation_space, size, pixels_only)
@@ -263,7 +268,7 @@ class NeuralRenderVectorEnv(gym.vector.VectorEnv):
         fps = self.envs[0].metadata.get("render_fps", 24) / self.frames_per_step
         self.metadata = {**type(self).metadata, "render_fps": fps}
         self.render_mode = "rgb_array"
-        self._framelets = [_Framelets(env, self.frames_per_step, _inputs(self.renderer)) for env in self.envs]
+        self._framelets = [_Framelets(env, self.frames_per_step, tuple(inputs)) for env in self.envs]
         self._ended = np.zeros(self.num_envs, dtype=bool)
         self._frames: np.ndarray | None = None
 
