@@ -318,6 +318,29 @@ def test_a_stream_paints_the_look_it_is_given():
         StreamingRenderer(model, look="snowy")
 
 
+def test_the_car_mask_reaches_the_condition_embedding_at_car_scale():
+    """The embedding of a condition with a car mask is the car weights' share times CAR_SCALE plus the rest's."""
+    from neural_render.layout import patchify
+    from neural_render.model import CAR_SCALE
+
+    model = randomize(build_renderer("tiny", image_size=32, num_blocks=1, width=64, heads=2, cond_channels=4))
+    cond = torch.randn(1, 2, 32, 32, 4)
+    cond[..., 3] = (cond[..., 3] > 0).float() * 4.0
+    only_mask, no_mask = torch.zeros_like(cond), cond.clone()
+    only_mask[..., 3], no_mask[..., 3] = cond[..., 3], 0.0
+    with torch.no_grad():
+        embed = lambda c: model.embed_condition(c, None, (1, 1, 4))  # noqa: E731
+        bias = model.cond_embedder.bias
+        mask_share = embed(only_mask) - bias
+        torch.testing.assert_close(embed(cond), embed(no_mask) + mask_share)
+        model.cond_embedder.weight.view(64, -1, 4)[..., :3] = 0.0
+        cfg = model.config
+        mask_tokens = patchify(cond[..., 3:], cfg.patch_frames, cfg.patch_size)  # (1, 1, 4, f*p*q)
+        unscaled = torch.nn.functional.linear(mask_tokens, model.cond_embedder.weight.view(64, -1, 4)[..., 3])
+    assert CAR_SCALE > 1
+    torch.testing.assert_close(mask_share, CAR_SCALE * unscaled)
+
+
 def test_a_renderer_told_where_the_cars_are_paints_from_the_mask_and_needs_it():
     """A network with a car mask channel (cond_channels 4) whose car weights are zero paints what the same network
     without it paints; once they are not, the mask changes the frames where the cars are. It refuses to paint

@@ -7,7 +7,11 @@ are passed in, so augmentation is reproducible and resumes exactly: the noise fr
 the choices (which degradations, how strong) from `choices`, which for a clip on a GPU is a CPU generator,
 so that choosing never waits for the GPU (each choice is a Python number).
 
-Legend: b clips, t frames, H/W frame size, k condition channels (3).
+A car mask (the fourth channel of a renderer told where the cars are) is scaled and blurred with the rest, as a
+coarse segmentation would be, but never posterized, noised or clamped: those mimic a depth or flow network's
+errors, and the game's car mask, unlike its depth, is what the renderer is asked to trust as it is.
+
+Legend: b clips, t frames, H/W frame size, k condition channels (3, or 4 with a car mask).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from neural_render.conditioning import CONDITION_CHANNELS
 from spokester_train.recipe.config import Augment
 
 __all__ = ["augment_clip", "gaussian_blur"]
@@ -58,18 +63,20 @@ def _augment_clip(
         cond = F.interpolate(cond, size=(height, width), mode="bilinear", align_corners=False)
     if happens():
         cond = gaussian_blur(cond, _uniform(0.0, config.max_blur_sigma, choices))
+    values, mask = cond[:, :CONDITION_CHANNELS], cond[:, CONDITION_CHANNELS:]  # (t, 3, H, W), (t, 0 or 1, H, W)
     if happens():  # posterize the [-clip, clip] range into a few levels
         low, high = config.posterize_levels
         levels = int(torch.randint(low, high + 1, (), generator=choices, device=choices.device))
-        unit = (cond + clip) / (2 * clip)
-        cond = torch.round(unit * (levels - 1)) / (levels - 1) * (2 * clip) - clip
+        unit = (values + clip) / (2 * clip)
+        values = torch.round(unit * (levels - 1)) / (levels - 1) * (2 * clip) - clip
     if happens():
         sigma = _uniform(0.0, config.max_noise, choices)
-        cond = cond + sigma * torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        noise = torch.randn(values.shape, generator=generator, device=values.device, dtype=values.dtype)
+        values = values + sigma * noise
     if happens():
         bound = _uniform(min(config.min_clip, clip), clip, choices)
-        cond = cond.clamp(-bound, bound)
-    return cond.clamp(-clip, clip)
+        values = values.clamp(-bound, bound)
+    return torch.cat([values, mask], dim=1).clamp(-clip, clip)
 
 
 def augment_clip(

@@ -14,7 +14,6 @@ import torch
 from neural_render import FlowMatching, load_renderer
 from neural_render.diffusion import DiffusionLoss
 from spokester_train.data.batches import ClipBatches
-from spokester_train.data.store import LabelStore
 from spokester_train.data.video_depth import SLABS_FILE
 from spokester_train.evaluation.evaluate import video_flags
 from spokester_train.recipe import checkpoint as training_checkpoint
@@ -306,12 +305,17 @@ def test_a_run_with_car_slabs_reads_every_videos_cars_as_slabs_and_its_evaluatio
 def test_a_run_with_car_masks_starts_from_a_renderer_without_one_as_it_and_feeds_the_masks(tiny_config, tmp_path):
     """car_masks: the network gets a fourth condition channel whose weights start at zero on top of the renderer it
     starts from (channels innermost in a token), every clip's condition ends with its car mask, and the export
-    wants cars when it paints."""
+    wants cars when it paints; the car weights learn where the clips have cars."""
     first = train(tiny_config(out=str(tmp_path / "first"), evaluate=False))
     start = load_renderer(first.renderer).model
+    labels = shutil.copytree(tiny_config().label_root, tmp_path / "labels")  # the road clip has no car: give it one
+    [store] = prepare_stores(tiny_config().videos[:1], tiny_config.size, tiny_config(label_root=str(labels)))
+    slabs = np.zeros((store.n_frames, tiny_config.size, tiny_config.size), np.float16)
+    slabs[:, 10:16, 4:12] = 0.5  # a car on every frame
+    np.save(store.dir / SLABS_FILE, slabs)
     two = (Stage(steps=2, image_size=tiny_config.size, clip_frames=4, batch_size=2),)
     config = tiny_config(out=str(tmp_path / "cars"), init_from=str(first.renderer), stages=two, car_masks=True,
-                         evaluate=False)  # fmt: skip
+                         label_root=str(labels), evaluate=False)  # fmt: skip
     nets = Networks.build(config, torch.device("cpu"))
     width = start.config.width
     adopted = nets.model.cond_embedder.weight.detach().view(width, -1, 4)
@@ -321,12 +325,7 @@ def test_a_run_with_car_masks_starts_from_a_renderer_without_one_as_it_and_feeds
     exported = load_renderer(run.renderer)
     assert exported.model.config.cond_channels == 4 and exported.model.config.wants_cars
     assert exported.model.cond_embedder.weight.detach().view(width, -1, 4)[..., 3].abs().max() > 0  # it learnt
-    [store] = prepare_stores(config.videos[:1], tiny_config.size, config)
-    copy = LabelStore(shutil.copytree(store.dir, tmp_path / store.dir.name))
-    slabs = np.zeros((copy.n_frames, tiny_config.size, tiny_config.size), np.float16)
-    slabs[:, 10:16, 4:12] = 0.5  # a car on every frame
-    np.save(copy.dir / SLABS_FILE, slabs)
-    batches = ClipBatches([copy], ["video/road_clip"], exported.stats, 4, (1,), 0, False, car_masks=True)
+    batches = ClipBatches([store], ["video/road_clip"], exported.stats, 4, (1,), 0, False, car_masks=True)
     mask = batches.next(2, "cpu")["cond"][..., 3]  # (b, t, s, s)
     expected = torch.zeros(mask.shape)
     expected[..., 10:16, 4:12] = 4.0  # the clip on a car, 0 elsewhere
