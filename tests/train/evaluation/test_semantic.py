@@ -13,6 +13,7 @@ from spokester_train.evaluation.semantic import (
     AGREEMENT,
     CITYSCAPES,
     agreement_figures,
+    car_spread,
     confusion,
     main,
     segment,
@@ -175,3 +176,12 @@ def test_several_rides_pool_their_pixels_and_list_each_ride(tiny_checkpoint, cap
     assert result["neural"]["agreement"] == pytest.approx(np.mean([r["agreement"] for r in result["rides"]]), abs=1e-3)
     assert result["rides"][0]["agreement"] == pytest.approx(alone[0]["neural"]["agreement"], abs=0.02)
     assert len(alone[0]["rides"]) == 1 and alone[0]["rides"][0]["seed"] == 5
+    assert result["car_spread"] == car_spread(result["rides"]) and alone[0]["car_spread"]["se"] is None
+
+
+def test_the_car_spread_is_the_mean_and_standard_error_of_the_rides_with_seen_cars():
+    ride = lambda agreement: {"vehicles": {"seen_agreement": agreement}}  # noqa: E731
+    assert car_spread([ride(0.1), ride(None), ride(0.3)]) == {"rides": 2, "mean": 0.2, "se": 0.1}
+    assert car_spread([ride(0.0), ride(0.0), ride(0.6)]) == {"rides": 3, "mean": 0.2, "se": 0.2}
+    assert car_spread([ride(0.25)]) == {"rides": 1, "mean": 0.25, "se": None}
+    assert car_spread([ride(None)]) == {"rides": 0, "mean": None, "se": None}
