@@ -64,6 +64,11 @@ def parse_args(argv: Sequence[str] | None = None):
         "draws its cars (default: the depth network's depth, or as the --init-from renderer does)",
     )
     parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="mirror half the training clips left to right (the footage's cars keep to one side of the road)",
+    )
+    parser.add_argument(
         "--car-masks",
         action="store_true",
         help="tell the network where the cars are: a car mask after depth and flow (the videos' from the deeplab "
@@ -129,6 +134,7 @@ def parse_args(argv: Sequence[str] | None = None):
             "sky_at_clip",
             "car_slabs",
             "car_masks",
+            "mirror",
             "looks",
         )
         if getattr(args, name)
@@ -140,7 +146,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate, sky code, car slabs, car masks and looks"
+            "learning rate, sky code, car slabs, car masks, mirroring and looks"
         )
     return args
 
@@ -162,6 +168,7 @@ def build_config(args):
         overrides["car_slabs"] = args.car_slabs or overrides.get("car_slabs", False)
         overrides["car_masks"] = args.car_masks or overrides.get("car_masks", False)
         overrides["looks"] = args.looks or overrides.get("looks", False)
+        overrides["mirror"] = args.mirror
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

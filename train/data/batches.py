@@ -121,10 +121,11 @@ class ClipBatches:
         rank: int = 0,
         world_size: int = 1,
         car_masks: bool = False,
+        mirror: bool = False,
     ):
         """`sources[i]` names the condition source in `stats` that normalises the clips of `stores[i]`;
         process `rank` of `world_size` gets its share of every batch (`batch_share`); with `car_masks` every
-        clip's condition ends with its car mask (`StoredClips`)."""
+        clip's condition ends with its car mask, with `mirror` half the clips are mirrored (`StoredClips`)."""
         if workers < 0:
             raise ValueError(f"workers={workers}: must be >= 0")
         if not 0 <= rank < world_size:
@@ -136,6 +137,7 @@ class ClipBatches:
         for i, (store, name) in enumerate(zip(stores, sources, strict=True)):
             source = stats.source(name)
             flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs, "car_masks": car_masks}
+            flags["mirror"] = mirror
             self.datasets.append(StoredClips(store, clip_frames, skips=skips, seed=seed + i, **flags))
         if balance:  # every video the same number of clips per epoch: the mean of what they hold
             clips = max(1, round(float(np.mean([len(d) for d in self.datasets]))))

@@ -7,6 +7,7 @@ frame): normalising them is the job of the video's `neural_render.ConditionSourc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,11 @@ class StoredClips(Dataset):
       `spokester_train.data.video_depth.slab_map` has a slab);
     - ``skip``, ``start`` (int64) and ``fps`` (float32: source fps / skip, the clip's frame rate).
 
+    With ``mirror`` half the clips (drawn with the clip) are seen in a mirror: every image and map flipped left to
+    right and the flow's x component negated. The footage's cars keep to their side of the road (the dashcams drive
+    in the left lane and pass cars on their right), and a renderer that learns "a car on the right" paints it there
+    whatever the game's condition says; mirrored, a car is on either side and only the condition tells which.
+
     Args:
         store: a complete label store (or its folder) from `spokester_train.data.extract`.
         clip_len: frames per clip.
@@ -45,6 +51,7 @@ class StoredClips(Dataset):
         sky_to_zero: read depth as 0 where the store's sky mask says sky (`spokester_train.data.sky`).
         car_slabs: read each car of the store's car mask as a slab (`spokester_train.data.video_depth`).
         car_masks: give each clip its car mask (``cars``).
+        mirror: mirror half the clips left to right.
     """
 
     def __init__(
@@ -57,9 +64,10 @@ class StoredClips(Dataset):
         sky_to_zero: bool = False,
         car_slabs: bool = False,
         car_masks: bool = False,
+        mirror: bool = False,
     ):
         self.store = LabelStore.of(store)
-        self.sky_to_zero, self.car_slabs, self.car_masks = sky_to_zero, car_slabs, car_masks
+        self.sky_to_zero, self.car_slabs, self.car_masks, self.mirror = sky_to_zero, car_slabs, car_masks, mirror
         read_depth(self.store, sky_to_zero, car_slabs or car_masks)  # a missing mask is said here, not in a worker
         self.skips = tuple(skips) if skips is not None else self.store.skips
         missing = [k for k in self.skips if flow_stream(k) not in self.store.streams]
@@ -80,7 +88,8 @@ class StoredClips(Dataset):
     def spec(self, index: int, epoch: int | None = None) -> ClipSpec:
         """The clip of item `index` in `epoch` (default: the epoch last set)."""
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, index])
-        return sample_clip(self.store.n_frames, self.clip_len, rng, self.skips, name=str(self.store.dir))
+        spec = sample_clip(self.store.n_frames, self.clip_len, rng, self.skips, name=str(self.store.dir))
+        return dataclasses.replace(spec, mirrored=bool(rng.random() < 0.5)) if self.mirror else spec
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -119,6 +128,11 @@ class StoredClips(Dataset):
             item["sky"] = torch.from_numpy(arrays["sky"][idx][..., None] > 0)  # (t, s, s, 1)
         if "car_slabs" in arrays:
             item["cars"] = torch.from_numpy(np.asarray(arrays["car_slabs"][idx])[..., None] > 0)  # (t, s, s, 1)
+        if spec.mirrored:  # every image and map (t, s, s, k), the teacher's grid (t, gh, gw, c), left to right
+            for name in ("frames", "flow", "depth", "teacher", "sky", "cars"):
+                if name in item:
+                    item[name] = item[name].flip(2)
+            item["flow"][..., 0] = -item["flow"][..., 0]  # the x component (a copy: flip copies)
         return item
 
     def _open(self) -> dict[str, np.ndarray]:

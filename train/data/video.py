@@ -175,11 +175,13 @@ def read_video(
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """A clip of a video: source frames ``start, start+skip, ...`` (``length`` of them)."""
+    """A clip of a video: source frames ``start, start+skip, ...`` (``length`` of them), ``mirrored`` left to
+    right when asked (`StoredClips` with ``mirror``)."""
 
     start: int
     skip: int
     length: int
+    mirrored: bool = False
 
     @property
     def indices(self) -> np.ndarray:

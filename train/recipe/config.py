@@ -129,6 +129,9 @@ class TrainConfig:
     """Tell the network where the cars are: its condition gets a fourth channel, a car mask
     (`neural_render.RendererConfig.cond_channels`), the videos' their teacher's car-shaped blobs
     (`spokester_train.data.video_depth.car_blobs`), the game's its own cars (needs the deeplab teacher)."""
+    mirror: bool = False
+    """Mirror half the training clips left to right (`spokester_train.data.clips.StoredClips`), so that the footage's
+    cars, which keep to one side of its road, are seen on either side and only the condition says which."""
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""

@@ -354,7 +354,7 @@ class StageData:
         batches = ClipBatches(
             stores, [video_source_name(stem) for stem in stems], stats, stage.clip_frames, config.skips,
             config.seed, config.irepa, balance=config.balance_videos, workers=config.loader_workers,
-            rank=ranks.rank, world_size=ranks.world_size, car_masks=config.car_masks,
+            rank=ranks.rank, world_size=ranks.world_size, car_masks=config.car_masks, mirror=config.mirror,
         )  # fmt: skip
         opened.enter_context(batches)  # its loader workers stop with the run
         if state is not None and state["data"]["stage"] == index:

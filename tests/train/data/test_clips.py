@@ -42,3 +42,27 @@ def test_dataset_reads_seeded_clips_with_their_skip(small, road_clip, tmp_path):
     assert batch["frames"].shape == (5, 4, small.size, small.size, 3)
     with pytest.raises(ValueError, match="outside the label store"):
         data.clip(ClipSpec(start=0, skip=1, length=4))  # no frame before the first: no flow for it
+
+
+def test_mirrored_clips_are_the_same_clips_flipped_left_to_right_with_the_flow_x_negated(small):
+    """`mirror`: the same clips are drawn (start, skip) and about half of them are mirrored: frames, depth, flow,
+    teacher grid, sky and car masks flipped left to right, the flow's x component negated, every other value as
+    read unmirrored."""
+    store_dir = small(small.depth(), teacher="deeplab")  # its teacher grid, sky and car masks
+    plain = StoredClips(store_dir, clip_len=4, seed=1, clips_per_epoch=40, car_masks=True)
+    mirror = StoredClips(store_dir, clip_len=4, seed=1, clips_per_epoch=40, car_masks=True, mirror=True)
+    specs = [mirror.spec(i) for i in range(len(mirror))]
+    assert [(s.start, s.skip) for s in specs] == [(s.start, s.skip) for s in map(plain.spec, range(len(plain)))]
+    assert 10 <= sum(s.mirrored for s in specs) <= 30 and not any(plain.spec(i).mirrored for i in range(40))
+    index = next(i for i, s in enumerate(specs) if s.mirrored)
+    seen, unmirrored = mirror[index], plain[index]
+    assert {"frames", "depth", "teacher", "sky", "cars"} <= set(seen)
+    for name in ("frames", "depth", "teacher", "sky", "cars"):
+        torch.testing.assert_close(seen[name], unmirrored[name].flip(2))
+    for name in ("frames", "depth", "teacher"):  # (the road clip's masks may be symmetric or empty)
+        assert not torch.equal(seen[name], unmirrored[name])
+    torch.testing.assert_close(seen["flow"][..., 0], -unmirrored["flow"][..., 0].flip(2))
+    torch.testing.assert_close(seen["flow"][..., 1], unmirrored["flow"][..., 1].flip(2))
+    assert seen["skip"] == unmirrored["skip"] and seen["start"] == unmirrored["start"]
+    kept = next(i for i, s in enumerate(specs) if not s.mirrored)
+    torch.testing.assert_close(mirror[kept]["frames"], plain[kept]["frames"])

@@ -122,6 +122,15 @@ def test_the_peak_learning_rate_is_chosen_on_the_command_line_and_kept_on_resume
         assert stop.value.code == 2 and said in err and err.count("\n") == 1
 
 
+def test_mirroring_is_asked_on_the_command_line_and_a_resume_keeps_its_own(capsys):
+    assert build_config(parse_args(["--video", "v.mp4", "--out", "o", "--mirror"])).mirror is True
+    assert build_config(parse_args(["--video", "v.mp4", "--out", "o"])).mirror is False
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--out", "o", "--resume", "--mirror"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--mirror: a resumed run keeps" in err and "mirroring" in err
+
+
 @pytest.mark.filterwarnings("ignore:.*unit statistics")
 @pytest.mark.parametrize("flag", ["sky_at_clip", "car_slabs"])
 def test_a_depth_reading_flag_holds_when_asked_or_when_the_start_renderer_had_it(tmp_path, capsys, flag):
