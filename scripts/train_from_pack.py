@@ -125,6 +125,7 @@ def train_from_pack(args, started: float) -> dict:
         network |= {"sky_at_clip": True} if args.sky_at_clip else {}
         network |= {"car_slabs": True} if args.car_slabs else {}
         network |= {"car_masks": True} if args.car_masks else {}
+        network |= {"mirror": True} if args.mirror else {}
         network |= {"lr": args.lr} if args.lr else {}
         config = make_config(
             "gpu-tiny",
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="tell the network where the cars are, a car mask after depth and flow (default: as --init-from's)",
     )
+    parser.add_argument("--mirror", action="store_true", help="mirror half the training clips left to right")
     parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")
