@@ -3,8 +3,9 @@
 # training pack, side by side on one GPU for MINUTES each (scripts/train_from_pack.py; their steps planned at 0.7
 # of the timed rate: on 2026-12-04 two runs at 0.85 were stopped by the clock at 83 % of their steps):
 #   plain  the default's network and recipe at the GPU preset's batch;
-#   cars   the same told where the cars are (--car-masks: a car mask after depth and flow; on the CPU its weights
-#          grew to 9 % of the depth channel's in 3,000 steps, too few for the bar).
+#   cars   the same told where the cars are and with half its clips mirrored (--car-masks --mirror): on the CPU
+#          (3,000 steps) the mirrored run lost the footage's habitual car and painted none from the mask; does a
+#          GPU's many more steps teach it to? (README: "The cars it paints are its footage's, not the game's").
 # (The 2026-12-04 call ran `looks`, --looks --sky-at-clip, in place of `cars`.)
 # Each run's weight parts come back as they are; its JSON, log and record go into one tar, so that the call
 # brings back at most 7 files. Here: `tar xf OUT/NAME.tar -C DIR` and `python scripts/train_from_pack.py --join
@@ -30,7 +31,7 @@ run() {
   echo "$name: rc $? $(cat "$OUT/$name.result.json")" >>"$OUT/gpu.txt"
 }
 run plain &
-run cars --car-masks &
+run cars --car-masks --mirror &
 wait
 for name in plain cars; do
   (cd "$OUT" && tar cf "$name.tar" "$name".*.* "$name"/*.json "$name"/*.jsonl && rm -f "$name".*.* "$name"/*.json "$name"/*.jsonl)
