@@ -29,7 +29,8 @@ e = json.load(open(base + ".eval.json")); s = json.load(open(base + ".semantic.j
 fps = re.search(r"through NeuralRenderObservation: +([\d.]+) frames/s", pathlib.Path(base + ".game.txt").read_text())
 print(pathlib.Path(base).name, "| steps", e["num_steps"], "| psnr", e["psnr"], "| colour-matched", e["psnr_colour_matched"],
       "| warp", e["warp_error"], "| seam", e["seam_ratio"], "| boundary", e["boundary_ratio"],
-      "| cars seen", s["vehicles"]["neural"], "| class mean", s["neural"]["class_mean"], "| camera", s["camera"],
+      "| cars seen", s["vehicles"]["neural"], "| cars over rides", s["car_spread"],
+      "| class mean", s["neural"]["class_mean"], "| camera", s["camera"],
       "| frames/s through the wrapper", fps.group(1) if fps else None)
 PY
 done
