@@ -313,7 +313,7 @@ class Renderer(nn.Module):
             return null
         cfg = self.config
         if cfg.wants_cars:  # the car mask read at CAR_SCALE times its size
-            cond = cond * cond.new_tensor([1.0] * CONDITION_CHANNELS + [CAR_SCALE])
+            cond = torch.cat([cond[..., :CONDITION_CHANNELS], cond[..., CONDITION_CHANNELS:] * CAR_SCALE], dim=-1)
         embedded = self.cond_embedder(patchify(cond, cfg.patch_frames, cfg.patch_size, cfg.patch_overlap))
         if drop_cond is None:
             return embedded

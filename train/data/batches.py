@@ -136,8 +136,8 @@ class ClipBatches:
         self.datasets = []
         for i, (store, name) in enumerate(zip(stores, sources, strict=True)):
             source = stats.source(name)
-            flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs, "car_masks": car_masks}
-            flags["mirror"] = mirror
+            flags = {"sky_to_zero": source.sky_to_zero, "car_slabs": source.car_slabs}
+            flags |= {"car_masks": car_masks, "mirror": mirror}
             self.datasets.append(StoredClips(store, clip_frames, skips=skips, seed=seed + i, **flags))
         if balance:  # every video the same number of clips per epoch: the mean of what they hold
             clips = max(1, round(float(np.mean([len(d) for d in self.datasets]))))

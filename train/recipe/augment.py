@@ -76,7 +76,7 @@ def _augment_clip(
     if happens():
         bound = _uniform(min(config.min_clip, clip), clip, choices)
         values = values.clamp(-bound, bound)
-    return torch.cat([values, mask], dim=1).clamp(-clip, clip)
+    return torch.cat([values, mask], dim=1).clamp_(-clip, clip)
 
 
 def augment_clip(
