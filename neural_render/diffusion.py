@@ -103,12 +103,14 @@ class FlowMatching:
         window: int | None = None,
         return_layers=(),
         look: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
     ) -> DiffusionLoss:
         """Velocity loss of x-predictions for clean videos x (b, n*f, H, W, 3) in [-1, 1].
 
         `model` (a Renderer) is called as model(z, t, cond, drop_cond=, window=, return_layers=), and with
         look= when `look` (each clip's look row, -1 for none) is given; the framelets of `x` get independent
-        times unless `t` (b, n) is given, fresh noise unless `noise` is.
+        times unless `t` (b, n) is given, fresh noise unless `noise` is. `weight` (b, n*f, H, W) weighs each
+        pixel's squared error (None: all 1); the loss is the mean of the weighted squares.
         """
         if t is None:
             framelets = x.shape[1] // model.config.patch_frames
@@ -119,7 +121,8 @@ class FlowMatching:
         looks = {} if look is None else {"look": look}
         out = model(z, t, cond, drop_cond=drop_cond, window=window, return_layers=return_layers, **looks)
         x_hat, hidden = out if isinstance(out, tuple) else (out, {})
-        loss = (self.velocity(z, x_hat.float(), t) - self.velocity(z, x, t)).square().mean()
+        squares = (self.velocity(z, x_hat.float(), t) - self.velocity(z, x, t)).square()  # (b, n*f, H, W, 3)
+        loss = squares.mean() if weight is None else (squares * weight[..., None]).mean()
         return DiffusionLoss(loss=loss, t=t, hidden=hidden)
 
     def time_grid(self, num_steps: int, device=None) -> torch.Tensor:

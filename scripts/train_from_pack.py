@@ -126,6 +126,7 @@ def train_from_pack(args, started: float) -> dict:
         network |= {"car_slabs": True} if args.car_slabs else {}
         network |= {"car_masks": True} if args.car_masks else {}
         network |= {"mirror": True} if args.mirror else {}
+        network |= {"cars_enter": args.cars_enter} if args.cars_enter else {}
         network |= {"lr": args.lr} if args.lr else {}
         config = make_config(
             "gpu-tiny",
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
         help="tell the network where the cars are, a car mask after depth and flow (default: as --init-from's)",
     )
     parser.add_argument("--mirror", action="store_true", help="mirror half the training clips left to right")
+    parser.add_argument("--cars-enter", type=at_least(0.0, float), default=None, metavar="SHARE",
+                        help="with --car-masks: the share of the clips whose cars are hidden before a random "
+                        "framelet (default: 0)")  # fmt: skip
     parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")

@@ -69,6 +69,14 @@ def parse_args(argv: Sequence[str] | None = None):
         help="mirror half the training clips left to right (the footage's cars keep to one side of the road)",
     )
     parser.add_argument(
+        "--cars-enter",
+        type=at_least(0.0, float),
+        default=None,
+        metavar="SHARE",
+        help="with --car-masks: the share of the training clips whose cars are hidden before a random framelet, so "
+        "that the car mask, not the context, says where a car is painted (default: 0)",
+    )
+    parser.add_argument(
         "--car-masks",
         action="store_true",
         help="tell the network where the cars are: a car mask after depth and flow (the videos' from the deeplab "
@@ -135,6 +143,7 @@ def parse_args(argv: Sequence[str] | None = None):
             "car_slabs",
             "car_masks",
             "mirror",
+            "cars_enter",
             "looks",
         )
         if getattr(args, name)
@@ -146,7 +155,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate, sky code, car slabs, car masks, mirroring and looks"
+            "learning rate, sky code, car slabs, car masks, mirroring, entering cars and looks"
         )
     return args
 
@@ -169,6 +178,7 @@ def build_config(args):
         overrides["car_masks"] = args.car_masks or overrides.get("car_masks", False)
         overrides["looks"] = args.looks or overrides.get("looks", False)
         overrides["mirror"] = args.mirror
+        overrides["cars_enter"] = args.cars_enter or 0.0
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

@@ -154,7 +154,8 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
     make_pack(road_stores[:1], pack, scene="open", game_frames=8)
     out = tmp_path / "back"
     args = [str(pack), "--out", str(out), "--steps", "2", "--batch", "2", "--device", "cpu", "--init-from", str(start)]
-    options = ["--looks", "--sky-at-clip", "--car-slabs", "--car-masks", "--mirror", "--lr", "2e-4"]
+    options = ["--looks", "--sky-at-clip", "--car-slabs", "--car-masks", "--mirror", "--cars-enter", "0.5"]
+    options += ["--lr", "2e-4"]
     result = run_as_gpu_host([*args, *options])
     assert result.returncode == 0, result.stderr
     assert run_as_gpu_host(["--join", str(out)]).returncode == 0
@@ -168,6 +169,7 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
     assert renderer.stats.source("video").car_slabs and not renderer.stats.source("game").car_slabs
     assert renderer.model.config.wants_cars  # its car channel learnt from the pack's slabs, without OpenCV
     assert renderer.provenance["train_config"]["lr"] == 2e-4 and renderer.provenance["train_config"]["mirror"]
+    assert renderer.provenance["train_config"]["cars_enter"] == 0.5
     origin = renderer.provenance["init_from"]
     assert origin["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest() and origin["file"] == "start.safetensors"
     refused = run_as_gpu_host([*args, "--renderer", "tiny-head"])

@@ -132,6 +132,10 @@ class TrainConfig:
     mirror: bool = False
     """Mirror half the training clips left to right (`spokester_train.data.clips.StoredClips`), so that the footage's
     cars, which keep to one side of its road, are seen on either side and only the condition says which."""
+    cars_enter: float = 0.0
+    """Share of the training clips whose cars enter at a random framelet after the first
+    (`spokester_train.recipe.cars_enter`): hidden before it, so that the car mask, not the context, says where a
+    car is painted (needs `car_masks`)."""
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""
@@ -245,6 +249,10 @@ class TrainConfig:
             raise ValueError(f"skips={self.skips}: need one or more frame skips >= 1")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window={self.window}: must be >= 1 or None")
+        if not 0 <= self.cars_enter <= 1:
+            raise ValueError(f"cars_enter={self.cars_enter}: need a share of the clips in [0, 1]")
+        if self.cars_enter and not self.car_masks:
+            raise ValueError(f"cars_enter={self.cars_enter} needs car_masks=True (the cars it hides are the mask's)")
         if not 0 <= self.look_drop <= 1:
             raise ValueError(f"look_drop={self.look_drop}: need a probability in [0, 1]")
         if not 0 <= self.uncond_prob <= 1 or not 0 <= self.ema_decay < 1:

@@ -1,16 +1,15 @@
 """One optimiser step of the recipe, shared by the training loop (`spokester_train.recipe.loop`) and its
 benchmark (`spokester_train.recipe.bench`): what a step computes lives here once.
 
-`step_loss`: condition augmentation, the null condition for a random `uncond_prob` of the clips, no look for a
-random `look_drop` of them (where the network has looks), the
-flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA
-(and on the CPU when the config asks for it: `uses_bf16`), plus
-`irepa_weight` x the iREPA cosine loss of the projected hidden layer against the normalised teacher.
-Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes from its own
-generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`; on a GPU its
-augmentation's choices from a CPU twin of it, `choice_generators`), so a clip
-is trained the same whichever process holds it: one process with batch 2b and two with b each compute the
-same per-clip losses.
+`step_loss`: the cars of a random `cars_enter` share of the clips hidden before a random framelet
+(`spokester_train.recipe.cars_enter`), condition augmentation, the null condition for a random `uncond_prob` of
+the clips, no look for a random `look_drop` of them (where the network has looks), the flow-matching loss with
+diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA (and on the CPU when the config asks
+for it: `uses_bf16`), plus `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the
+normalised teacher. Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes
+from its own generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`; on a
+GPU its augmentation's choices from a CPU twin of it, `choice_generators`), so a clip is trained the same whichever
+process holds it: one process with batch 2b and two with b each compute the same per-clip losses.
 `apply_update`: the learning rate of the step, backward, global-norm clipping, AdamW, and the EMA.
 
 Legend: b clips.
@@ -23,6 +22,7 @@ import torch
 
 from neural_render import FlowMatching, Renderer
 from spokester_train.recipe.augment import augment_clip
+from spokester_train.recipe.cars_enter import hide_cars
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
@@ -79,11 +79,14 @@ def step_loss(
     """The loss of one batch ({"x", "cond", "teacher"?, "look"?}) and its parts as floats. `forward` is the model
     or its compiled (or DistributedDataParallel) form; `clip` is the statistics' clip of the normalised
     condition; `generators` holds each clip's generator (`clip_generators`)."""
-    x = batch["x"]
+    x, cond = batch["x"], batch["cond"]
     device = x.device
     if len(generators) != x.shape[0]:
         raise ValueError(f"{len(generators)} clip generators for a batch of {x.shape[0]} clips")
-    conds = zip(batch["cond"], generators, choice_generators(generators), strict=True)
+    weight = None
+    if config.cars_enter:  # drawn first, only then, so that a run without it draws what it always drew
+        x, cond, weight = _cars_enter(x, cond, config.cars_enter, model.config.patch_frames, generators)
+    conds = zip(cond, generators, choice_generators(generators), strict=True)
     cond = torch.stack([augment_clip(c, config.augment, clip, g, choices) for c, g, choices in conds])
     drop = torch.stack([torch.rand((), generator=g, device=device) < config.uncond_prob for g in generators])  # (b,)
     framelets = x.shape[1] // model.config.patch_frames
@@ -104,6 +107,7 @@ def step_loss(
             window=config.window,
             return_layers=(layer,) if projector is not None else (),
             look=look,
+            weight=weight,
         )
         loss, parts = result.loss, {"diffusion": result.loss.item()}
         if projector is not None:
@@ -113,6 +117,21 @@ def step_loss(
             loss = loss + config.irepa_weight * align
             parts["irepa"] = align.item()
     return loss, parts
+
+
+def _cars_enter(
+    x: torch.Tensor, cond: torch.Tensor, share: float, frames: int, generators: list[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch with the cars of a random `share` of its clips entering at a random framelet after the first
+    (`hide_cars`; `frames` per framelet), and the loss's per-pixel weights (b, t, H, W)."""
+    clips = []
+    for clip_x, clip_cond, g in zip(x, cond, generators, strict=True):
+        chosen = float(torch.rand((), generator=g, device=g.device)) < share
+        framelets = clip_x.shape[0] // frames
+        framelet = int(torch.randint(1, framelets, (), generator=g, device=g.device)) if framelets > 1 else 0
+        clips.append(hide_cars(clip_x, clip_cond, framelet * frames if chosen else 0))
+    x, cond, weight = (torch.stack(parts) for parts in zip(*clips, strict=True))
+    return x, cond, weight
 
 
 def uses_bf16(config: TrainConfig, device: torch.device) -> bool:

@@ -131,6 +131,22 @@ def test_mirroring_is_asked_on_the_command_line_and_a_resume_keeps_its_own(capsy
     assert stop.value.code == 2 and "--mirror: a resumed run keeps" in err and "mirroring" in err
 
 
+def test_entering_cars_are_asked_on_the_command_line_with_car_masks_and_a_resume_keeps_its_own(capsys):
+    base = ["--video", "v.mp4", "--out", "o", "--car-masks"]
+    assert build_config(parse_args([*base, "--cars-enter", "0.5"])).cars_enter == 0.5
+    assert build_config(parse_args(base)).cars_enter == 0.0
+    for bad, said in (
+        ([*base, "--cars-enter", "-0.1"], "--cars-enter: must be >= 0.0, got -0.1"),
+        (["--out", "o", "--resume", "--cars-enter", "0.5"], "--cars-enter: a resumed run keeps"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(bad)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and said in err and err.count("\n") == 1
+    with pytest.raises(ValueError, match="cars_enter=0.5 needs car_masks=True"):
+        build_config(parse_args(["--video", "v.mp4", "--out", "o", "--cars-enter", "0.5"]))
+
+
 @pytest.mark.filterwarnings("ignore:.*unit statistics")
 @pytest.mark.parametrize("flag", ["sky_at_clip", "car_slabs"])
 def test_a_depth_reading_flag_holds_when_asked_or_when_the_start_renderer_had_it(tmp_path, capsys, flag):
