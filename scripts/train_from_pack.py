@@ -127,6 +127,7 @@ def train_from_pack(args, started: float) -> dict:
         network |= {"car_masks": True} if args.car_masks else {}
         network |= {"mirror": True} if args.mirror else {}
         network |= {"cars_enter": args.cars_enter} if args.cars_enter else {}
+        network |= {"car_loss_weight": args.car_loss_weight} if args.car_loss_weight is not None else {}
         network |= {"lr": args.lr} if args.lr else {}
         config = make_config(
             "gpu-tiny",
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cars-enter", type=at_least(0.0, float), default=None, metavar="SHARE",
                         help="with --car-masks: the share of the clips whose cars are hidden before a random "
                         "framelet (default: 0)")  # fmt: skip
+    parser.add_argument("--car-loss-weight", type=at_least(0.0, float), default=None, metavar="W",
+                        help="with --car-masks: the loss's weight on the car mask's pixels (default: 1)")  # fmt: skip
     parser.add_argument("--lr", type=more_than(0), default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--minutes", type=more_than(0), default=8.5, help="the whole script's time, minutes")
     parser.add_argument("--steps", type=at_least(1), default=None, help="train this many steps (no timing)")

@@ -77,6 +77,13 @@ def parse_args(argv: Sequence[str] | None = None):
         "that the car mask, not the context, says where a car is painted (default: 0)",
     )
     parser.add_argument(
+        "--car-loss-weight",
+        type=at_least(0.0, float),
+        default=None,
+        metavar="W",
+        help="with --car-masks: the loss's weight on the car mask's pixels, against 1 elsewhere (default: 1)",
+    )
+    parser.add_argument(
         "--car-masks",
         action="store_true",
         help="tell the network where the cars are: a car mask after depth and flow (the videos' from the deeplab "
@@ -144,9 +151,10 @@ def parse_args(argv: Sequence[str] | None = None):
             "car_masks",
             "mirror",
             "cars_enter",
+            "car_loss_weight",
             "looks",
         )
-        if getattr(args, name)
+        if getattr(args, name) is not None and getattr(args, name) is not False  # 0 is given, False is not
     ]
     recipe += ["--renderer"] if args.renderer_preset else []
     if args.init_from and args.renderer_preset:
@@ -155,7 +163,7 @@ def parse_args(argv: Sequence[str] | None = None):
         given = ", ".join(([] if not args.video else ["--video"]) + recipe)
         parser.error(
             f"{given}: a resumed run keeps its checkpoint's videos, extractors, label root, game, network, weights, "
-            "learning rate, sky code, car slabs, car masks, mirroring, entering cars and looks"
+            "learning rate, sky code, car slabs, car masks, mirroring, entering cars, car loss weight and looks"
         )
     return args
 
@@ -179,6 +187,7 @@ def build_config(args):
         overrides["looks"] = args.looks or overrides.get("looks", False)
         overrides["mirror"] = args.mirror
         overrides["cars_enter"] = args.cars_enter or 0.0
+        overrides["car_loss_weight"] = 1.0 if args.car_loss_weight is None else args.car_loss_weight
         chosen = {"eval_video": args.eval_video, "label_root": args.labels, "seed": args.seed, "lr": args.lr}
         chosen |= {"camera": args.camera, "scene": args.scene, "renderer_preset": args.renderer_preset}
         for name, value in chosen.items():

@@ -155,7 +155,7 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
     out = tmp_path / "back"
     args = [str(pack), "--out", str(out), "--steps", "2", "--batch", "2", "--device", "cpu", "--init-from", str(start)]
     options = ["--looks", "--sky-at-clip", "--car-slabs", "--car-masks", "--mirror", "--cars-enter", "0.5"]
-    options += ["--lr", "2e-4"]
+    options += ["--car-loss-weight", "4", "--lr", "2e-4"]
     result = run_as_gpu_host([*args, *options])
     assert result.returncode == 0, result.stderr
     assert run_as_gpu_host(["--join", str(out)]).returncode == 0
@@ -170,6 +170,7 @@ def test_a_pack_fine_tunes_a_renderer_given_with_init_from(road_stores, tmp_path
     assert renderer.model.config.wants_cars  # its car channel learnt from the pack's slabs, without OpenCV
     assert renderer.provenance["train_config"]["lr"] == 2e-4 and renderer.provenance["train_config"]["mirror"]
     assert renderer.provenance["train_config"]["cars_enter"] == 0.5
+    assert renderer.provenance["train_config"]["car_loss_weight"] == 4.0
     origin = renderer.provenance["init_from"]
     assert origin["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest() and origin["file"] == "start.safetensors"
     refused = run_as_gpu_host([*args, "--renderer", "tiny-head"])

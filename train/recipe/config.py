@@ -16,6 +16,7 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,8 +135,11 @@ class TrainConfig:
     cars, which keep to one side of its road, are seen on either side and only the condition says which."""
     cars_enter: float = 0.0
     """Share of the training clips whose cars enter at a random framelet after the first
-    (`spokester_train.recipe.cars_enter`): hidden before it, so that the car mask, not the context, says where a
+    (`spokester_train.recipe.cars`): hidden before it, so that the car mask, not the context, says where a
     car is painted (needs `car_masks`)."""
+    car_loss_weight: float = 1.0
+    """The loss's weight on the pixels of the car mask, against 1 on the rest (`spokester_train.recipe.cars`;
+    needs `car_masks`): a car covers about 1 % of a frame."""
     sky_at_clip: bool = False
     """Every condition source reads its depth floor (the sky) as -clip (`ConditionSource.sky_at_clip`) instead of
     its standardised log floor, which differs from source to source."""
@@ -253,6 +257,10 @@ class TrainConfig:
             raise ValueError(f"cars_enter={self.cars_enter}: need a share of the clips in [0, 1]")
         if self.cars_enter and not self.car_masks:
             raise ValueError(f"cars_enter={self.cars_enter} needs car_masks=True (the cars it hides are the mask's)")
+        if not (math.isfinite(self.car_loss_weight) and self.car_loss_weight >= 0):
+            raise ValueError(f"car_loss_weight={self.car_loss_weight}: need a weight >= 0")
+        if self.car_loss_weight != 1 and not self.car_masks:
+            raise ValueError(f"car_loss_weight={self.car_loss_weight} needs car_masks=True (its cars are the mask's)")
         if not 0 <= self.look_drop <= 1:
             raise ValueError(f"look_drop={self.look_drop}: need a probability in [0, 1]")
         if not 0 <= self.uncond_prob <= 1 or not 0 <= self.ema_decay < 1:

@@ -1,15 +1,16 @@
 """One optimiser step of the recipe, shared by the training loop (`spokester_train.recipe.loop`) and its
 benchmark (`spokester_train.recipe.bench`): what a step computes lives here once.
 
-`step_loss`: the cars of a random `cars_enter` share of the clips hidden before a random framelet
-(`spokester_train.recipe.cars_enter`), condition augmentation, the null condition for a random `uncond_prob` of
-the clips, no look for a random `look_drop` of them (where the network has looks), the flow-matching loss with
-diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA (and on the CPU when the config asks
-for it: `uses_bf16`), plus `irepa_weight` x the iREPA cosine loss of the projected hidden layer against the
-normalised teacher. Every random draw of a clip (its augmentation, null condition, framelet times and noise) comes
-from its own generator, seeded from (run seed, step, the clip's row in the global batch: `clip_generators`; on a
-GPU its augmentation's choices from a CPU twin of it, `choice_generators`), so a clip is trained the same whichever
-process holds it: one process with batch 2b and two with b each compute the same per-clip losses.
+`step_loss`: the cars of a random `cars_enter` share of the clips hidden before a random framelet and the loss's
+weight on cars `car_loss_weight` (`spokester_train.recipe.cars`), condition augmentation, the null condition for a
+random `uncond_prob` of the clips, no look for a random `look_drop` of them (where the network has looks), the
+flow-matching loss with diffusion forcing (neural_render's FlowMatching) under bf16 autocast on CUDA (and on the CPU
+when the config asks for it: `uses_bf16`), plus `irepa_weight` x the iREPA cosine loss of the projected hidden
+layer against the normalised teacher. Every random draw of a clip (its augmentation, null condition, framelet
+times and noise) comes from its own generator, seeded from (run seed, step, the clip's row in the global batch:
+`clip_generators`; on a GPU its augmentation's choices from a CPU twin of it, `choice_generators`), so a clip is
+trained the same whichever process holds it: one process with batch 2b and two with b each compute the same
+per-clip losses.
 `apply_update`: the learning rate of the step, backward, global-norm clipping, AdamW, and the EMA.
 
 Legend: b clips.
@@ -22,7 +23,7 @@ import torch
 
 from neural_render import FlowMatching, Renderer
 from spokester_train.recipe.augment import augment_clip
-from spokester_train.recipe.cars_enter import hide_cars
+from spokester_train.recipe.cars import car_weights, hide_cars
 from spokester_train.recipe.config import TrainConfig
 from spokester_train.recipe.irepa import Projector, irepa_loss, normalise_teacher
 
@@ -86,6 +87,9 @@ def step_loss(
     weight = None
     if config.cars_enter:  # drawn first, only then, so that a run without it draws what it always drew
         x, cond, weight = _cars_enter(x, cond, config.cars_enter, model.config.patch_frames, generators)
+    if config.car_loss_weight != 1:  # on the cars the clips show (not those hidden, whose weight stays 0)
+        on_cars = car_weights(cond, config.car_loss_weight)
+        weight = on_cars if weight is None else weight * on_cars
     conds = zip(cond, generators, choice_generators(generators), strict=True)
     cond = torch.stack([augment_clip(c, config.augment, clip, g, choices) for c, g, choices in conds])
     drop = torch.stack([torch.rand((), generator=g, device=device) < config.uncond_prob for g in generators])  # (b,)

@@ -147,6 +147,16 @@ def test_entering_cars_are_asked_on_the_command_line_with_car_masks_and_a_resume
         build_config(parse_args(["--video", "v.mp4", "--out", "o", "--cars-enter", "0.5"]))
 
 
+def test_the_car_loss_weight_is_asked_on_the_command_line_and_a_resume_keeps_its_own(capsys):
+    base = ["--video", "v.mp4", "--out", "o", "--car-masks"]
+    assert build_config(parse_args([*base, "--car-loss-weight", "10"])).car_loss_weight == 10.0
+    assert build_config(parse_args(base)).car_loss_weight == 1.0
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--out", "o", "--resume", "--car-loss-weight", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--car-loss-weight: a resumed run keeps" in err and "car loss weight" in err
+
+
 @pytest.mark.filterwarnings("ignore:.*unit statistics")
 @pytest.mark.parametrize("flag", ["sky_at_clip", "car_slabs"])
 def test_a_depth_reading_flag_holds_when_asked_or_when_the_start_renderer_had_it(tmp_path, capsys, flag):

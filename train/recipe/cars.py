@@ -1,15 +1,16 @@
-"""Cars that enter: training clips whose cars are hidden from their first framelets.
+"""The recipe's two car options: cars that enter (`hide_cars`) and the loss's weight on cars (`car_weights`).
 
-In a video a car is nearly always in the framelets before the one being painted as well, so a network can paint it by
-carrying the context's car on, and learns little from the car mask; in the game the context is the renderer's own
-picture, which has no car until the renderer paints one from the mask. `hide_cars` makes a clip whose cars enter at
-a given framelet: in every frame before it the car mask's pixels, grown by `GROW`, are filled in from the picture
-around them (a normalised Gaussian blur of the rest), the mask there reads "no car", and the loss leaves those
-pixels out (the fill is no picture to learn). From that framelet on the clip is as it was, so the network sees a car
-appear where the mask says, with no car before it, and then stay.
+Cars that enter. In a video a car is nearly always in the framelets before the one being painted as well, so a
+network can paint it by carrying the context's car on, and learns little from the car mask; in the game the context
+is the renderer's own picture, which has no car until the renderer paints one from the mask. `hide_cars` makes a
+clip whose cars enter at a given framelet: in every frame before it the car mask's pixels, grown by `GROW`, are
+filled in from the picture around them (a normalised Gaussian blur of the rest), the mask there reads "no car", and
+the loss leaves those pixels out (the fill is no picture to learn). From that framelet on the clip is as it was, so
+the network sees a car appear where the mask says, with no car before it, and then stay. The teacher features of
+the hidden frames are left as they are (iREPA aligns a hidden layer with them, not the picture).
 
-The teacher features of the hidden frames are left as they are (iREPA aligns a hidden layer with them, not the
-picture).
+The loss's weight on cars. A car covers about 1 % of a training frame, so its pixels weigh about 1 % of the loss;
+`car_weights` weighs the pixels of the car mask `weight` times the rest.
 
 Legend: t frames, H/W frame size, k condition channels (the car mask last).
 """
@@ -22,7 +23,7 @@ from einops import rearrange
 
 from spokester_train.recipe.augment import gaussian_blur
 
-__all__ = ["FILL_SIGMA", "GROW", "hide_cars"]
+__all__ = ["FILL_SIGMA", "GROW", "car_weights", "hide_cars"]
 
 GROW = 2
 """Pixels the car mask is grown by on every side before it is hidden (a car's edge and shadow)."""
@@ -56,3 +57,9 @@ def hide_cars(x: torch.Tensor, cond: torch.Tensor, enter: int) -> tuple[torch.Te
     cond[:enter, ..., -1] = 0.0
     weight[:enter] = kept[:, 0]
     return x, cond, weight
+
+
+def car_weights(cond: torch.Tensor, weight: float) -> torch.Tensor:
+    """The loss's per-pixel weights (..., H, W) of a condition (..., H, W, k) with the car mask last: `weight` on
+    its cars (> 0), 1 elsewhere."""
+    return torch.where(cond[..., -1] > 0, float(weight), 1.0).float()

@@ -1,10 +1,10 @@
-"""Cars that enter (`spokester_train.recipe.cars_enter`): a clip's cars hidden from its first framelets."""
+"""The recipe's car options (`spokester_train.recipe.cars`): cars that enter, the loss's weight on cars."""
 
 import pytest
 import torch
 
 from neural_render import FlowMatching, build_renderer
-from spokester_train.recipe.cars_enter import GROW, hide_cars
+from spokester_train.recipe.cars import GROW, car_weights, hide_cars
 from spokester_train.recipe.config import make_config
 from spokester_train.recipe.optimizer_step import _cars_enter, clip_generators, step_loss
 
@@ -99,3 +99,39 @@ def test_the_loss_of_a_clip_whose_cars_enter_ignores_what_is_painted_where_they_
         make_config("cpu-tiny", cars_enter=0.5)
     with pytest.raises(ValueError, match=r"cars_enter=1.5: need a share of the clips in \[0, 1\]"):
         make_config("cpu-tiny", car_masks=True, cars_enter=1.5)
+
+
+def test_the_loss_weighs_the_car_masks_pixels_as_asked_and_hidden_cars_stay_out_of_it():
+    """car_weights: the asked weight on the mask's cars, 1 elsewhere; in step_loss an error painted on a car moves
+    the loss `car_loss_weight` times as much as without it, and a hidden car's pixels stay at 0."""
+    _, _, cond = _clip()
+    weights = car_weights(cond, 10.0)
+    assert weights.shape == (8, 32, 32) and weights[0, 15, 10] == 10.0 and weights[0, 0, 0] == 1.0
+    assert int((weights == 10.0).sum()) == 8 * 8 * 8
+    torch.manual_seed(0)
+    model = build_renderer("tiny", image_size=32, num_blocks=2, width=64, heads=2, cond_channels=4)
+    x, _, _ = _clip()
+    batch = {"x": x[None], "cond": cond[None]}
+
+    def loss(config, poke):
+        value, _ = step_loss(
+            lambda z, t, c, **kw: model(z, t, c, **kw) + poke, model, FlowMatching.for_config(model.config), batch,
+            config, clip=4.0, generators=clip_generators(0, 0, range(1), torch.device("cpu")), projector=None, layer=1,
+        )  # fmt: skip
+        return float(value.detach())
+
+    on_car = torch.zeros(1, 8, 32, 32, 3)
+    on_car[:, 6:, 14:18, 10:14] = 0.5  # the last framelet: never hidden
+    hidden = torch.zeros(1, 8, 32, 32, 3)
+    hidden[:, :2, 14:18, 10:14] = 0.5  # the first framelet: always hidden with cars_enter=1
+    nothing = torch.zeros(1, 8, 32, 32, 3)
+    plain = make_config("cpu-tiny", irepa=False, car_masks=True)
+    weighed = make_config("cpu-tiny", irepa=False, car_masks=True, car_loss_weight=10.0)
+    both = make_config("cpu-tiny", irepa=False, car_masks=True, car_loss_weight=10.0, cars_enter=1.0)
+    moved_plain, moved_weighed = (loss(c, on_car) - loss(c, nothing) for c in (plain, weighed))
+    assert moved_weighed == pytest.approx(10 * moved_plain, rel=1e-3) and moved_plain > 0
+    assert loss(both, hidden) == pytest.approx(loss(both, nothing), rel=1e-6)
+    with pytest.raises(ValueError, match="car_loss_weight=2.0 needs car_masks=True"):
+        make_config("cpu-tiny", car_loss_weight=2.0)
+    with pytest.raises(ValueError, match="car_loss_weight=-1.0: need a weight >= 0"):
+        make_config("cpu-tiny", car_masks=True, car_loss_weight=-1.0)
