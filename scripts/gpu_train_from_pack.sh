@@ -4,9 +4,11 @@
 # of the timed rate: on 2026-12-04 two runs at 0.85 were stopped by the clock at 83 % of their steps):
 #   mirror the default's network and recipe at the GPU preset's batch, half its clips mirrored (--mirror: on the
 #          CPU the best held-out figures yet, +0.38 dB colour-matched after 6,000 steps);
-#   cars   the same told where the cars are and with half its clips mirrored (--car-masks --mirror): on the CPU
-#          (3,000 steps) the mirrored run lost the footage's habitual car and painted none from the mask; does a
-#          GPU's many more steps teach it to? (README: "The cars it paints are its footage's, not the game's").
+#   cars   the same told where the cars are, half its clips mirrored and half its clips' cars entering late
+#          (--car-masks --mirror --cars-enter 0.5): on the CPU (3,000-6,000 steps) the mirrored runs lost the
+#          footage's habitual car and painted none from the mask, entering cars or not (they made the network read
+#          the mask more, not paint cars); does a GPU's many more steps teach it to? (README: "The cars it paints
+#          are its footage's, not the game's" and "Cars that enter").
 # (The 2026-12-04 call ran `plain`, unmirrored, in place of `mirror`, and `looks`, --looks --sky-at-clip, in place
 # of `cars`.)
 # Each run's weight parts come back as they are; its JSON, log and record go into one tar, so that the call
@@ -33,7 +35,7 @@ run() {
   echo "$name: rc $? $(cat "$OUT/$name.result.json")" >>"$OUT/gpu.txt"
 }
 run mirror --mirror &
-run cars --car-masks --mirror &
+run cars --car-masks --mirror --cars-enter 0.5 &
 wait
 for name in mirror cars; do
   (cd "$OUT" && tar cf "$name.tar" "$name".*.* "$name"/*.json "$name"/*.jsonl && rm -f "$name".*.* "$name"/*.json "$name"/*.jsonl)
