@@ -35,15 +35,20 @@ def render_ride(renderer: StreamingRenderer, ride: Ride, seed: int = 0) -> np.nd
     return render_rides(renderer, [ride], [seed])[0]
 
 
-def render_rides(renderer: StreamingRenderer, rides: Sequence[Ride], seeds: Sequence[int]) -> np.ndarray:
+def render_rides(
+    renderer: StreamingRenderer, rides: Sequence[Ride], seeds: Sequence[int], *, car_masks: bool = True
+) -> np.ndarray:
     """Neural frames (b, t', s, s, 3) uint8 of b equally long rides painted together, one stream each (the
     renderer's `batch_size` is b), stream k's noise seeded with seeds[k]: stream k paints what a one-stream
-    renderer paints of rides[k] with seeds[k], up to float rounding."""
+    renderer paints of rides[k] with seeds[k], up to float rounding. A renderer told where the cars are gets each
+    ride's car mask, or with `car_masks` False an empty one."""
     if renderer.batch_size != len(rides) or len(seeds) != len(rides) or len({len(r.depth) for r in rides}) != 1:
         raise ValueError(f"{len(rides)} equally long rides and seeds for a renderer of {renderer.batch_size} streams")
     f = renderer.config.patch_frames
     depth, flow = np.stack([r.depth for r in rides]), np.stack([r.flow for r in rides])  # (b, t, s, s, *)
     cars = np.stack([r.cars for r in rides]) if renderer.config.wants_cars else None  # (b, t, s, s, 1)
+    if cars is not None and not car_masks:
+        cars = np.zeros_like(cars)
     renderer.reset(list(seeds))
     out = []
     for i in range(0, depth.shape[1] - f + 1, f):

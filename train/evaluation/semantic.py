@@ -38,6 +38,12 @@ neural vehicle figures}, for the spread from ride to ride, and "car_spread" (`ca
 agreement and its standard error). The car figure moves far from ride to ride (the shipped default over seeds
 0-19: 0.00 to 0.37, standard error 0.03), so two renderers a few hundredths apart on 20 rides are not told apart.
 
+`--cars` says what the renderer is told of the game's cars, to find what it paints them from: `game` (default) as
+the game gives them; `unmasked`, an empty car mask (for a renderer told where the cars are); `flat`, the cars flat
+in the depth and flow (`flat_cars`: each car pixel takes the values of the road just below the car, as a video's
+depth network reads a car). The game's class maps, and so the figures' cars, are the game's in every case; the JSON
+says which ("cars").
+
 `--camera all` is one report covering every camera preset in one run: {"cameras": {camera: the figures
 above for a ride seen by that camera}}, each ride with the same seed and scene.
 
@@ -46,6 +52,7 @@ Legend: t frames, s side, g game classes, c Cityscapes classes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 
@@ -58,10 +65,25 @@ from neural_render.checkpoint import LOOK_HELP, NUM_STEPS_HELP
 from spokester_env import CAMERA_PRESETS, CLASS_NAMES, SCENE_PRESETS
 from spokester_env.commandline import CommandLine, at_least, device_option, user_errors
 from spokester_train.data.extractors.teacher import DeepLabFeatures
-from spokester_train.data.game import game_ride
+from spokester_train.data.game import Ride, game_ride
 from spokester_train.evaluation.pictures import render_rides
 
-__all__ = ["AGREEMENT", "TOP", "segment", "confusion", "agreement_figures", "car_spread", "semantic_agreement", "main"]
+__all__ = [
+    "AGREEMENT",
+    "CAR_CONDITIONS",
+    "TOP",
+    "segment",
+    "confusion",
+    "agreement_figures",
+    "car_spread",
+    "flat_cars",
+    "semantic_agreement",
+    "main",
+]
+
+CAR_CONDITIONS = ("game", "unmasked", "flat")
+"""What the renderer is told of the game's cars (`--cars`): as the game gives them, an empty car mask, or the cars
+flat in the depth and flow."""
 
 CITYSCAPES = DeepLabFeatures.CLASSES
 AGREEMENT = {
@@ -174,6 +196,25 @@ def car_spread(rides: Sequence[dict]) -> dict:
     }
 
 
+def flat_cars(ride: Ride) -> Ride:
+    """The ride with its cars flat in the depth and flow: each car pixel (its class map's) takes the depth and flow of
+    the first pixel below the car in its column (a car touching the bottom edge keeps its own)."""
+    car = ride.classes == CLASS_NAMES.index("cars")  # (t, s, s)
+    depth, flow = ride.depth.copy(), ride.flow.copy()
+    side = car.shape[1]
+    rows = np.arange(side)[:, None]  # (s, 1)
+    for frame in np.nonzero(car.any((1, 2)))[0]:
+        # the first non-car row at or below each pixel, per column: a car pixel's road below it
+        below = np.where(car[frame], side, rows.repeat(side, 1))  # (s, s): its own row where no car
+        below = np.minimum.accumulate(below[::-1], axis=0)[::-1]
+        cols = np.nonzero(car[frame])
+        found = below[cols] < side
+        picked = (cols[0][found], cols[1][found])
+        source = (below[picked], picked[1])
+        depth[frame][picked], flow[frame][picked] = depth[frame][source], flow[frame][source]
+    return dataclasses.replace(ride, depth=depth, flow=flow)
+
+
 def semantic_agreement(
     checkpoint: str | None = None,
     frames: int = 48,
@@ -187,14 +228,19 @@ def semantic_agreement(
     camera: str | None = None,
     scene: str | None = None,
     look: str | None = None,
+    cars: str = "game",
 ) -> dict:
     """Semantic agreement of a renderer checkpoint (None = the shipped default) on `rides` game rides seeded
     seed, seed + 1, ... with a camera and a scene (None = the renderer's own), painted together and sampled with
-    `num_steps` Euler steps per framelet and `look` (None = the checkpoint's); `threads`: torch CPU threads while
-    rendering (None = torch's default)."""
+    `num_steps` Euler steps per framelet and `look` (None = the checkpoint's), told of the game's cars as `cars`
+    says (`CAR_CONDITIONS`); `threads`: torch CPU threads while rendering (None = torch's default)."""
+    if cars not in CAR_CONDITIONS:
+        raise ValueError(f"cars={cars!r}: choose one of {', '.join(CAR_CONDITIONS)}")
     loaded = load_renderer(checkpoint, device=device)
     num_steps, look = loaded.steps(num_steps), loaded.look_for(look)
     cfg = loaded.model.config
+    if cars == "unmasked" and not cfg.wants_cars:
+        raise ValueError("cars='unmasked': this renderer is not told where the cars are (no car mask to empty)")
     if frames < cfg.patch_frames:
         raise ValueError(f"frames={frames}: need at least one framelet ({cfg.patch_frames} frames)")
     if rides < 1:
@@ -215,7 +261,8 @@ def semantic_agreement(
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
-        neural = render_rides(renderer, played, seeds)  # (b, t, s, s, 3), t rounded down to framelets
+        told = [flat_cars(ride) for ride in played] if cars == "flat" else played
+        neural = render_rides(renderer, told, seeds, car_masks=cars != "unmasked")  # (b, t, s, s, 3), whole framelets
     finally:
         torch.set_num_threads(before)
     t = neural.shape[1]
@@ -245,6 +292,7 @@ def semantic_agreement(
         "size": cfg.image_size,
         "num_steps": num_steps,
         "look": look,
+        "cars": cars,
         "window": window,
         "rides": per_ride,
         "car_spread": car_spread(per_ride),
@@ -265,6 +313,9 @@ def parse_args(argv: Sequence[str] | None = None):
                         help="game camera (default: the renderer's own); all: one report for every camera")  # fmt: skip
     parser.add_argument("--scene", choices=list(SCENE_PRESETS), default=None,
                         help="game scene (default: the renderer's own)")  # fmt: skip
+    parser.add_argument("--cars", choices=CAR_CONDITIONS, default="game",
+                        help="what the renderer is told of the game's cars: as the game gives them (default), an "
+                        "empty car mask, or the cars flat in the depth and flow")  # fmt: skip
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--threads",
@@ -316,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 camera=camera,
                 scene=args.scene,
                 look=args.look,
+                cars=args.cars,
             )
             for camera in cameras
         }

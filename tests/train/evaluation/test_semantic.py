@@ -1,5 +1,6 @@
 """Semantic agreement: the class mapping's arithmetic, the game's class maps, DeepLab's maps and the command."""
 
+import dataclasses
 import json
 
 import cv2
@@ -15,6 +16,7 @@ from spokester_train.evaluation.semantic import (
     agreement_figures,
     car_spread,
     confusion,
+    flat_cars,
     main,
     segment,
     vehicle_figures,
@@ -112,6 +114,8 @@ def test_command_prints_the_documented_json(tiny_checkpoint, capsys):
         (["--frames", "1"], 2, "--frames: must be >= 2, got 1"),
         (["--checkpoint", "missing.safetensors"], 1, "missing"),
         (["--look", "highway"], 1, "look 'highway': this renderer paints only 'any' (it has no looks)"),
+        (["--cars", "unmasked"], 1, "cars='unmasked': this renderer is not told where the cars are"),
+        (["--cars", "hidden"], 2, "--cars: invalid choice: 'hidden'"),
     ],
 )
 def test_command_errors_are_one_line(argv, code, fragment, capsys):
@@ -185,3 +189,43 @@ def test_the_car_spread_is_the_mean_and_standard_error_of_the_rides_with_seen_ca
     assert car_spread([ride(0.0), ride(0.0), ride(0.6)]) == {"rides": 3, "mean": 0.2, "se": 0.2}
     assert car_spread([ride(0.25)]) == {"rides": 1, "mean": 0.25, "se": None}
     assert car_spread([ride(None)]) == {"rides": 0, "mean": None, "se": None}
+
+
+def test_flat_cars_take_the_depth_and_flow_of_the_road_just_below_them_and_keep_their_class_map():
+    """Each car pixel takes the depth and flow of the first non-car pixel below it in its column; a car on the
+    bottom edge keeps its own; everything else, the class map included, is the ride's."""
+    ride = game_ride(16, 2, seed=0)
+    classes = np.full((2, 16, 16), GROUND, np.uint8)
+    classes[0, 5:8, 3:6] = CARS  # a car in frame 0 with road below it
+    classes[1, 13:16, 9:11] = CARS  # a car on frame 1's bottom edge
+    depth = np.arange(2 * 16 * 16, dtype=np.float32).reshape(2, 16, 16, 1)
+    flow = np.stack([depth[..., 0], -depth[..., 0]], -1)
+    flat = flat_cars(dataclasses.replace(ride, depth=depth, flow=flow, classes=classes))
+    expected = depth.copy()
+    expected[0, 5:8, 3:6] = depth[0, 8:9, 3:6]  # the row below the car, per column
+    np.testing.assert_array_equal(flat.depth, expected)
+    np.testing.assert_array_equal(flat.flow, np.stack([expected[..., 0], -expected[..., 0]], -1))
+    assert flat.classes is classes and flat.rgb is ride.rgb
+
+
+@pytest.mark.filterwarnings("ignore:.*unit statistics")
+def test_a_renderer_told_where_the_cars_are_paints_otherwise_without_its_mask(tmp_path, capsys):
+    """--cars unmasked paints with an empty car mask (other frames from a renderer whose car weights are not 0);
+    --cars flat with the cars flat in the depth and flow; the JSON says which."""
+    import torch
+
+    from neural_render import build_renderer, save_renderer
+
+    torch.manual_seed(0)
+    model = build_renderer("tiny", image_size=32, width=64, num_blocks=1, heads=1, cond_channels=4)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.2)
+    path = save_renderer(tmp_path / "cars", model)
+    told = {}
+    for cars in ("game", "unmasked", "flat"):
+        told[cars] = main(["--checkpoint", str(path), "--frames", "48", "--cars", cars, "--json"])
+        assert told[cars]["cars"] == cars and json.loads(capsys.readouterr().out)["cars"] == cars
+    assert told["game"]["neural"] != told["unmasked"]["neural"]  # DeepLab reads other frames
+    assert told["game"]["neural"] != told["flat"]["neural"]
+    assert told["game"]["cube"] == told["unmasked"]["cube"] == told["flat"]["cube"]
