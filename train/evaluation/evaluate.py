@@ -20,9 +20,21 @@ measure):
                                              (about 1: no visible tiles)
     boundary_ratio      {cache_at_step: x}   mean |frame difference| across framelet boundaries / within
                                              framelets (about 1: no jump as a framelet starts; null for one framelet)
+    detail_share        {cache_at_step: x}   share of the colour-matched rendering's squared error in detail finer
+                                             than a Gaussian blur of DETAIL_SIGMA (4) px (0: all coarse; 1: all detail)
     warp_error_real, seam_ratio_real, boundary_ratio_real   the same measures of the real frames
+    psnr_real_blurred   {sigma: dB}          PSNR of the real frames blurred by a Gaussian of sigma 2, 4 and 8 px:
+                                             what a picture right in everything but its detail scores
+    sample_mean         null, or with --samples N > 1: {"samples": N, "cache_at_step": the first setting, "psnr",
+                                             "psnr_colour_matched", "warp_error"} of the mean of N renderings (seeds
+                                             seed .. seed + N - 1), the renderer's own average picture: how much of its
+                                             error is sampling noise that averaging removes, and how much is bias
     frames, num_steps, window, seed, checkpoint, video, start, size, stats_source, sky_to_zero, car_slabs,
     extractors, noise_correlation
+
+A renderer that paints detail of its own (texture, edges) the condition does not determine pays for it twice in
+PSNR, once for the real detail it misses and once for the detail it invents; a blurred picture pays once.
+`psnr_real_blurred`, `detail_share` and `sample_mean` say how much of a PSNR gap that explains.
 
 `--sheet PNG` and `--mp4 PATH` also write a contact sheet (real | rendered | depth | flow, four frames) and
 a video of real next to rendered, for the first `--cache-at-step` value, atomically.
@@ -54,9 +66,12 @@ from spokester_train.data.sources import VIDEOS, video_source
 from spokester_train.data.store import LABEL_ROOT_HELP, LabelStore, flow_stream
 from spokester_train.data.video_depth import read_depth, slab_map
 from spokester_train.evaluation.metrics import (
+    BLUR_SIGMAS,
     ar_loss,
+    blurred,
     boundary_ratio,
     colour_matched,
+    detail_share,
     psnr,
     seam_ratio,
     temporal_warp_error,
@@ -157,7 +172,7 @@ def reconstruct(renderer: FrameletRenderer, clip: EvalClip, patch_frames: int, s
     return np.concatenate(out)
 
 
-FIGURES = ("psnr", "psnr_colour_matched", "ar_loss", "warp_error", "seam_ratio", "boundary_ratio")
+FIGURES = ("psnr", "psnr_colour_matched", "ar_loss", "warp_error", "seam_ratio", "boundary_ratio", "detail_share")
 """The per-`cache_at_step` figures of `evaluate_clip` (see `spokester_train.evaluation.metrics`)."""
 
 
@@ -185,11 +200,40 @@ def evaluate_clip(
         figures["warp_error"][key] = _figure(temporal_warp_error(generated, clip.flow))
         figures["seam_ratio"][key] = _figure(seam_ratio(generated, patch_size))
         figures["boundary_ratio"][key] = _figure(boundary_ratio(generated, patch_frames))
+        figures["detail_share"][key] = _figure(detail_share(colour_matched(generated, clip.frames), clip.frames))
     figures["warp_error_real"] = _figure(temporal_warp_error(clip.frames, clip.flow))
     figures["seam_ratio_real"] = _figure(seam_ratio(clip.frames, patch_size))
     figures["boundary_ratio_real"] = _figure(boundary_ratio(clip.frames, patch_frames))
+    figures["psnr_real_blurred"] = {
+        f"{sigma:g}": _figure(psnr(blurred(clip.frames, sigma), clip.frames)) for sigma in BLUR_SIGMAS
+    }
     figures["frames"] = len(clip.frames)
     return figures
+
+
+def sample_mean(
+    make_renderer: Callable[[int | None], FrameletRenderer],
+    clip: EvalClip,
+    cache_step: int | None,
+    patch_frames: int,
+    seeds: Sequence[int],
+    first: np.ndarray | None = None,
+) -> dict:
+    """Figures of the mean of the clip rendered once per seed with `cache_step` (`first`, if given, is the
+    rendering of seeds[0], not made again): the renderer's own average picture."""
+    renderer = make_renderer(cache_step)
+    total = np.zeros(clip.frames.shape, np.float64)
+    for index, seed in enumerate(seeds):
+        given = first is not None and index == 0
+        total += first if given else reconstruct(renderer, clip, patch_frames, seed)
+    mean = np.clip(np.round(total / len(seeds)), 0, 255).astype(np.uint8)
+    return {
+        "samples": len(seeds),
+        "cache_at_step": cache_step_key(cache_step),
+        "psnr": _figure(psnr(mean, clip.frames)),
+        "psnr_colour_matched": _figure(psnr(colour_matched(mean, clip.frames), clip.frames)),
+        "warp_error": _figure(temporal_warp_error(mean, clip.flow)),
+    }
 
 
 def _figure(value: float, digits: int = 4) -> float | None:
@@ -284,12 +328,16 @@ def evaluate(
     sheet: str | os.PathLike | None = None,
     video_out: str | os.PathLike | None = None,
     look: str | None = None,
+    samples: int = 1,
 ) -> dict:
     """Evaluate a renderer checkpoint (None = the shipped default) on `frames` frames of `video`, with the
     extractors it was trained on (or `extractors`, by kind, instead), sampled with `num_steps` and `look` (None =
     the checkpoint's) and each of `cache_steps` (None = `default_cache_steps`). With `sheet` (a .png) and `video_out`
     (an .mp4), also write a contact sheet (real | rendered | depth | flow, a few frames) and a video of real
-    next to rendered, of the first `cache_steps` setting; both are checked before any work."""
+    next to rendered, of the first `cache_steps` setting; both are checked before any work. With `samples` > 1, the
+    first setting is rendered with `samples` seeds from `seed` on, and their mean is scored too ("sample_mean")."""
+    if samples < 1:
+        raise ValueError(f"samples={samples}: must be at least 1")
     outputs = check_outputs(sheet=(sheet, ".png"), video_out=(video_out, ".mp4"))
     loaded = load_renderer(checkpoint, device=device)
     num_steps, look = loaded.steps(num_steps), loaded.look_for(look)
@@ -321,6 +369,10 @@ def evaluate(
     rendered: dict = {}
     figures = evaluate_clip(make, clip, cache_steps, cfg.patch_frames, seed, cfg.patch_size, rendered)
     shown = rendered[cache_step_key(cache_steps[0])]  # (t, s, s, 3)
+    seeds = range(seed, seed + samples)
+    figures["sample_mean"] = (
+        sample_mean(make, clip, cache_steps[0], cfg.patch_frames, seeds, shown) if samples > 1 else None
+    )
     if "sheet" in outputs:
         views = {"real": clip.frames, "rendered": shown, **condition_views(clip.depth, clip.flow)}
         write_png(outputs["sheet"], contact_sheet(views))
@@ -362,6 +414,9 @@ def parse_args(argv: Sequence[str] | None = None):
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--noise-correlation", type=float, default=NOISE_CORRELATION,
                         help=f"framelet noise correlation, 0..1 (default {NOISE_CORRELATION})")  # fmt: skip
+    parser.add_argument("--samples", type=at_least(1), default=1,
+                        help="also score the mean of this many renderings (seeds --seed on) of the first "
+                        "--cache-at-step setting: how much of the error is sampling noise (default 1)")  # fmt: skip
     parser.add_argument("--sheet", default=None, help="also write a contact sheet (real | rendered | depth | flow)")
     parser.add_argument("--mp4", default=None, help="also write real next to rendered as this mp4")
     parser.add_argument("--json", action="store_true", help="print JSON only")
@@ -404,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             sheet=args.sheet,
             video_out=args.mp4,
             look=args.look,
+            samples=args.samples,
         )
     if result["frames"] < args.frames:  # the clip ran out (or the count was cut to whole framelets)
         print(
@@ -417,6 +473,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for key in FIGURES:
             print(f"{key:>11}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
         print(f"{'real warp':>11}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
+        blurs = "  ".join(f"sigma {k}: {v} dB" for k, v in result["psnr_real_blurred"].items())
+        print(f"{'real blurred':>11}: {blurs}")
+        if result["sample_mean"] is not None:
+            mean = result["sample_mean"]
+            figures = "  ".join(f"{k}={mean[k]}" for k in ("psnr", "psnr_colour_matched", "warp_error"))
+            print(f"{'sample mean':>11}: {figures}  ({mean['samples']} seeds, cache_at_step {mean['cache_at_step']})")
     return result
 
 

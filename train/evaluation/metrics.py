@@ -9,7 +9,10 @@ Every function takes uint8 RGB frames (t, s, s, 3) (or one frame where it says s
 - `seam_ratio`: mean |gradient| of luminance across patch boundaries / elsewhere (about 1 for real footage,
   far above 1 for a picture made of visible tiles);
 - `boundary_ratio`: mean |difference| of consecutive frames across a framelet boundary / within a framelet
-  (about 1 when the picture does not jump as each new framelet starts).
+  (about 1 when the picture does not jump as each new framelet starts);
+- `blurred`, `detail_share`: the frames without their detail (a Gaussian blur), and the share of a rendering's
+  squared error that lies in detail finer than such a blur: what PSNR can and cannot ask of a renderer that
+  paints detail of its own (see `spokester_train.evaluation.evaluate`).
 
 Legend: t frames, s side.
 """
@@ -24,8 +27,12 @@ __all__ = [
     "MAX_PSNR",
     "WARP_BORDER",
     "ar_loss",
+    "BLUR_SIGMAS",
+    "DETAIL_SIGMA",
+    "blurred",
     "boundary_ratio",
     "colour_matched",
+    "detail_share",
     "luminance",
     "psnr",
     "seam_ratio",
@@ -38,6 +45,10 @@ WARP_BORDER = 2
 """Pixels at the frame's edge left out of the warp error."""
 LUMA = np.array([0.299, 0.587, 0.114])
 """ITU-R BT.601 luma weights of R, G, B."""
+BLUR_SIGMAS = (2.0, 4.0, 8.0)
+"""Gaussian sigmas (px) of the blurred real frames evaluation scores as references (`blurred`)."""
+DETAIL_SIGMA = 4.0
+"""Gaussian sigma (px) finer than which an error counts as detail (`detail_share`)."""
 
 
 def psnr(generated: np.ndarray, real: np.ndarray) -> float:
@@ -96,3 +107,29 @@ def boundary_ratio(frames: np.ndarray, patch_frames: int) -> float:
     if not starts.any() or starts.all():
         return float("nan")
     return float(change[starts].mean() / max(change[~starts].mean(), 1e-12))
+
+
+def _blur(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """Frames (t, s, s, c) blurred by a Gaussian of `sigma` px (reflected borders), float64."""
+    import torch
+
+    from spokester_train.recipe.augment import gaussian_blur
+
+    images = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float64)).permute(0, 3, 1, 2)
+    return gaussian_blur(images, sigma).permute(0, 2, 3, 1).numpy()
+
+
+def blurred(frames: np.ndarray, sigma: float) -> np.ndarray:
+    """The frames blurred by a Gaussian of `sigma` px, rounded to uint8: the picture without its detail."""
+    return np.clip(np.round(_blur(frames, sigma)), 0, 255).astype(np.uint8)
+
+
+def detail_share(generated: np.ndarray, real: np.ndarray, sigma: float = DETAIL_SIGMA) -> float:
+    """Share of the squared error of `generated` against `real` that a Gaussian blur of `sigma` px takes away
+    from both: 1 - mse(blurred) / mse. Near 0 the error is coarse (layout, regional colour); near 1 it is
+    detail (edges, texture). 0 for identical frames."""
+    error = generated.astype(np.float64) - real.astype(np.float64)
+    mse = float(np.mean(error**2))
+    if mse == 0.0:
+        return 0.0
+    return float(1.0 - np.mean(_blur(error, sigma) ** 2) / mse)  # the blur is linear: blur(g) - blur(r)

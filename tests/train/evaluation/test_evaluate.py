@@ -11,7 +11,14 @@ from spokester_train.data.extract import extract
 from spokester_train.data.extractors import FrameLabeler, StreamSpec, register
 from spokester_train.data.store import LabelStore
 from spokester_train.data.video import crop_resize
-from spokester_train.evaluation.evaluate import FIGURES, EvalClip, default_cache_steps, evaluate_clip, load_eval_clip
+from spokester_train.evaluation.evaluate import (
+    FIGURES,
+    EvalClip,
+    default_cache_steps,
+    evaluate_clip,
+    load_eval_clip,
+    sample_mean,
+)
 from spokester_train.evaluation.evaluate import main as evaluate_main
 from spokester_train.evaluation.metrics import MAX_PSNR
 
@@ -56,6 +63,23 @@ def test_psnr_orders_a_perfect_renderer_above_noisy_ones(eval_clip):
     # the real frames are as steady as the real frames; noise makes the rendering flicker
     assert perfect["warp_error"]["none"] == pytest.approx(perfect["warp_error_real"], abs=1e-4)
     assert very["warp_error"]["none"] > slightly["warp_error"]["none"] > perfect["warp_error"]["none"]
+    # pixel noise is detail (a little of it clipped at 0 and 255); a perfect rendering has no error to share out
+    assert slightly["detail_share"]["none"] > 0.9 and perfect["detail_share"]["none"] == 0.0
+    blurs = perfect["psnr_real_blurred"]
+    assert list(blurs) == ["2", "4", "8"] and 30 > blurs["2"] > blurs["4"] > blurs["8"] > 10
+
+
+def test_the_mean_of_samples_averages_their_noise_away(eval_clip):
+    """Four renderings with independent noise of std 40 average to noise of std 20: about 6 dB more PSNR
+    (20 log10 2) than one; the first rendering, when given, is used as it is."""
+    make = lambda k: ReplayRenderer(eval_clip.frames, 40.0)  # noqa: E731
+    one = evaluate_clip(make, eval_clip, [None], 2, seed=5)["psnr"]["none"]
+    four = sample_mean(make, eval_clip, None, 2, seeds=[5, 6, 7, 8])
+    assert four["samples"] == 4 and four["cache_at_step"] == "none"
+    assert 5.0 < four["psnr"] - one < 7.0
+    perfect = eval_clip.frames
+    given = sample_mean(make, eval_clip, 3, 2, seeds=[5], first=perfect)
+    assert given["psnr"] == MAX_PSNR and given["cache_at_step"] == "3"
 
 
 def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
@@ -71,8 +95,18 @@ def test_eval_command_prints_the_documented_json(road_clip, tmp_path, capsys):
     assert 0.8 < printed["seam_ratio_real"] < 1.3 and printed["boundary_ratio_real"] > 0
     assert math.isfinite(printed["warp_error_real"]) and printed["frames"] == 4
     assert printed["noise_correlation"] == 0.95  # the sampler's default
+    assert printed["sample_mean"] is None  # not asked for
     # the untrained network predicts 0 (mid grey) everywhere: PSNR is that of a grey picture
     assert 5 < printed["psnr"]["none"] < 20
+    # so the mean of its samples is that same grey picture, scored for the first setting asked for
+    again = evaluate_main([*argv[:-4], "--cache-at-step", "1,none", "--steps", "2", "--samples", "3", *argv[-2:]])
+    assert again["sample_mean"] == {
+        "samples": 3,
+        "cache_at_step": "1",
+        "psnr": again["psnr"]["1"],
+        "psnr_colour_matched": again["psnr_colour_matched"]["1"],
+        "warp_error": again["warp_error"]["1"],
+    }
 
 
 def test_default_cache_settings_follow_the_steps():
@@ -100,6 +134,7 @@ def test_eval_command_samples_with_the_checkpoints_steps(road_clip, tmp_path, ca
         (["--steps", "12", "--cache-at-step", "12"], "none or 0..11"),
         (["--frames", "1"], "--frames"),
         (["--window", "0"], "--window"),
+        (["--samples", "0"], "--samples"),
         (["--noise-correlation", "1.5"], "--noise-correlation 1.5: must lie in [0, 1]"),
     ],
 )

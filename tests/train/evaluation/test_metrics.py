@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from spokester_train.data.video import read_video
-from spokester_train.evaluation.metrics import MAX_PSNR, boundary_ratio, colour_matched, psnr, seam_ratio
+from spokester_train.evaluation.metrics import (
+    MAX_PSNR,
+    blurred,
+    boundary_ratio,
+    colour_matched,
+    detail_share,
+    psnr,
+    seam_ratio,
+)
 
 
 def _smooth(frames: int = 4, side: int = 64) -> np.ndarray:
@@ -57,3 +65,25 @@ def test_a_colour_transformed_copy_is_recovered_by_the_colour_match(road_clip):
     assert raw < 20 and matched >= 40
     flat = np.full_like(real, 128)
     assert psnr(colour_matched(flat, real), real) < 20  # a flat picture stays a flat picture
+
+
+def test_detail_share_tells_a_coarse_error_from_a_fine_one(road_clip):
+    """An error that is one smooth shade over the frame is coarse (share near 0); pixel noise of the same size is
+    detail (near 1); the blurred real frames lose only detail, and the more of it the wider the blur."""
+    real = read_video(road_clip, 64, max_frames=4).frames.astype(np.float64)
+    y, x = np.mgrid[0:64, 0:64]
+    shade = 12 * np.sin(x / 20.0) * np.cos(y / 25.0)  # varies over tens of pixels
+    noise = np.random.default_rng(0).normal(0, 8, real.shape)
+    middle = (np.clip(real, 40, 215) * 0.7 + 40).round()  # room for the errors without clipping
+    coarse = (middle + shade[None, :, :, None]).astype(np.uint8)
+    fine = (middle + noise).round().astype(np.uint8)
+    reference = middle.astype(np.uint8)
+    assert detail_share(coarse, reference) < 0.1
+    assert detail_share(fine, reference) > 0.9
+    assert detail_share(reference, reference) == 0.0
+    as_read = real.astype(np.uint8)
+    psnrs = [psnr(blurred(as_read, sigma), as_read) for sigma in (1.0, 2.0, 4.0)]
+    assert psnrs[0] > psnrs[1] > psnrs[2] > 15
+    assert detail_share(blurred(as_read, 2.0), as_read) > 0.6  # what a blur takes is mostly finer than 4 px
+    flat = np.full((2, 32, 32, 3), 90, np.uint8)
+    assert np.array_equal(blurred(flat, 4.0), flat)  # nothing to take from a flat picture
