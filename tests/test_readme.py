@@ -47,3 +47,39 @@ def test_readme_python_block_runs_as_written(block, tmp_path):
         [sys.executable, "-c", as_tested(block)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_heading_anchors_follow_githubs_rule():
+    assert heading_anchors("# A b\n```bash\n# not a heading\n```\n## No tiles: the `x` net\n") == {
+        "a-b",
+        "no-tiles-the-x-net",
+    }
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))]
+)
+def test_every_link_leads_somewhere(page):
+    """Each relative link of the README and the docs names a file that exists, and each #anchor a heading of it."""
+    source = REPO / page
+    broken = []
+    for match in LINK.finditer(source.read_text()):
+        target = match["target"]
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (source.parent / path) if path else source
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text()):
+            broken.append(target)
+    assert not broken, f"{page}: broken links {broken}"
