@@ -92,10 +92,12 @@ def _rate(fn, seconds: float) -> float:
 class BareGLScene:
     """The gl baseline: the env's own instanced drawing (inverse depth and ids, and the flow pass where the
     driver draws it: `gl.flow_pass_pays`), moved to the recorded bodies and camera and drawn, with no game
-    logic or numpy around it (`bare boxes`), or drawn from the start with nothing moving."""
+    logic or numpy around it (`bare boxes`), or drawn from the start with nothing moving. With `flow=True` it
+    records the flow's motion even where the env's drawing draws no flow (`spokester_env.gl_replay`)."""
 
-    def __init__(self, env: SpokesterEnv) -> None:
+    def __init__(self, env: SpokesterEnv, flow: bool | None = None) -> None:
         self.drawing, self.scene = env.scene._gl, env.scene
+        self.flow = self.drawing.flow if flow is None else flow
         self.projection = np.asarray(env.intrinsics.projection_matrix()).reshape(4, 4).T
         self.frames: list[tuple[np.ndarray, dict]] = []
         self._previous = env._pose
@@ -107,7 +109,7 @@ class BareGLScene:
                 env.scene.positions.copy(),
                 {
                     "view_projection": self.projection @ pose.view((0.0, env.scene.origin, 0.0)),
-                    "motion": flow_motion(env._displacement, pose, previous) if self.drawing.flow else None,
+                    "motion": flow_motion(env._displacement, pose, previous) if self.flow else None,
                     "flow_limit": env.flow_limit,
                 },
             )

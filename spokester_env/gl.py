@@ -144,7 +144,8 @@ def flow_pass_pays(ctx) -> bool:
     software rasteriser, where the pass costs as much as numpy's `analytic_flow` of the same pictures and
     sampling just-drawn textures costs more (llvmpipe, one thread, 320 px: about 1.4 ms + 1 ms against
     1.5 ms), so the flow is computed from the read-back depth and ids instead (the same formula)."""
-    renderer = ctx.info["GL_RENDERER"].lower()
+    with ctx:  # a context answers for its driver only while it is current (else its info reads empty)
+        renderer = ctx.info["GL_RENDERER"].lower()
     return not any(name in renderer for name in SOFTWARE_RASTERISERS)
 
 

@@ -11,18 +11,30 @@ GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edg
 """What a GPU host that trains the renderer from a pack may lack: the game, video decoding, OpenCV, LiteRT."""
 
 
-@pytest.fixture(scope="session")
-def lacking_gpu_host_modules() -> str:
-    """Python code to run first in a subprocess: every module of `GPU_HOST_LACKS` then fails to import."""
+def lacking(modules: tuple[str, ...]) -> str:
+    """Python code to run first in a subprocess: every one of `modules` then fails to import."""
     return (
         "import importlib.abc, sys\n"
-        f"LACKS = {GPU_HOST_LACKS!r}\n"
+        f"LACKS = {modules!r}\n"
         "class Lacking(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        if name.split('.')[0] in LACKS:\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
         "sys.meta_path.insert(0, Lacking())\n"
     )
+
+
+@pytest.fixture(scope="session")
+def lacking_gpu_host_modules() -> str:
+    """Python code to run first in a subprocess: every module of `GPU_HOST_LACKS` then fails to import."""
+    return lacking(GPU_HOST_LACKS)
+
+
+@pytest.fixture(scope="session")
+def lacking_the_game() -> str:
+    """Python code to run first in a subprocess: the game (pybullet), video decoding and OpenCV fail to import,
+    as on a GPU host that has been given moderngl to draw with (`spokester_env.gl_replay`)."""
+    return lacking(("pybullet", "pybullet_utils", "av", "cv2"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The gl backend on a GPU host, in one call (issue 15: "works on an NVIDIA GPU through EGL", and its 320² figure).
+# The host has no pybullet, so it draws a ride recorded here (python -m spokester_env.gl_replay): which driver EGL
+# gives, draws/s at each recorded size with and without the flow pass, and how its pictures differ from llvmpipe's.
+# Here, first (the ride: about 3.5 MiB; the wheels, for the host's Python 3.12: under 1 MiB):
+#   python -m spokester_env.gl_replay record --out runs/gl-ride.npz
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#       --platform manylinux2014_x86_64 -d .whl moderngl glcontext gymnasium cloudpickle farama-notifications
+# then run it there carrying .whl and runs/gl-ride.npz; OUT gets host.txt (GPU, driver, Python, the replay's exit
+# status), egl-libraries.txt (the EGL libraries and vendor files the host has), gl-replay.json and its stderr.
+# On this CPU it replays through llvmpipe: `OUT=/tmp/gl-check bash scripts/gpu_gl_check.sh`.
+set -u
+OUT=${OUT:-runs/gl-check}
+RIDE=${RIDE:-runs/gl-ride.npz}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+{
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 || echo "no nvidia-smi"
+  $PY -c "import sys; print('python', sys.version.split()[0])"
+} >"$OUT/host.txt"
+{
+  ls /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib 2>/dev/null | grep -i -E '^lib(EGL|GLX|GLdispatch|OpenGL|nvidia-egl|nvidia-glcore)' | sort -u
+  ls /usr/share/glvnd/egl_vendor.d /etc/glvnd/egl_vendor.d 2>/dev/null
+} >"$OUT/egl-libraries.txt"
+SITE=""
+if [ -d .whl ]; then
+  SITE=$(mktemp -d)
+  $PY -m pip install --no-index --no-deps --target "$SITE" .whl/*.whl >"$OUT/pip.txt" 2>&1
+fi
+PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.gl_replay replay "$RIDE" --seconds 3 --json \
+  >"$OUT/gl-replay.json" 2>"$OUT/gl-replay.err"
+echo "replay: rc $?" >>"$OUT/host.txt"
+cat "$OUT/host.txt" "$OUT/gl-replay.err"
+head -c 3000 "$OUT/gl-replay.json"
+echo
