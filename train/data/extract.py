@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spokester_env.commandline import CommandLine, at_least, user_errors
@@ -243,7 +244,7 @@ def _run_chunks(video, box, size, start, manifest, manifest_path, arrays, flow_e
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     decoded = iter_frames(video, start + done, start + n)
     try:
-        with Progress(*columns, disable=not progress) as bar:
+        with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
             task = bar.add_task(f"extract {Path(video).name} @ {size}px", total=n, completed=done)
             while done < n:
                 tick = time.perf_counter()

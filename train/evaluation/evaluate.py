@@ -471,14 +471,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(json.dumps(result))
     else:
         for key in FIGURES:
-            print(f"{key:>11}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
-        print(f"{'real warp':>11}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
+            print(f"{key:>19}: " + "  ".join(f"{k}={v}" for k, v in result[key].items()))
+        print(f"{'real warp':>19}: {result['warp_error_real']}  ({result['frames']} frames of {Path(args.video).name})")
         blurs = "  ".join(f"sigma {k}: {v} dB" for k, v in result["psnr_real_blurred"].items())
-        print(f"{'real blurred':>11}: {blurs}")
+        print(f"{'real blurred':>19}: {blurs}")
         if result["sample_mean"] is not None:
             mean = result["sample_mean"]
             figures = "  ".join(f"{k}={mean[k]}" for k in ("psnr", "psnr_colour_matched", "warp_error"))
-            print(f"{'sample mean':>11}: {figures}  ({mean['samples']} seeds, cache_at_step {mean['cache_at_step']})")
+            print(f"{'sample mean':>19}: {figures}  ({mean['samples']} seeds, cache_at_step {mean['cache_at_step']})")
     return result
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from neural_render import FlowMatching, load_renderer, save_renderer
@@ -88,7 +89,7 @@ def _progress_bar(config: TrainConfig, shown: bool) -> Progress:
         TextColumn("{task.fields[rate]:.2f} steps/s"),
         TimeRemainingColumn(),
     )
-    return Progress(*columns, disable=not (config.progress and shown))
+    return Progress(*columns, console=Console(stderr=True), disable=not (config.progress and shown))
 
 
 def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> TrainResult:

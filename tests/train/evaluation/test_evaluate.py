@@ -226,3 +226,14 @@ def test_eval_command_keeps_labels_in_the_user_cache_says_where_and_says_when_th
     available = LabelStore(store_dir).n_frames - 1  # frame 0 has no flow
     assert result["frames"] == available // 2 * 2 < 100000 and json.loads(out)["frames"] == result["frames"]
     assert f"note: --frames 100000: road_clip.mp4 has {result['frames']} frames to evaluate" in err
+
+
+def test_the_text_report_is_all_that_reaches_stdout(road_clip, tmp_path, capsys):
+    """Without --json the figures are printed one per line; the extraction's progress bar goes to stderr."""
+    model = build_renderer("tiny", image_size=32, patch_size=8, width=64, num_blocks=1, heads=2)
+    checkpoint = save_renderer(tmp_path / "net", model, ConditionStats.unit("game"))
+    argv = ["--checkpoint", str(checkpoint), "--video", str(road_clip), "--frames", "4", "--steps", "1"]
+    evaluate_main([*argv, "--cache-at-step", "none", "--labels", str(tmp_path / "labels")])  # extracts its labels
+    out, err = capsys.readouterr()
+    assert "extract road_clip.mp4" in err and "extract" not in out
+    assert [line.split(":")[0].strip() for line in out.splitlines()] == [*FIGURES, "real warp", "real blurred"]

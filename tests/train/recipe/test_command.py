@@ -47,8 +47,12 @@ def test_train_command_resumes_a_run_with_more_steps(tiny_config, tmp_path, caps
             line["elapsed_s"] = 1000.0
     lines.append({"step": 3, "loss": 1.0, "elapsed_s": 5000.0})
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3", "--no-progress"])
+    capsys.readouterr()
+    result = train_main(["--out", str(tmp_path / "run"), "--resume", "--steps", "3"])  # with its progress bar
     assert result.step == 3 and [h["step"] for h in result.history] == [3]
+    printed = capsys.readouterr()
+    assert printed.out == f"{result.out}: step 3; renderer {result.renderer}\n"  # the bar is a diagnostic: stderr
+    assert "train" in printed.err
     assert load_state(tmp_path / "run" / CHECKPOINT)["config"]["stages"][0]["steps"] == 3
     provenance = load_renderer(result.renderer).provenance
     assert provenance["resumed_at_steps"] == [2]  # the run's wall time goes on from its log at step 2
