@@ -81,6 +81,10 @@ class BareBoxScene:
         self.client.disconnect()
 
 
+BENCH_SIZES = (84, 160, DEFAULT_IMAGE_SIZE)
+"""The square image sizes measured by default (`spokester_env.gl_replay` records the same)."""
+
+
 def _rate(fn, seconds: float) -> float:
     n, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
@@ -180,8 +184,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--sizes",
         type=at_least(1),
         nargs="+",
-        default=[84, 160, DEFAULT_IMAGE_SIZE],
-        help=f"square image sizes, pixels (default 84 160 {DEFAULT_IMAGE_SIZE})",
+        default=list(BENCH_SIZES),
+        help=f"square image sizes, pixels (default {' '.join(map(str, BENCH_SIZES))})",
     )
     parser.add_argument(
         "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to measure (default: all)"

@@ -33,9 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench import BENCH_SIZES, BareGLScene
 from .camera import Intrinsics
 from .commandline import CommandLine, at_least, more_than, user_errors
+from .env import SpokesterEnv
 from .gl import GLDrawing, GLKind, create_context, flow_pass_pays
+from .output import atomic_path, check_output
 
 __all__ = ["REFERENCE_FRAMES", "compare", "record", "replay"]
 
@@ -78,13 +81,9 @@ def _reference_picks(frames: int) -> np.ndarray:
     return np.linspace(0, frames - 1, min(REFERENCE_FRAMES, frames)).round().astype(int)
 
 
-def record(path: str | Path, sizes: Sequence[int] = (84, 160, 320), frames: int = 120, seed: int = 0) -> Path:
+def record(path: str | Path, sizes: Sequence[int] = BENCH_SIZES, frames: int = 120, seed: int = 0) -> Path:
     """Ride `frames` steps at each size with the gl backend and write what its drawing was given, with reference
     pictures drawn here by the flow pass, to `path` (.npz, atomically)."""
-    from .bench import BareGLScene
-    from .env import SpokesterEnv
-    from .output import atomic_path, check_output
-
     path = check_output(Path(path), option="--out")
     arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT), "sizes": np.array(sizes)}
     for size in sizes:
@@ -213,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict | Path:
         "record", help="ride with the gl backend and record its drawing's inputs (needs pybullet)"
     )
     rec.add_argument("--out", required=True, help="the recorded ride, .npz")
-    rec.add_argument("--sizes", type=at_least(8), nargs="+", default=[84, 160, 320], help="square image sizes, px")
+    rec.add_argument("--sizes", type=at_least(8), nargs="+", default=list(BENCH_SIZES), help="square image sizes, px")
     rec.add_argument("--frames", type=at_least(1), default=120, help="frames per size (default 120)")
     rec.add_argument("--seed", type=int, default=0)
     rep = commands.add_parser("replay", help="draw a recorded ride here, timed and compared (needs moderngl only)")
