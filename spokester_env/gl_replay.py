@@ -135,15 +135,20 @@ def _frame(data, size: int, i: int, flow: bool = True) -> dict:
     }
 
 
+def _references(drawing: GLDrawing, data, size: int) -> dict[str, np.ndarray]:
+    """The reference frames drawn by `drawing`: inverse_depth, ids and flow, each stacked (k, H, W[, 2])."""
+    frames = len(data[f"s{size}/positions"])
+    drawn = [drawing.render(**_frame(data, size, int(i))) for i in _reference_picks(frames)]
+    return {name: np.stack([d[name] for d in drawn]) for name in ("inverse_depth", "ids", "flow")}
+
+
 def _draw_references(data, size: int, kinds: list[GLKind]) -> dict[str, np.ndarray]:
-    """The pictures of the reference frames (inverse_depth, ids, flow), each stacked (k, H, W[, 2])."""
+    """The reference frames drawn here, by a drawing of their own."""
     drawing = _drawing(data, size, kinds)
     try:
-        frames = len(data[f"s{size}/positions"])
-        drawn = [drawing.render(**_frame(data, size, int(i))) for i in _reference_picks(frames)]
+        return _references(drawing, data, size)
     finally:
         drawing.close()
-    return {name: np.stack([d[name] for d in drawn]) for name in ("inverse_depth", "ids", "flow")}
 
 
 def compare(drawn: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
@@ -176,8 +181,7 @@ def _replay_size(data: dict, size: int, kinds: list[GLKind], seconds: float) -> 
     drawing = _drawing(data, size, kinds)
     try:
         frames = len(data[f"s{size}/positions"])
-        drawn = [drawing.render(**_frame(data, size, int(i))) for i in _reference_picks(frames)]
-        stacked = {name: np.stack([d[name] for d in drawn]) for name in ("inverse_depth", "ids", "flow")}
+        stacked = _references(drawing, data, size)
         reference = {name: data[f"s{size}/reference/{name}"] for name in stacked}
         row = {"size": size, "frames": frames}
         row["draws_per_s"] = _rate(drawing, [_frame(data, size, i) for i in range(frames)], seconds)
