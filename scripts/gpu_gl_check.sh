@@ -15,7 +15,7 @@ RIDE=${RIDE:-runs/gl-ride.npz}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 {
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 || echo "no nvidia-smi"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1; else echo "no nvidia-smi"; fi
   $PY -c "import sys; print('python', sys.version.split()[0])"
 } >"$OUT/host.txt"
 {
