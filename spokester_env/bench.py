@@ -1,6 +1,6 @@
 """Speed of the environment, for each backend, against the bare render of the same bodies.
 
-    python -m spokester_env.bench [--sizes 84 160 320] [--backends tiny gl] [--seconds 6] [--json]
+    python -m spokester_env.bench [--sizes 84 160 320] [--backends tiny gl] [--seconds 6] [--egl-device N] [--json]
 
 The baseline of "gl" is the env's own drawing (inverse depth and body ids in one instanced pass; on a GPU the
 flow in a second) replayed without the game (`BareGLScene`).
@@ -15,6 +15,7 @@ so all figures share the machine's load of the moment.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from .camera import flow_motion
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .config import DEFAULT_IMAGE_SIZE
 from .env import SpokesterEnv
+from .gl import context_error
 from .scene import BACKENDS, import_pybullet, quiet_stdout
 
 
@@ -131,12 +133,15 @@ class BareGLScene:
         pass  # the env's drawing: the env releases it
 
 
-def bench_size(size: int, seconds: float = 3.0, blocks: int = 5, backends=BACKENDS) -> list[dict]:
+def bench_size(
+    size: int, seconds: float = 3.0, blocks: int = 5, backends=BACKENDS, egl_device: int | None = None
+) -> list[dict]:
     """Median steps/s of the env and renders/s of its bare baseline at one square size, for each backend,
-    their blocks interleaved so that all share the machine's load of the moment."""
+    their blocks interleaved so that all share the machine's load of the moment; gl on `egl_device`."""
     sides = {}
     for backend in backends:
-        env = SpokesterEnv(width=size, height=size, observations=("depth", "flow"), backend=backend)
+        device = egl_device if backend == "gl" else None
+        env = SpokesterEnv(width=size, height=size, observations=("depth", "flow"), backend=backend, egl_device=device)
         env.reset(seed=0)
         bare = BareGLScene(env) if backend == "gl" else BareBoxScene(env)
         rng = np.random.default_rng(0)
@@ -168,6 +173,7 @@ def bench_size(size: int, seconds: float = 3.0, blocks: int = 5, backends=BACKEN
             {
                 "size": size,
                 "backend": backend,
+                "driver": env.driver,
                 "env_steps_per_s": env_sps,
                 "bare_renders_per_s": bare_sps,
                 "ratio": env_sps / bare_sps,
@@ -188,25 +194,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help=f"square image sizes, pixels (default {' '.join(map(str, BENCH_SIZES))})",
     )
     parser.add_argument(
-        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to measure (default: all)"
+        "--backends", nargs="+", choices=BACKENDS, help="backends to measure (default: all; gl only where EGL works)"
     )
     parser.add_argument("--seconds", type=more_than(0), default=6.0, help="measuring time per size and side, s")
+    parser.add_argument(
+        "--egl-device", type=at_least(0), default=None, help="the EGL device gl draws on (default 0; gl.egl_devices())"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     args = parser.parse_args(argv)
+    if args.egl_device is not None and args.backends is not None and "gl" not in args.backends:
+        parser.error(f"--egl-device {args.egl_device}: only the gl backend draws through EGL (--backends gl)")
     with user_errors(parser.prog):
-        rows = [row for s in args.sizes for row in bench_size(s, args.seconds, backends=args.backends)]
+        if args.backends is None:
+            args.backends = list(BACKENDS)
+            if (error := context_error(args.egl_device or 0)) is not None:
+                print(f"{parser.prog}: not measuring gl: {error}", file=sys.stderr)
+                args.backends.remove("gl")
+        rows = [
+            row
+            for s in args.sizes
+            for row in bench_size(s, args.seconds, backends=args.backends, egl_device=args.egl_device)
+        ]
     if args.json:
         print(json.dumps(rows))
     else:
         print(
             f"{'size':>9} {'backend':>7} {'env steps/s':>12} {'bare boxes/s':>13} {'ratio':>6} "
-            f"{'static boxes/s':>15} {'ratio':>6}"
+            f"{'static boxes/s':>15} {'ratio':>6}  driver"
         )
         for r in rows:
             print(
                 f"{r['size']:>4}x{r['size']:<4} {r['backend']:>7} {r['env_steps_per_s']:12.1f} "
                 f"{r['bare_renders_per_s']:13.1f} "
-                f"{r['ratio']:6.2f} {r['static_renders_per_s']:15.1f} {r['ratio_static']:6.2f}"
+                f"{r['ratio']:6.2f} {r['static_renders_per_s']:15.1f} {r['ratio_static']:6.2f}  {r['driver']}"
             )
     return rows
 

@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
+from .gl import NoGLContext
+
 __all__ = [
     "USER_ERRORS",
     "CommandLine",
@@ -41,9 +43,10 @@ __all__ = [
     "user_errors",
 ]
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, NoGLContext)
 """What a user can cause: bad values and files (checkpoint, video and state errors are ValueErrors), missing
-or unwritable paths and full disks (OSError), a missing optional dependency (ImportError)."""
+or unwritable paths and full disks (OSError), a missing optional dependency (ImportError), a host where the gl
+backend cannot draw (NoGLContext)."""
 
 
 def one_line(error: BaseException | str) -> str:

@@ -22,9 +22,14 @@ OBSERVATION_KEYS = ("depth", "flow", "rgb", "cars")
 RENDER_MODES = ("human", "rgb_array")
 
 
-def _backend(backend: str | None, renderer: str | None) -> str:
+def _backend(backend: str | None, renderer: str | None, egl_device: int | None = None) -> str:
     """The backend asked for, from `backend=` or its deprecated old name `renderer=`; by default "gl" where
-    an EGL context can be made, else "tiny" with a one-line warning."""
+    an EGL context can be made (on `egl_device`), else "tiny" with a one-line warning."""
+    if egl_device is not None:
+        if not isinstance(egl_device, numbers.Integral) or isinstance(egl_device, bool):
+            raise TypeError(f"egl_device={egl_device!r}: must be an EGL device index, an integer >= 0, or None")
+        if egl_device < 0:
+            raise ValueError(f"egl_device={egl_device!r}: must be an EGL device index, an integer >= 0, or None")
     if renderer is not None:
         if backend is not None:
             raise ValueError(
@@ -42,13 +47,15 @@ def _backend(backend: str | None, renderer: str | None) -> str:
         )
         backend = "gl"
     if backend is None:
-        error = context_error()
+        error = context_error(egl_device or 0)
         if error is None:
             return "gl"
         warnings.warn(f"{error}: falling back to backend='tiny'", RuntimeWarning, stacklevel=3)
         return "tiny"
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    if backend == "tiny" and egl_device is not None:
+        raise ValueError(f"egl_device={egl_device!r}: only backend='gl' draws through EGL (this is backend='tiny')")
     return backend
 
 
@@ -155,6 +162,12 @@ class SpokesterEnv(gym.Env):
     - `scene` (keyword; `"city"` or `"open"`; default: the config's, the seed's `"city"`): the roadside,
       `spokester_env.SCENE_PRESETS`. `"city"` has rows of 60 m walls; `"open"` low boxes with sky between
       them, closer to the shipped footage's roadsides.
+    - `egl_device` (keyword; integer >= 0 or `None`, default `None`, which is 0): the EGL device the `"gl"`
+      backend draws on, an index into `spokester_env.gl.egl_devices()` (EGL lists GPUs before Mesa's
+      llvmpipe). On a host of several GPUs, give each env of a vector env its own. Not with `backend="tiny"`.
+      `env.unwrapped.driver` names who draws: `"TinyRenderer"` or the device's GL_RENDERER; where an NVIDIA
+      GPU is present but EGL draws on llvmpipe, the first env of a process warns (`RuntimeWarning`) and says
+      what the container lacks.
 
     ## Version History
     - v0: initial release.
@@ -170,6 +183,8 @@ class SpokesterEnv(gym.Env):
       (terminated, reward 0, the same observation) with a warning; a closed env raises
       `ClosedEnvironmentError` instead of an `AttributeError`; arguments of the wrong type or out of range
       (`fps=inf`, `fps="24"`, `config="x"`) are one-line `TypeError`s or `ValueError`s.
+    - v0 (rides and observations unchanged): `egl_device=` picks the EGL device of `"gl"`; `driver` says who
+      draws.
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 24}
@@ -186,9 +201,10 @@ class SpokesterEnv(gym.Env):
         *,
         camera: str | CameraConfig | None = None,
         scene: str | None = None,
+        egl_device: int | None = None,
         renderer: str | None = None,
     ) -> None:
-        backend = _backend(backend, renderer)
+        backend = _backend(backend, renderer, egl_device)
         for name, value in (("width", width), ("height", height)):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise TypeError(f"{name}={value!r}: must be a positive integer (pixels)")
@@ -213,6 +229,7 @@ class SpokesterEnv(gym.Env):
             config=config,
             camera=camera,
             scene=scene,
+            egl_device=egl_device if backend == "gl" else None,
         )
         self.config = config if config is not None else GameConfig()
         if camera is not None:  # a preset name or a rig: it replaces the config's camera
@@ -245,7 +262,16 @@ class SpokesterEnv(gym.Env):
         self.camera = FollowCamera(cam, self.dt)
         # The cube view's textures are drawn only when someone can see the cube view.
         textured = "rgb" in observations or render_mode is not None
-        self.scene = Scene(self.config, self.intrinsics, backend, textured=textured, flow="flow" in observations)
+        self.scene = Scene(
+            self.config,
+            self.intrinsics,
+            backend,
+            textured=textured,
+            flow="flow" in observations,
+            egl_device=egl_device or 0,
+        )
+        self.driver = self.scene.driver
+        """Who draws the camera images: "TinyRenderer", or the gl backend's GL_RENDERER (its GPU or llvmpipe)."""
         self._displacement = np.zeros((self.scene.num_bodies, 3))
         self._car_ids = np.array(self.scene.cars)
         self._pose: CameraPose | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import numpy as np
 
@@ -29,6 +30,11 @@ from .camera import Intrinsics
 
 CONTEXT_ERROR = "backend='gl': no OpenGL 3.3 context through EGL here ({reason}); use backend='tiny'"
 """The one-line error where no EGL context can be made; `{reason}` is the driver's or importer's word."""
+
+
+class NoGLContext(RuntimeError):
+    """No OpenGL 3.3 context through EGL here: the gl backend cannot draw (CONTEXT_ERROR's line)."""
+
 
 LIGHT_DIRECTION = (0.4, -0.6, 1.0)
 """Direction towards the light, world axes (TinyRenderer's `lightDirection`); both backends read it here."""
@@ -116,27 +122,78 @@ void main() {
 """
 
 
-def create_context():
-    """A standalone moderngl context through EGL, or RuntimeError in one line naming backend='tiny'."""
-    try:
-        import moderngl
-    except ImportError as e:
-        raise RuntimeError(CONTEXT_ERROR.format(reason=f"moderngl is not installed: {e}")) from None
+def _standalone(device: int):
+    """moderngl's standalone EGL context on `device`, as the driver gives it (its plain Exceptions, ImportError)."""
+    import moderngl
+
     # Mesa's llvmpipe rasterises in worker threads, which a fork() (AsyncVectorEnv's workers) does not copy:
     # a child's first draw would wait for them forever. Drawing in the calling thread is fork-safe and, with
-    # an env per core, no slower. Read once, when the process's first context is made; LP_NUM_THREADS set
-    # by the user wins. GPU drivers ignore it.
+    # an env per core, no slower. Read once, when the process's first context is made (whoever makes it:
+    # hence here, under every context of this module); LP_NUM_THREADS set by the user wins. GPU drivers ignore it.
     os.environ.setdefault("LP_NUM_THREADS", "0")
+    return moderngl.create_standalone_context(backend="egl", require=330, device_index=device)
+
+
+def create_context(device: int = 0):
+    """A standalone moderngl context on EGL device `device` (an index into `egl_devices()`; 0, EGL's first, is
+    a GPU where its driver is installed), or NoGLContext in one line naming backend='tiny'; ValueError naming
+    `egl_device` for a device this host does not have."""
     try:
-        ctx = moderngl.create_standalone_context(backend="egl", require=330)
+        ctx = _standalone(device)
+    except ImportError as e:
+        raise NoGLContext(CONTEXT_ERROR.format(reason=f"moderngl is not installed: {e}")) from None
     except Exception as e:  # moderngl raises plain Exceptions for every driver failure
+        devices = egl_devices() if device > 0 else ()
+        if 0 < len(devices) <= device:
+            raise ValueError(f"egl_device={device}: {_devices_line(devices)}") from None
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise RuntimeError(CONTEXT_ERROR.format(reason=reason)) from None
+        raise NoGLContext(CONTEXT_ERROR.format(reason=reason)) from None
+    _warn_if_gpu_idle(ctx)
     return ctx
+
+
+@functools.cache
+def egl_devices() -> tuple[str, ...]:
+    """The GL_RENDERER of each EGL device of this host, in `create_context(device)`'s order (empty without EGL);
+    a context is made on each, once per process."""
+    names = []
+    while True:
+        try:
+            ctx = _standalone(len(names))
+        except Exception:  # ImportError too: no moderngl, no devices
+            return tuple(names)
+        names.append(driver(ctx))
+        ctx.release()
+
+
+def _devices_line(devices: tuple[str, ...]) -> str:
+    listed = "; ".join(f"egl_device={i} is {name}" for i, name in enumerate(devices))
+    return f"this host has {len(devices)} EGL device{'s' * (len(devices) > 1)}: {listed}"
 
 
 SOFTWARE_RASTERISERS = ("llvmpipe", "softpipe", "swrast")
 """GL_RENDERER names of Mesa's CPU drivers."""
+
+NVIDIA_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/nvidia0")
+"""Files that say an NVIDIA GPU and its kernel driver are here (either will do)."""
+
+GPU_IDLE_WARNING = (
+    "backend='gl' draws on the CPU ({driver}) though this host has an NVIDIA GPU ({file}): EGL found no NVIDIA "
+    "driver (libEGL_nvidia.so.0 and its vendor file 10_nvidia.json in /usr/share/glvnd/egl_vendor.d); in a "
+    "container, give it the driver's graphics part (NVIDIA_DRIVER_CAPABILITIES=all or graphics,compute,utility)"
+)
+"""The warning, once per process, where an NVIDIA GPU is here but EGL draws on a software rasteriser."""
+
+
+def driver(ctx) -> str:
+    """The GL_RENDERER of `ctx`: the GPU or CPU driver that draws, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"."""
+    with ctx:  # a context answers for its driver only while it is current (else its info reads empty)
+        return ctx.info["GL_RENDERER"]
+
+
+def is_software(renderer: str) -> bool:
+    """Whether a GL_RENDERER names one of Mesa's CPU drivers."""
+    return any(name in renderer.lower() for name in SOFTWARE_RASTERISERS)
 
 
 def flow_pass_pays(ctx) -> bool:
@@ -144,9 +201,21 @@ def flow_pass_pays(ctx) -> bool:
     software rasteriser, where the pass costs as much as numpy's `analytic_flow` of the same pictures and
     sampling just-drawn textures costs more (llvmpipe, one thread, 320 px: about 1.4 ms + 1 ms against
     1.5 ms), so the flow is computed from the read-back depth and ids instead (the same formula)."""
-    with ctx:  # a context answers for its driver only while it is current (else its info reads empty)
-        renderer = ctx.info["GL_RENDERER"].lower()
-    return not any(name in renderer for name in SOFTWARE_RASTERISERS)
+    return not is_software(driver(ctx))
+
+
+_gpu_idle_warned = False
+
+
+def _warn_if_gpu_idle(ctx) -> None:
+    """Warn once per process if `ctx` draws on a software rasteriser while an NVIDIA GPU is here."""
+    global _gpu_idle_warned
+    if _gpu_idle_warned:
+        return
+    file = next((f for f in NVIDIA_DEVICE_FILES if os.path.exists(f)), None)
+    if file is not None and is_software(name := driver(ctx)):
+        _gpu_idle_warned = True
+        warnings.warn(GPU_IDLE_WARNING.format(driver=name, file=file), RuntimeWarning, stacklevel=3)
 
 
 _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
@@ -154,11 +223,12 @@ _FLIP_Y = np.diag([1.0, -1.0, 1.0, 1.0])
 
 
 @functools.cache
-def context_error() -> str | None:
-    """None if `create_context()` works here, else its one-line error (tried once per process)."""
+def context_error(device: int = 0) -> str | None:
+    """None if `create_context(device)` works here, else its one-line error (tried once per process and device;
+    a device this host does not have is create_context's ValueError)."""
     try:
-        create_context().release()
-    except RuntimeError as e:
+        create_context(device).release()
+    except NoGLContext as e:
         return str(e)
     return None
 

@@ -2,7 +2,7 @@
 pybullet (a GPU host), against the pictures drawn where the ride was recorded.
 
     python -m spokester_env.gl_replay record --out ride.npz [--sizes 84 160 320] [--frames 120] [--seed 0]
-    python -m spokester_env.gl_replay replay ride.npz [--seconds 3] [--json]
+    python -m spokester_env.gl_replay replay ride.npz [--seconds 3] [--egl-device N] [--json]
 
 `record` needs the game (pybullet). At each size it rides a seeded episode with the gl backend and keeps, for
 every frame, what the env hands its drawing (`GLDrawing.render`: the bodies' positions, the camera's
@@ -20,8 +20,9 @@ same; another driver may differ on silhouette pixels (a pixel whose centre lies 
     depth_rel_median, depth_rel_max   |relative difference| of inverse depth where the ids agree and a body is drawn
     flow_median, flow_max             |difference| of flow, pixels, where the ids agree
 
-Printed JSON: {"driver": GL_RENDERER, "version": GL_VERSION, "flow_pass_pays", "sizes": [{"size", "frames",
-"draws_per_s", "draws_per_s_no_flow", the four figures above}]}.
+Printed JSON: {"driver": GL_RENDERER, "version": GL_VERSION, "flow_pass_pays", "egl_devices": [the GL_RENDERER
+of each of the host's EGL devices], "egl_device": the one drawn on, "sizes": [{"size", "frames", "draws_per_s",
+"draws_per_s_no_flow", the four figures above}]}.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .bench import BENCH_SIZES, BareGLScene
 from .camera import Intrinsics
 from .commandline import CommandLine, at_least, more_than, user_errors
 from .env import SpokesterEnv
-from .gl import GLDrawing, GLKind, create_context, flow_pass_pays
+from .gl import GLDrawing, GLKind, create_context, egl_devices, flow_pass_pays
 from .output import atomic_path, check_output
 
 __all__ = ["REFERENCE_FRAMES", "compare", "record", "replay"]
@@ -117,11 +118,11 @@ def record(path: str | Path, sizes: Sequence[int] = BENCH_SIZES, frames: int = 1
     return path
 
 
-def _drawing(data, size: int, kinds: list[GLKind]) -> GLDrawing:
+def _drawing(data, size: int, kinds: list[GLKind], egl_device: int = 0) -> GLDrawing:
     width, height, fov, near, far = data[f"s{size}/intrinsics"].tolist()
     intrinsics = Intrinsics(int(width), int(height), fov, near, far)
     bodies = int(data[f"s{size}/bodies"])
-    return GLDrawing(create_context(), intrinsics, kinds, colour=False, flow=True, bodies=bodies)
+    return GLDrawing(create_context(egl_device), intrinsics, kinds, colour=False, flow=True, bodies=bodies)
 
 
 def _frame(data, size: int, i: int, flow: bool = True) -> dict:
@@ -176,9 +177,9 @@ def _rate(drawing: GLDrawing, views: list[dict], seconds: float) -> float:
     return n / elapsed
 
 
-def _replay_size(data: dict, size: int, kinds: list[GLKind], seconds: float) -> tuple[dict, dict]:
+def _replay_size(data: dict, size: int, kinds: list[GLKind], seconds: float, egl_device: int) -> tuple[dict, dict]:
     """The driver's info and the figures of one recorded size."""
-    drawing = _drawing(data, size, kinds)
+    drawing = _drawing(data, size, kinds, egl_device)
     try:
         frames = len(data[f"s{size}/positions"])
         stacked = _references(drawing, data, size)
@@ -194,16 +195,17 @@ def _replay_size(data: dict, size: int, kinds: list[GLKind], seconds: float) -> 
         drawing.close()
 
 
-def replay(path: str | Path, seconds: float = 3.0) -> dict:
-    """Draw the recorded frames of `path` here: the driver, draws/s per size and the reference comparison."""
+def replay(path: str | Path, seconds: float = 3.0, egl_device: int = 0) -> dict:
+    """Draw the recorded frames of `path` here, on `egl_device`: the driver, draws/s per size and the reference
+    comparison; and every EGL device of the host (`gl.egl_devices()`)."""
     with np.load(path) as file:
         data = dict(file)
     if int(data.get("format", -1)) != FORMAT:
         raise ValueError(f"{path}: not a recorded ride of format {FORMAT} (python -m spokester_env.gl_replay record)")
     kinds = _kinds(data)
-    result: dict = {"sizes": []}
+    result: dict = {"egl_devices": list(egl_devices()), "egl_device": egl_device, "sizes": []}
     for size in data["sizes"].tolist():
-        driver, row = _replay_size(data, size, kinds, seconds)
+        driver, row = _replay_size(data, size, kinds, seconds, egl_device)
         result = driver | result
         result["sizes"].append(row)
     return result
@@ -222,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict | Path:
     rep = commands.add_parser("replay", help="draw a recorded ride here, timed and compared (needs moderngl only)")
     rep.add_argument("ride", help="a file made by record")
     rep.add_argument("--seconds", type=more_than(0), default=3.0, help="timing per size and kind of draw, s")
+    rep.add_argument("--egl-device", type=at_least(0), default=0, help="the EGL device to draw on (default 0)")
     rep.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args(argv)
     if args.command == "record" and not args.out.endswith(".npz"):
@@ -229,10 +232,11 @@ def main(argv: Sequence[str] | None = None) -> dict | Path:
     with user_errors(parser.prog):
         if args.command == "record":
             return record(args.out, args.sizes, args.frames, args.seed)
-        result = replay(args.ride, args.seconds)
+        result = replay(args.ride, args.seconds, args.egl_device)
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"egl_device {args.egl_device} of {len(result['egl_devices'])}: {', '.join(result['egl_devices'])}")
         print(f"{result['driver']} ({result['version']}); flow pass pays: {result['flow_pass_pays']}")
         print(f"{'size':>5} {'draws/s':>9} {'no flow':>9} {'ids differ':>11} {'depth rel':>10} {'flow px':>8}")
         for r in result["sizes"]:

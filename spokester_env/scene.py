@@ -20,7 +20,17 @@ import numpy as np
 from .camera import CameraPose, Intrinsics, analytic_flow, flow_motion
 from .config import GameConfig
 from .game import GameState
-from .gl import AMBIENT, DIFFUSE, LIGHT_DIRECTION, GLDrawing, GLKind, create_context, flow_pass_pays
+from .gl import (
+    AMBIENT,
+    DIFFUSE,
+    LIGHT_DIRECTION,
+    GLDrawing,
+    GLKind,
+    NoGLContext,
+    create_context,
+    driver,
+    flow_pass_pays,
+)
 
 
 @contextlib.contextmanager
@@ -182,9 +192,11 @@ class Scene:
         backend: str = "tiny",
         textured: bool = True,
         flow: bool = True,
+        egl_device: int = 0,
     ) -> None:
         """`textured`: the cube view's checker textures (and, for gl, its colours at all); `flow`: a gl scene on a
-        GPU may draw the optical flow (`gl.flow_pass_pays`); elsewhere it is computed in numpy when asked for."""
+        GPU may draw the optical flow (`gl.flow_pass_pays`); elsewhere it is computed in numpy when asked for;
+        `egl_device`: which of `gl.egl_devices()` a gl scene draws on."""
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
         import_pybullet()
@@ -194,12 +206,15 @@ class Scene:
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self.backend = backend
         self._gl = None
+        self.driver = "TinyRenderer"
+        """Who draws: pybullet's "TinyRenderer", or the GL_RENDERER of the gl backend's EGL device."""
         if backend == "gl":
             try:
-                self._gl_context = create_context()
-            except RuntimeError:
+                self._gl_context = create_context(egl_device)
+            except (NoGLContext, ValueError):
                 self.client.disconnect()
                 raise
+            self.driver = driver(self._gl_context)
         # pybullet functions bound to this client once (BulletClient builds a partial on every attribute access)
         self._place = functools.partial(pybullet.resetBasePositionAndOrientation, physicsClientId=self.client._client)
         self._camera_image = functools.partial(pybullet.getCameraImage, physicsClientId=self.client._client)

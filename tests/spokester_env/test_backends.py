@@ -1,5 +1,10 @@
 """The gl backend against TinyRenderer: the same pixels, ids and depth; its context, fallback and lifetime."""
 
+import os
+import pickle
+import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -282,12 +287,113 @@ def test_gl_close_releases_the_context_and_is_safe_twice():
     drawing.close()
 
 
+@needs_gl
+def test_env_driver_names_who_draws():
+    tiny = SpokesterEnv(width=16, height=16, backend="tiny")
+    drawn = SpokesterEnv(width=16, height=16, backend="gl")
+    try:
+        assert tiny.driver == "TinyRenderer"
+        assert drawn.driver == gl.egl_devices()[0] == gl.driver(drawn.scene._gl.ctx) != "TinyRenderer"
+    finally:
+        tiny.close()
+        drawn.close()
+
+
+@pytest.fixture
+def two_device_host(monkeypatch):
+    """A host of two EGL devices as moderngl sees it: device 1 is this host's device 0 under another name."""
+    moderngl = pytest.importorskip("moderngl")
+    real, asked = moderngl.create_standalone_context, []
+
+    def create(*args, device_index=0, **kwargs):
+        asked.append(device_index)
+        if device_index > 1:
+            raise Exception(f"requested device index {device_index}, but found 2 devices")
+        return real(*args, device_index=0, **kwargs)
+
+    monkeypatch.setattr(moderngl, "create_standalone_context", create)
+    gl.egl_devices.cache_clear()
+    gl.context_error.cache_clear()
+    yield asked
+    gl.egl_devices.cache_clear()
+    gl.context_error.cache_clear()
+
+
+@needs_gl
+def test_egl_device_picks_the_device_the_env_draws_on(two_device_host):
+    assert len(gl.egl_devices()) == 2
+    two_device_host.clear()
+    env = SpokesterEnv(width=16, height=16, backend="gl", egl_device=1)
+    try:
+        assert two_device_host == [1] and env._kwargs["egl_device"] == 1
+        twin = pickle.loads(pickle.dumps(env))
+        assert two_device_host == [1, 1]  # the unpickled env draws on the same device
+        twin.close()
+    finally:
+        env.close()
+    two_device_host.clear()
+    SpokesterEnv(width=16, height=16, egl_device=1).close()  # the default backend probes the device asked for
+    assert two_device_host == [1, 1]
+
+
+@needs_gl
+def test_an_egl_device_the_host_lacks_is_one_line_naming_the_devices_there(two_device_host):
+    with pytest.raises(ValueError) as error:
+        SpokesterEnv(width=16, height=16, backend="gl", egl_device=2)
+    message = str(error.value)
+    assert message.startswith("egl_device=2: this host has 2 EGL devices: egl_device=0 is ")
+    assert message.count(gl.egl_devices()[0]) == 2 and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"egl_device": -1}, ValueError, "egl_device=-1: must be an EGL device index, an integer >= 0, or None"),
+        ({"egl_device": True}, TypeError, "egl_device=True: must be an EGL device index"),
+        ({"egl_device": "0"}, TypeError, "egl_device='0': must be an EGL device index"),
+        ({"egl_device": 0, "backend": "tiny"}, ValueError, "only backend='gl' draws through EGL"),
+    ],
+)
+def test_bad_egl_devices_are_one_line_errors(kwargs, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        SpokesterEnv(width=16, height=16, **kwargs)
+
+
+@needs_gl
+def test_a_gpu_host_drawing_on_llvmpipe_warns_once(tmp_path, monkeypatch):
+    """Where an NVIDIA GPU is present but EGL gives a software rasteriser, the first context says why."""
+    nvidia = tmp_path / "nvidia0"
+    monkeypatch.setattr(gl, "_gpu_idle_warned", False)
+    monkeypatch.setattr(gl, "NVIDIA_DEVICE_FILES", (str(tmp_path / "absent"),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gl.create_context().release()  # no GPU: no warning
+    monkeypatch.setattr(gl, "NVIDIA_DEVICE_FILES", (str(tmp_path / "absent"), str(nvidia)))
+    nvidia.write_text("")
+    real_driver = gl.driver
+    monkeypatch.setattr(gl, "driver", lambda ctx: "NVIDIA H200/PCIe/SSE2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gl.create_context().release()  # a GPU that EGL draws on: no warning
+    monkeypatch.setattr(gl, "driver", lambda ctx: "llvmpipe (LLVM 15.0.6, 256 bits)")
+    with pytest.warns(RuntimeWarning) as caught:
+        gl.create_context().release()
+    (warning,) = caught
+    message = str(warning.message)
+    assert message.startswith("backend='gl' draws on the CPU (llvmpipe (LLVM 15.0.6, 256 bits)) though this host")
+    assert str(nvidia) in message and "NVIDIA_DRIVER_CAPABILITIES" in message and "\n" not in message
+    monkeypatch.setattr(gl, "driver", real_driver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gl.create_context().release()  # once per process
+
+
 @pytest.mark.gpu
 def test_gl_draws_on_the_gpu_through_egl():
     """On an NVIDIA machine the gl backend's context is the GPU's, and it draws the same ids as TinyRenderer."""
     ctx = gl.create_context()
     try:
-        assert "llvmpipe" not in ctx.info["GL_RENDERER"].lower(), ctx.info["GL_RENDERER"]
+        assert not gl.is_software(gl.driver(ctx)), gl.driver(ctx)
         assert gl.flow_pass_pays(ctx), "a GPU draws the flow"
     finally:
         ctx.release()
@@ -297,3 +403,22 @@ def test_gl_draws_on_the_gpu_through_egl():
     egl.close()
     edge = silhouettes(seg_t, seg_g)
     np.testing.assert_array_equal(seg_t[~edge], seg_g[~edge])
+
+
+@needs_gl
+def test_listing_the_egl_devices_first_leaves_subprocess_vector_envs_drawing():
+    """A fresh process that lists its EGL devices before forking its envs' workers: llvmpipe's first context
+    must be made single-threaded (gl's own LP_NUM_THREADS=0), else a forked worker's first draw hangs."""
+    code = (
+        "import gymnasium as gym, spokester_env\n"
+        "from spokester_env.gl import egl_devices\n"
+        "assert egl_devices()\n"
+        "envs = gym.make_vec('Spokester-v0', num_envs=2, vectorization_mode='async', width=24, height=24)\n"
+        "obs, _ = envs.reset(seed=[1, 2])\n"
+        "envs.close()\n"
+        "print(float(obs['depth'].max()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) > 0

@@ -42,6 +42,7 @@ def test_a_replay_on_the_same_driver_draws_the_recorded_pictures(ride):
     ctx = gl.create_context()
     try:
         assert result["driver"] and result["flow_pass_pays"] == gl.flow_pass_pays(ctx)
+        assert result["egl_device"] == 0 and result["egl_devices"][0] == result["driver"] == gl.driver(ctx)
     finally:
         ctx.release()
 
@@ -89,3 +90,13 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 1 and "not a recorded ride" in err and err.count("\n") == 1
     assert not (tmp_path / "ride.zip").exists()
+
+
+@needs_gl
+def test_a_replay_on_a_device_the_host_lacks_is_one_line(ride, capsys):
+    missing = len(gl.egl_devices())
+    with pytest.raises(SystemExit) as stop:
+        main(["replay", str(ride), "--egl-device", str(missing), "--seconds", "0.05"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.count("\n") == 1
+    assert f"error: egl_device={missing}: this host has {missing} EGL device" in err and gl.egl_devices()[0] in err
