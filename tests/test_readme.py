@@ -1,12 +1,16 @@
-"""The README's Python blocks run as written, each in a fresh interpreter with nothing but its own imports.
+"""The README's Python blocks run as written, each in a fresh interpreter with nothing but its own imports; its
+shell blocks' project commands parse as written; its links lead somewhere.
 
 A block may say `(the README test runs N)` in a comment: the test then runs it with the call on that line
 taking N instead of its figure (so `learn(100_000)` takes minutes for a reader and seconds here)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +87,83 @@ def test_every_link_leads_somewhere(page):
         elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text()):
             broken.append(target)
     assert not broken, f"{page}: broken links {broken}"
+
+
+BASH_BLOCKS = re.findall(r"^```bash\n(.*?)^```", (REPO / "README.md").read_text(), flags=re.S | re.M)
+NOT_OURS = {"pip", "ruff", ".", "python3 -m venv", "python -m pytest"}
+"""Programs of the README's shell blocks that are not this project's commands (set up, lint, test)."""
+
+
+def shell_commands(block: str) -> list[list[str]]:
+    """The commands of a shell block: lines joined at a trailing backslash, comments dropped, split at `&&`;
+    variable assignments (`D=...`) left out."""
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        while words:
+            cut = words.index("&&") if "&&" in words else len(words)
+            command, words = words[:cut], words[cut + 1 :]
+            if command and not re.match(r"^[A-Z_]+=", command[0]):
+                commands.append(command)
+    return commands
+
+
+class Parsed(Exception):
+    """Raised by the patched `CommandLine.parse_args` once a command line has parsed."""
+
+
+def project_command(words: list[str]):
+    """(what to call with the argv, the argv) for one of this project's commands, else None."""
+    if words[0] == "torchrun":  # torchrun [its options] -m MODULE ARGS...
+        words = ["python", *words[words.index("-m") :]]
+    if words[0] == "spokester":
+        from spokester_agents.cli import main
+
+        return main, words[1:]
+    if words[0] in ("python", "python3") and words[1] == "-m" and f"{words[0]} -m {words[2]}" not in NOT_OURS:
+        module = importlib.import_module(words[2])
+        if not hasattr(module, "main"):  # a package run by its __main__
+            module = importlib.import_module(words[2] + ".__main__")
+        return module.main, words[3:]
+    if words[0] in ("python", "python3") and words[1].startswith("scripts/"):
+        spec = importlib.util.spec_from_file_location("readme_script", REPO / words[1])
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        return script.main, words[2:]
+    return None
+
+
+def test_shell_commands_are_found():
+    commands = shell_commands("D=/x\npython -m a.b --x $D/y \\\n  --z 2  # note\nruff check . && python -m c\n")
+    assert commands == [
+        ["python", "-m", "a.b", "--x", "$D/y", "--z", "2"],
+        ["ruff", "check", "."],
+        ["python", "-m", "c"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "words", [c for b in BASH_BLOCKS for c in shell_commands(b)], ids=lambda words: " ".join(words)[:60]
+)
+def test_readme_shell_command_parses(words, monkeypatch, capsys):
+    """Each of the project's commands in the README's shell blocks is accepted by its parser as written (what
+    it would then do needs GPUs, footage or minutes); the rest are known set-up, lint and test commands."""
+    found = project_command(words)
+    if found is None:
+        assert words[0] in NOT_OURS or " ".join(words[:3]) in NOT_OURS, f"an unknown program: {words}"
+        return
+    from spokester_env.commandline import CommandLine
+
+    real = CommandLine.parse_args
+
+    def parse_then_stop(self, *args, **kwargs):
+        raise Parsed(real(self, *args, **kwargs))
+
+    monkeypatch.setattr(CommandLine, "parse_args", parse_then_stop)
+    if "cuda" in words:  # the README's GPU commands, on a host of one GPU as far as their parsers can tell
+        torch = pytest.importorskip("torch")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    main, argv = found
+    with pytest.raises(Parsed):
+        main(argv)
