@@ -2,6 +2,7 @@ import gymnasium as gym
 import pytest
 
 import spokester_env  # noqa: F401  (registers Spokester-v0)
+import spokester_env.gl as gl
 from spokester_env import BACKENDS
 from spokester_env.gl import context_error
 
@@ -30,3 +31,19 @@ def make_env(backend):
     yield make
     for env in envs:
         env.close()
+
+
+@pytest.fixture
+def no_egl(monkeypatch):
+    """A host where moderngl makes no EGL context: its driver's error is "eglGetDisplay failed\n(no device)"."""
+    moderngl = pytest.importorskip("moderngl")
+
+    def no_context(*args, **kwargs):
+        raise Exception("eglGetDisplay failed\n(no device)")
+
+    monkeypatch.setattr(moderngl, "create_standalone_context", no_context)
+    gl.context_error.cache_clear()
+    gl.egl_devices.cache_clear()
+    yield
+    gl.context_error.cache_clear()
+    gl.egl_devices.cache_clear()

@@ -196,26 +196,16 @@ def test_a_box_at_a_known_position_lands_on_the_same_pixels_in_both_backends():
     assert abs(cols.min() - uv[:, 0].min()) <= 1.0 and abs(rows.max() + 1 - uv[:, 1].max()) <= 1.0
 
 
-def test_gl_without_egl_is_a_one_line_error_and_the_default_falls_back_to_tiny(monkeypatch):
-    moderngl = pytest.importorskip("moderngl")
-
-    def no_egl(*args, **kwargs):
-        raise Exception("eglGetDisplay failed\n(no device)")
-
-    monkeypatch.setattr(moderngl, "create_standalone_context", no_egl)
-    gl.context_error.cache_clear()
-    try:
-        with pytest.raises(RuntimeError) as error:
-            SpokesterEnv(width=16, height=16, backend="gl")
-        message = str(error.value)
-        assert "backend='gl'" in message and "backend='tiny'" in message and "eglGetDisplay" in message
-        assert "\n" not in message
-        with pytest.warns(RuntimeWarning, match="falling back to backend='tiny'"):
-            env = SpokesterEnv(width=16, height=16)
-        assert env.scene.backend == "tiny" and env._kwargs["backend"] == "tiny"
-        env.close()
-    finally:
-        gl.context_error.cache_clear()
+def test_gl_without_egl_is_a_one_line_error_and_the_default_falls_back_to_tiny(no_egl):
+    with pytest.raises(gl.NoGLContext) as error:
+        SpokesterEnv(width=16, height=16, backend="gl")
+    message = str(error.value)
+    assert "backend='gl'" in message and "backend='tiny'" in message and "eglGetDisplay failed (no device)" in message
+    assert isinstance(error.value, RuntimeError) and gl.egl_devices() == ()
+    with pytest.warns(RuntimeWarning, match="falling back to backend='tiny'"):
+        env = SpokesterEnv(width=16, height=16, egl_device=1)  # no device at all: the fallback, not a device error
+    assert env.scene.backend == "tiny" and env._kwargs["backend"] == "tiny" and env._kwargs["egl_device"] is None
+    env.close()
 
 
 @needs_gl
