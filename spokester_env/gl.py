@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 
 import numpy as np
@@ -154,16 +155,37 @@ def create_context(device: int = 0):
 
 @functools.cache
 def egl_devices() -> tuple[str, ...]:
-    """The GL_RENDERER of each EGL device of this host, in `create_context(device)`'s order (empty without EGL);
-    a context is made on each, once per process."""
+    """The GL_RENDERER of each EGL device of this host, in `create_context(device)`'s order (empty without EGL),
+    or UNUSABLE + the driver's reason for a device that makes no OpenGL 3.3 context; a context is made on each, once per
+    process. The count is EGL's (moderngl names it when asked for a device past the last); where it does not
+    say, devices are tried in order up to the first that fails."""
+    said = None
+    try:
+        _standalone(1 << 16).release()
+    except Exception as e:  # ImportError too: no moderngl, no devices
+        said = re.search(r"found (\d+) devices?", str(e))
+    count = int(said[1]) if said else None
     names = []
-    while True:
+    while count is None or len(names) < count:
         try:
             ctx = _standalone(len(names))
-        except Exception:  # ImportError too: no moderngl, no devices
-            return tuple(names)
+        except Exception as e:
+            if count is None:
+                break
+            names.append(UNUSABLE + (" ".join(str(e).split()) or type(e).__name__))
+            continue
         names.append(driver(ctx))
         ctx.release()
+    return tuple(names)
+
+
+UNUSABLE = "unusable: "
+"""How `egl_devices()` names a device that makes no context, before the driver's reason."""
+
+
+def egl_gpus() -> list[int]:
+    """The `egl_devices()` indices of the GPUs: the usable devices that are not a software rasteriser."""
+    return [i for i, name in enumerate(egl_devices()) if not (name.startswith(UNUSABLE) or is_software(name))]
 
 
 def _devices_line(devices: tuple[str, ...]) -> str:

@@ -289,24 +289,55 @@ def test_env_driver_names_who_draws():
         drawn.close()
 
 
-@pytest.fixture
-def two_device_host(monkeypatch):
-    """A host of two EGL devices as moderngl sees it: device 1 is this host's device 0 under another name."""
+def fake_host(monkeypatch, count: int, unusable: tuple[int, ...] = ()) -> list[int]:
+    """A host of `count` EGL devices as moderngl sees it, each this host's device 0 under another index, but those
+    in `unusable`, which make no context; returns the list of device indices asked for."""
     moderngl = pytest.importorskip("moderngl")
     real, asked = moderngl.create_standalone_context, []
 
     def create(*args, device_index=0, **kwargs):
         asked.append(device_index)
-        if device_index > 1:
-            raise Exception(f"requested device index {device_index}, but found 2 devices")
+        if device_index >= count:
+            raise Exception(f"requested device index {device_index}, but found {count} devices")
+        if device_index in unusable:
+            raise Exception("eglCreateContext failed (0x3003)")
         return real(*args, device_index=0, **kwargs)
 
     monkeypatch.setattr(moderngl, "create_standalone_context", create)
     gl.egl_devices.cache_clear()
     gl.context_error.cache_clear()
-    yield asked
+    return asked
+
+
+@pytest.fixture
+def two_device_host(monkeypatch):
+    """A host of two EGL devices as moderngl sees it: device 1 is this host's device 0 under another name."""
+    yield fake_host(monkeypatch, 2)
     gl.egl_devices.cache_clear()
     gl.context_error.cache_clear()
+
+
+@needs_gl
+def test_egl_devices_lists_every_device_and_says_which_make_no_context(monkeypatch):
+    name = gl.egl_devices()
+    try:
+        fake_host(monkeypatch, 3, unusable=(1,))
+        assert gl.egl_devices() == (name[0], "unusable: eglCreateContext failed (0x3003)", name[0])
+        with pytest.raises(gl.NoGLContext, match=re.escape("(eglCreateContext failed (0x3003))")):
+            SpokesterEnv(width=16, height=16, backend="gl", egl_device=1)
+        env = SpokesterEnv(width=16, height=16, backend="gl", egl_device=2)  # past the unusable one
+        env.close()
+    finally:
+        gl.egl_devices.cache_clear()
+        gl.context_error.cache_clear()
+
+
+def test_egl_gpus_are_the_usable_devices_that_are_not_software(monkeypatch):
+    devices = ("NVIDIA H200/PCIe/SSE2", "unusable: eglCreateContext failed", "llvmpipe (LLVM 15.0.6, 256 bits)")
+    monkeypatch.setattr(gl, "egl_devices", lambda: devices)
+    assert gl.egl_gpus() == [0]
+    monkeypatch.setattr(gl, "egl_devices", lambda: devices[::-1] + devices[:1])
+    assert gl.egl_gpus() == [2, 3]
 
 
 @needs_gl
