@@ -163,8 +163,8 @@ class SpokesterEnv(gym.Env):
       `spokester_env.SCENE_PRESETS`. `"city"` has rows of 60 m walls; `"open"` low boxes with sky between
       them, closer to the shipped footage's roadsides.
     - `egl_device` (keyword; integer >= 0 or `None`, default `None`, which is 0): the EGL device the `"gl"`
-      backend draws on, an index into `spokester_env.gl.egl_devices()` (EGL lists GPUs before Mesa's
-      llvmpipe). On a host of several GPUs, give each env of a vector env its own. Not with `backend="tiny"`.
+      backend draws on, an index into `spokester_env.gl.egl_devices()` (EGL usually lists GPUs before
+      Mesa's llvmpipe). On a host of several GPUs, give each env of a vector env its own. Not with `backend="tiny"`.
       `env.unwrapped.driver` names who draws: `"TinyRenderer"` or the device's GL_RENDERER; where an NVIDIA
       GPU is present but EGL draws on llvmpipe, the first env of a process warns (`RuntimeWarning`) and says
       what the container lacks.
