@@ -5,7 +5,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
+
+EXTRAS = (
+    "torch",
+    "einops",
+    "safetensors",
+    "av",
+    "cv2",
+    "ai_edge_litert",
+    "rich",
+    "yaml",
+    "stable_baselines3",
+    "pygame",
+)
+"""What the core env does without: every extra's modules (`pip install spokester` without extras)."""
 
 GPU_HOST_LACKS = ("pybullet", "pybullet_utils", "av", "cv2", "moderngl", "ai_edge_litert", "pygame")
 """What a GPU host that trains the renderer from a pack may lack: the game, video decoding, OpenCV, LiteRT."""
@@ -25,6 +38,12 @@ def lacking(modules: tuple[str, ...]) -> str:
 
 
 @pytest.fixture(scope="session")
+def lacking_the_extras() -> str:
+    """Python code to run first in a subprocess: every module of `EXTRAS` then fails to import."""
+    return lacking(EXTRAS)
+
+
+@pytest.fixture(scope="session")
 def lacking_gpu_host_modules() -> str:
     """Python code to run first in a subprocess: every module of `GPU_HOST_LACKS` then fails to import."""
     return lacking(GPU_HOST_LACKS)
@@ -40,6 +59,8 @@ def lacking_the_game() -> str:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A one-block 32 px renderer with small random weights (so its frames depend on depth and flow)."""
+    import torch  # here, not at the top: the env's tests run where only the core env is installed
+
     from neural_render import build_renderer, save_renderer
 
     model = build_renderer("tiny", image_size=32, width=64, num_blocks=1, heads=1)

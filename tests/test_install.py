@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -112,6 +113,23 @@ def test_the_renderer_and_its_training_import_without_the_game_video_or_opencv(l
     result = _run([sys.executable, "-c", code], cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "No module named 'pybullet'\n"
+
+
+def test_the_env_and_its_tests_need_only_the_core_dependencies(lacking_the_extras):
+    """`pip install spokester` without extras gives gymnasium, numpy, pybullet and moderngl: the env rides, and
+    its test folder collects (every extra's modules made to fail on import)."""
+    code = lacking_the_extras + (
+        "import gymnasium as gym, pytest, spokester_env\n"
+        "env = gym.make('Spokester-v0', width=16, height=16)\n"
+        "env.reset(seed=0)\n"
+        "assert env.step(0)[0]['depth'].shape == (16, 16, 1)\n"
+        "assert not any(m.split('.')[0] in LACKS for m in sys.modules), 'an extra was imported'\n"
+        "sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', 'tests/spokester_env']))\n"
+    )
+    result = _run([sys.executable, "-c", code], REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    collected = re.search(r"(\d+) tests? collected", result.stdout)
+    assert collected and int(collected[1]) > 100, result.stdout[-500:]
 
 
 def test_pybullets_chatter_never_reaches_stdout():
