@@ -36,6 +36,7 @@ def _assert_same(a, b):
 
 
 def test_gymnasium_check_env_passes_without_warnings(make_env):
+    pytest.importorskip("pygame", reason='the checker renders every render mode, "human" (pygame) too')
     env = make_env(observations=("depth", "flow", "rgb", "cars"), render_mode="rgb_array")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -43,6 +44,7 @@ def test_gymnasium_check_env_passes_without_warnings(make_env):
 
 
 def test_sb3_check_env_passes(make_env):
+    pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = make_env()
@@ -283,6 +285,7 @@ def test_egl_is_a_deprecated_name_of_gl_or_a_clear_error():
 
 
 def test_render_modes_and_keys(make_env, monkeypatch):
+    pytest.importorskip("pygame")
     env = make_env(render_mode="rgb_array", observations=("rgb",))
     obs, _ = env.reset(seed=0)
     frame = env.render()
@@ -352,6 +355,7 @@ def test_action_repeat_stops_at_a_crash(make_env):
 
 
 def test_ppo_trains_on_the_env_out_of_the_box(make_env):
+    pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO
 
     for env, policy in (
@@ -383,7 +387,7 @@ def test_registered_spec():
 def test_gymnasium_play_drives_the_env_with_keys(monkeypatch):
     """gymnasium.utils.play.play runs headless on the env: a held right arrow changes lanes."""
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    import pygame
+    pygame = pytest.importorskip("pygame")
     from gymnasium.utils.play import play
 
     env = gym.make("Spokester-v0", width=48, height=48, render_mode="rgb_array")
