@@ -8,6 +8,14 @@
 #       --platform manylinux2014_x86_64 -d .whl moderngl glcontext gymnasium cloudpickle farama-notifications
 # then run it there carrying .whl and runs/gl-ride.npz; OUT gets host.txt (GPU, driver, Python, the replay's exit
 # status), egl-libraries.txt (the EGL libraries and vendor files the host has), gl-replay.json and its stderr.
+# The env itself can be measured there too if the game comes along: pybullet has no wheel past CPython 3.11, so build
+# it here for the host's Python (3.12 on the H200 seen so far; about 4 min) and carry its module, stripped (8 MB
+# instead of 104), with pybullet_utils, in .whl/game:
+#   /root/.pyenv/versions/3.12.1/bin/python -m venv /tmp/py312 && /tmp/py312/bin/pip install pybullet==3.2.7
+#   P=/tmp/py312/lib/python3.12/site-packages; mkdir -p .whl/game && cp -r $P/pybullet_utils .whl/game/ &&
+#     strip --strip-unneeded -o .whl/game/pybullet.cpython-312-x86_64-linux-gnu.so $P/pybullet.cpython-312-x86_64-linux-gnu.so
+# Then OUT also gets gl-bench.json (python -m spokester_env.bench --backends gl --json: the env's steps/s on that
+# driver against its bare drawing, at 84, 160 and 320 px) and its stderr.
 # On this CPU it replays through llvmpipe: `OUT=/tmp/gl-check bash scripts/gpu_gl_check.sh`.
 set -u
 OUT=${OUT:-runs/gl-check}
@@ -30,6 +38,12 @@ fi
 PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.gl_replay replay "$RIDE" --seconds 3 --json \
   >"$OUT/gl-replay.json" 2>"$OUT/gl-replay.err"
 echo "replay: rc $?" >>"$OUT/host.txt"
+if [ -d .whl/game ]; then
+  PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.bench --backends gl --seconds 3 --json \
+    >"$OUT/gl-bench.json" 2>"$OUT/gl-bench.err"
+  echo "bench: rc $?" >>"$OUT/host.txt"
+fi
 cat "$OUT/host.txt" "$OUT/gl-replay.err"
 head -c 3000 "$OUT/gl-replay.json"
 echo
+[ -f "$OUT/gl-bench.json" ] && cat "$OUT/gl-bench.err" "$OUT/gl-bench.json" && echo
