@@ -15,7 +15,8 @@
 #   P=/tmp/py312/lib/python3.12/site-packages; mkdir -p .whl/game && cp -r $P/pybullet_utils .whl/game/ &&
 #     strip --strip-unneeded -o .whl/game/pybullet.cpython-312-x86_64-linux-gnu.so $P/pybullet.cpython-312-x86_64-linux-gnu.so
 # Then OUT also gets gl-bench.json (python -m spokester_env.bench --backends gl --json: the env's steps/s on that
-# driver against its bare drawing, at 84, 160 and 320 px) and its stderr.
+# driver against its bare drawing, at 84, 160 and 320 px) and its stderr, and vector-fork.txt / vector-forkserver.txt:
+# two envs in AsyncVectorEnv workers started each way (the README advises forkserver on a GPU host: does a fork hang?).
 # On this CPU it replays through llvmpipe: `OUT=/tmp/gl-check bash scripts/gpu_gl_check.sh`.
 set -u
 OUT=${OUT:-runs/gl-check}
@@ -42,6 +43,16 @@ if [ -d .whl/game ]; then
   PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.bench --backends gl --seconds 3 --json \
     >"$OUT/gl-bench.json" 2>"$OUT/gl-bench.err"
   echo "bench: rc $?" >>"$OUT/host.txt"
+  for START in fork forkserver; do
+    PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}" timeout 120 $PY -c "
+import gymnasium as gym
+make = lambda: gym.make('spokester_env:Spokester-v0', width=84, height=84)
+envs = gym.vector.AsyncVectorEnv([make, make], context='$START')
+obs, _ = envs.reset(seed=0)
+print('$START', envs.get_attr('driver'), float(obs['depth'].max()))
+envs.close()" >"$OUT/vector-$START.txt" 2>&1
+    echo "vector $START: rc $? (124: timed out)" >>"$OUT/host.txt"
+  done
 fi
 cat "$OUT/host.txt" "$OUT/gl-replay.err"
 head -c 3000 "$OUT/gl-replay.json"
