@@ -166,7 +166,7 @@ class SpokesterEnv(gym.Env):
       backend draws on, an index into `spokester_env.gl.egl_devices()` (EGL usually lists GPUs before
       Mesa's llvmpipe). On a host of several GPUs, give each env of a vector env its own. Not with `backend="tiny"`.
       `env.unwrapped.driver` names who draws: `"TinyRenderer"` or the device's GL_RENDERER; where an NVIDIA
-      GPU is present but EGL draws on llvmpipe, the first env of a process warns (`RuntimeWarning`) and says
+      GPU is present but EGL offers only llvmpipe, the first env of a process warns (`RuntimeWarning`) and says
       what the container lacks.
 
     ## Version History

@@ -153,12 +153,16 @@ def create_context(device: int = 0):
     return ctx
 
 
+UNUSABLE = "unusable: "
+"""How `egl_devices()` names a device that makes no context, before the driver's reason."""
+
+
 @functools.cache
 def egl_devices() -> tuple[str, ...]:
     """The GL_RENDERER of each EGL device of this host, in `create_context(device)`'s order (empty without EGL),
-    or UNUSABLE + the driver's reason for a device that makes no OpenGL 3.3 context; a context is made on each, once per
-    process. The count is EGL's (moderngl names it when asked for a device past the last); where it does not
-    say, devices are tried in order up to the first that fails."""
+    or UNUSABLE and the driver's reason for a device that makes no OpenGL 3.3 context. A context is made on each,
+    once per process. The count is EGL's (moderngl names it when asked for a device past the last); where it does
+    not say, devices are tried in order up to the first that fails."""
     said = None
     try:
         _standalone(1 << 16).release()
@@ -177,10 +181,6 @@ def egl_devices() -> tuple[str, ...]:
         names.append(driver(ctx))
         ctx.release()
     return tuple(names)
-
-
-UNUSABLE = "unusable: "
-"""How `egl_devices()` names a device that makes no context, before the driver's reason."""
 
 
 def egl_gpus() -> list[int]:
@@ -204,7 +204,8 @@ GPU_IDLE_WARNING = (
     "driver (libEGL_nvidia.so.0 and its vendor file 10_nvidia.json in /usr/share/glvnd/egl_vendor.d); in a "
     "container, give it the driver's graphics part (NVIDIA_DRIVER_CAPABILITIES=all or graphics,compute,utility)"
 )
-"""The warning, once per process, where an NVIDIA GPU is here but EGL draws on a software rasteriser."""
+"""The warning, once per process, where an NVIDIA GPU is here but EGL draws on a software rasteriser and has no
+GPU device to offer (a software device chosen among GPUs, `egl_device=`, is the user's choice: no warning)."""
 
 
 def driver(ctx) -> str:
@@ -230,12 +231,13 @@ _gpu_idle_warned = False
 
 
 def _warn_if_gpu_idle(ctx) -> None:
-    """Warn once per process if `ctx` draws on a software rasteriser while an NVIDIA GPU is here."""
+    """Warn once per process if `ctx` draws on a software rasteriser while an NVIDIA GPU is here and EGL has no
+    GPU device (`egl_gpus()`, asked only then)."""
     global _gpu_idle_warned
     if _gpu_idle_warned:
         return
     file = next((f for f in NVIDIA_DEVICE_FILES if os.path.exists(f)), None)
-    if file is not None and is_software(name := driver(ctx)):
+    if file is not None and is_software(name := driver(ctx)) and not egl_gpus():
         _gpu_idle_warned = True
         warnings.warn(GPU_IDLE_WARNING.format(driver=name, file=file), RuntimeWarning, stacklevel=3)
 

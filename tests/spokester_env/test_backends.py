@@ -397,6 +397,11 @@ def test_a_gpu_host_drawing_on_llvmpipe_warns_once(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         gl.create_context().release()  # a GPU that EGL draws on: no warning
     monkeypatch.setattr(gl, "driver", lambda ctx: "llvmpipe (LLVM 15.0.6, 256 bits)")
+    monkeypatch.setattr(gl, "egl_gpus", lambda: [1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gl.create_context().release()  # llvmpipe chosen where EGL also offers a GPU: the user's choice
+    monkeypatch.setattr(gl, "egl_gpus", lambda: [])
     with pytest.warns(RuntimeWarning) as caught:
         gl.create_context().release()
     (warning,) = caught
