@@ -40,11 +40,12 @@ PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.gl_replay rep
   >"$OUT/gl-replay.json" 2>"$OUT/gl-replay.err"
 echo "replay: rc $?" >>"$OUT/host.txt"
 if [ -d .whl/game ]; then
-  PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}" $PY -m spokester_env.bench --backends gl --seconds 3 --json \
+  export PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  $PY -m spokester_env.bench --backends gl --seconds 3 --json \
     >"$OUT/gl-bench.json" 2>"$OUT/gl-bench.err"
   echo "bench: rc $?" >>"$OUT/host.txt"
   for START in fork forkserver; do
-    PYTHONPATH=".whl/game:$SITE${PYTHONPATH:+:$PYTHONPATH}" timeout 120 $PY -c "
+    timeout 120 $PY -c "
 import gymnasium as gym
 make = lambda: gym.make('spokester_env:Spokester-v0', width=84, height=84)
 envs = gym.vector.AsyncVectorEnv([make, make], context='$START')

@@ -135,6 +135,11 @@ def _standalone(device: int):
     return moderngl.create_standalone_context(backend="egl", require=330, device_index=device)
 
 
+def _reason(error: Exception) -> str:
+    """A driver's error on one line (moderngl's messages may span several), or its type's name."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def create_context(device: int = 0):
     """A standalone moderngl context on EGL device `device` (an index into `egl_devices()`; 0, EGL's first, is
     a GPU where its driver is installed), or NoGLContext in one line naming backend='tiny'; ValueError naming
@@ -147,8 +152,7 @@ def create_context(device: int = 0):
         devices = egl_devices() if device > 0 else ()
         if 0 < len(devices) <= device:
             raise ValueError(f"egl_device={device}: {_devices_line(devices)}") from None
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise NoGLContext(CONTEXT_ERROR.format(reason=reason)) from None
+        raise NoGLContext(CONTEXT_ERROR.format(reason=_reason(e))) from None
     _warn_if_gpu_idle(ctx)
     return ctx
 
@@ -176,7 +180,7 @@ def egl_devices() -> tuple[str, ...]:
         except Exception as e:
             if count is None:
                 break
-            names.append(UNUSABLE + (" ".join(str(e).split()) or type(e).__name__))
+            names.append(UNUSABLE + _reason(e))
             continue
         names.append(driver(ctx))
         ctx.release()
